@@ -1,0 +1,47 @@
+# Developer entry points. `make test` is what CI runs (via .ci/run).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+VALIDATOR := tests/validator
+
+.PHONY: install test lint typecheck pytest run bench mappings clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+$(VALIDATOR)/node_modules/.installed: $(VALIDATOR)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(VALIDATOR) && npm install --silent --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "npm not found: FHIR conformance tests will be skipped"; fi
+
+install: $(VENV)/.installed ## create .venv and install the package with test extras
+	-@$(MAKE) --no-print-directory $(VALIDATOR)/node_modules/.installed
+
+lint: install
+	$(BIN)/ruff check adapter tests bench scripts
+	$(BIN)/ruff format --check adapter tests bench scripts
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest ## ruff, mypy and the whole pytest suite
+
+run: install ## code the bundled demo fixtures and print the FHIR Bundle of Claims
+	$(BIN)/charge-adapter code fixtures/demo/*
+
+bench: install ## throughput and memory figures
+	$(BIN)/python bench/bench_coding.py
+
+mappings: install ## regenerate mappings/ from the CMS tables in ../shared/domain
+	$(BIN)/python scripts/build_mappings.py --shared ../shared/domain
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(VALIDATOR)/node_modules

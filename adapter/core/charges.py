@@ -1,0 +1,70 @@
+"""What coding produces: charge lines, diagnoses and holds for one encounter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from adapter.core.holds import Hold
+
+
+class LineKind(StrEnum):
+    ADMINISTRATION = "administration"  # CPT 963xx/964xx or G0498
+    DRUG = "drug"  # HCPCS J/Q codes
+    WASTE = "waste"  # the JW line of a drug
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeLine:
+    """One Claim item / ChargeItem.
+
+    `rules` is the trace: the rule and decision ids (R18, D17...) that produced
+    the line, emitted on the Claim item so a biller can see why it exists.
+    """
+
+    kind: LineKind
+    code: str
+    units: int
+    service_date: date
+    rules: tuple[str, ...]
+    sources: tuple[str, ...]  # Administration.source_id values behind the line
+    modifiers: tuple[str, ...] = ()
+    ndc: str = ""
+    drug_amount: Decimal | None = None  # administered (or wasted) amount, for the NDC quantity
+    drug_unit: str = ""
+
+    @property
+    def is_cpt(self) -> bool:
+        return self.code[:1].isdigit()
+
+
+class Outcome(StrEnum):
+    CODED = "coded"
+    HELD = "held"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class CodedEncounter:
+    """The coder's verdict on one encounter."""
+
+    encounter_key: str
+    patient_id: str
+    setting: str
+    lines: tuple[ChargeLine, ...]
+    diagnoses: tuple[str, ...]
+    holds: tuple[Hold, ...]
+    period_start: datetime | None
+    period_end: datetime | None
+    skip_reason: str = ""
+    coverage_payer: str = ""
+    coverage_id: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.skip_reason:
+            return Outcome.SKIPPED
+        return Outcome.HELD if self.holds else Outcome.CODED

@@ -1,0 +1,238 @@
+"""The internal event model: what every HL7 v2 and FHIR input is mapped to.
+
+Readers turn wire formats into these immutable values; the rest of the core
+never sees a segment or a JSON dict. Times are always timezone-aware (the
+reader applies the site time zone, D25), amounts are Decimals (billing units
+are money-adjacent: no binary floats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class CodeSystem(StrEnum):
+    """Identifier systems a drug, diagnosis or route code can come from."""
+
+    NDC = "http://hl7.org/fhir/sid/ndc"
+    RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+    CPT = "http://www.ama-assn.org/go/cpt"
+    ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+    SNOMED = "http://snomed.info/sct"
+    LOCAL = "urn:charge-adapter:local"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """One coded value; `system` is a CodeSystem value or the raw source system."""
+
+    system: str
+    code: str
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """An amount with a normalized unit (`mg`, `mcg`, `g`, `mL`, `units`, `mL/h`...)."""
+
+    value: Decimal
+    unit: str
+
+
+class Route(StrEnum):
+    """Administration route, reduced to what decides the CPT family."""
+
+    IV = "IV"
+    SC = "SC"
+    IM = "IM"
+    INTRATHECAL = "IT"
+    ORAL = "PO"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class Method(StrEnum):
+    """How an IV drug went in: a documented push stays a push (D4); a pump is 96416 (D13)."""
+
+    PUSH = "push"
+    INFUSION = "infusion"
+    PUMP = "pump"
+    UNSPECIFIED = "unspecified"
+
+
+class AdminStatus(StrEnum):
+    """Completion status, unified from HL7 RXA-20 and FHIR status (D23)."""
+
+    COMPLETED = "completed"
+    PARTIAL = "partial"  # RXA-20 PA, FHIR stopped: bill what was given, hold (D8)
+    NOT_DONE = "not-done"  # RXA-20 NA/RE, FHIR not-done: bill nothing
+    IN_PROGRESS = "in-progress"
+    ENTERED_IN_ERROR = "entered-in-error"
+
+
+class Action(StrEnum):
+    """Correction semantics: HL7 RXA-21 and FHIR entered-in-error (D23)."""
+
+    ADD = "add"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class IngredientRole(StrEnum):
+    """A bag may hold a drug plus the fluid that carries it (RXC base/additive)."""
+
+    ACTIVE = "active"
+    BASE = "base"
+
+
+@dataclass(frozen=True, slots=True)
+class Ingredient:
+    """One substance in an administration: codes to match the catalog, and the amount given."""
+
+    codes: tuple[Code, ...]
+    amount: Quantity | None
+    role: IngredientRole = IngredientRole.ACTIVE
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Administration:
+    """One documented administration (an RXA, or a FHIR MedicationAdministration).
+
+    Several ingredients mean one premixed container: one administration (R8).
+    """
+
+    source_id: str  # stable across re-sends: used for corrections and deterministic ids
+    patient_id: str
+    start: datetime
+    ingredients: tuple[Ingredient, ...]
+    end: datetime | None = None
+    visit_id: str | None = None
+    route: Route = Route.UNKNOWN
+    method: Method = Method.UNSPECIFIED
+    access_site: str | None = None
+    rate: Quantity | None = None  # e.g. mL/h, for D5's computed stop time
+    volume: Quantity | None = None  # infused volume
+    indications: tuple[Code, ...] = ()
+    status: AdminStatus = AdminStatus.COMPLETED
+    action: Action = Action.ADD
+    wasted: Quantity | None = None  # documented discard (D17: wins over computed)
+    location: str | None = None
+    expected_minutes: int | None = None  # ordered duration: only ever used for the pump test (D13)
+
+
+class PatientClass(StrEnum):
+    OUTPATIENT = "outpatient"
+    INPATIENT = "inpatient"
+    EMERGENCY = "emergency"
+    UNKNOWN = "unknown"
+
+
+class VisitStatus(StrEnum):
+    PLANNED = "planned"
+    IN_PROGRESS = "in-progress"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A source diagnosis with the rank the source gave it (DG1-15 priority / Encounter.diagnosis.rank)."""
+
+    code: str  # ICD-10-CM, normalized with the dot (C50.911)
+    rank: int | None = None
+    order: int = 0  # position in the source, the tie-break after rank
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Payer reference for Claim.insurance; no member ids travel beyond the Claim."""
+
+    source_id: str
+    payer: str
+    payer_id: str = ""
+    member_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """Visit context from ADT (PID/PV1/DG1/IN1) or a FHIR Encounter."""
+
+    source_id: str
+    patient_id: str
+    visit_id: str
+    patient_class: PatientClass = PatientClass.UNKNOWN
+    status: VisitStatus = VisitStatus.UNKNOWN
+    location: str | None = None
+    facility: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    diagnoses: tuple[Diagnosis, ...] = ()
+    coverages: tuple[Coverage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionEvent:
+    """A FHIR Condition: a diagnosis tied to an encounter, or to the patient only."""
+
+    source_id: str
+    patient_id: str
+    code: str
+    visit_id: str | None = None
+    recorded: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageEvent:
+    """A standalone FHIR Coverage for a patient."""
+
+    patient_id: str
+    coverage: Coverage
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """RDE/RDS orders and dispenses: read and kept for context, never charged (D26)."""
+
+    source_id: str
+    patient_id: str
+    kind: str  # "order" | "dispense"
+    visit_id: str | None = None
+
+
+Event = Administration | Visit | ConditionEvent | CoverageEvent | OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class InputError:
+    """Why a message or resource could not be read, and where: file, line, segment or path.
+
+    `location` is what an interface analyst needs to find the fault, e.g.
+    `message 3 (MSH-10 MSG0003), segment RXA #2, field RXA-3` or
+    `Bundle.entry[4].resource.effectivePeriod.start`. Never PHI.
+    """
+
+    location: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One HL7 v2 message or one FHIR resource, as read.
+
+    `dedup_key` makes re-sends harmless: `hl7:<sender>:<MSH-10>` or
+    `fhir:<Type>/<id>[/_history/<version>]`. Exactly one of `events`,
+    `skip_reason` and `error` says what became of it (events may be empty
+    for a read-and-kept message such as an order).
+    """
+
+    dedup_key: str
+    kind: str  # "RAS^O17", "ADT^A08", "MedicationAdministration", ...
+    events: tuple[Event, ...] = ()
+    skip_reason: str = ""
+    error: InputError | None = None
