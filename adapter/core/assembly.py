@@ -87,7 +87,9 @@ def _merge_visit(old: Visit | None, new: Visit) -> Visit:
         return new
     return replace(
         new,
-        patient_class=new.patient_class if new.patient_class.value != "unknown" else old.patient_class,
+        patient_class=new.patient_class
+        if new.patient_class.value != "unknown"
+        else old.patient_class,
         location=new.location or old.location,
         facility=new.facility or old.facility,
         start=new.start or old.start,

@@ -59,6 +59,7 @@ class CodedEncounter:
     period_start: datetime | None
     period_end: datetime | None
     skip_reason: str = ""
+    place_of_service: str = ""  # professional claims (R1): 11 office
     coverage_payer: str = ""
     coverage_id: str = ""
     warnings: tuple[str, ...] = ()

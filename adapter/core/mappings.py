@@ -63,9 +63,7 @@ class Mappings:
     methods: Mapping[str, Method] = field(default_factory=lambda: MappingProxyType({}))
     locations: Mapping[str, LocationRule] = field(default_factory=lambda: MappingProxyType({}))
     revenue_codes: Mapping[str, str] = field(default_factory=_empty)  # CPT/HCPCS or family -> rev
-    hold_reasons: Mapping[str, HoldReasonText] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    hold_reasons: Mapping[str, HoldReasonText] = field(default_factory=lambda: MappingProxyType({}))
     code_labels: Mapping[str, str] = field(default_factory=_empty)  # our own short labels
     observation_codes: Mapping[str, str] = field(default_factory=_empty)  # OBX-3 -> meaning
     table_versions: tuple[TableVersion, ...] = ()

@@ -142,7 +142,7 @@ class VisitStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """A source diagnosis with the rank the source gave it (DG1-15 priority / Encounter.diagnosis.rank)."""
+    """A source diagnosis and its rank (DG1-15 priority, Encounter.diagnosis.rank)."""
 
     code: str  # ICD-10-CM, normalized with the dot (C50.911)
     rank: int | None = None
