@@ -40,7 +40,7 @@ from adapter.core.options import CodingOptions
 NY = ZoneInfo("America/New_York")
 DAY = date(2026, 1, 15)
 
-C, I, H, T, HY = (
+C, IM, H, T, HY = (
     DrugClass.CHEMOTHERAPY,
     DrugClass.IMMUNOTHERAPY,
     DrugClass.HORMONAL,
@@ -53,14 +53,14 @@ SDV, MDV = Container.SINGLE_DOSE, Container.MULTIPLE_DOSE
 DRUGS: list[tuple[str, str, DrugClass, str, str, list[tuple[str, str, Container]]]] = [
     ("J9206", "irinotecan", C, "20", "mg", [("10000000101", "40", SDV), ("10000000102", "100", SDV), ("10000000103", "300", SDV)]),
     ("J3489", "zoledronic acid", T, "1", "mg", [("10000000201", "4", SDV)]),
-    ("J9271", "pembrolizumab", I, "1", "mg", [("10000000301", "100", SDV)]),
-    ("J9299", "nivolumab", I, "1", "mg", [("10000000401", "40", SDV), ("10000000402", "100", SDV), ("10000000403", "120", SDV), ("10000000404", "240", SDV)]),
+    ("J9271", "pembrolizumab", IM, "1", "mg", [("10000000301", "100", SDV)]),
+    ("J9299", "nivolumab", IM, "1", "mg", [("10000000401", "40", SDV), ("10000000402", "100", SDV), ("10000000403", "120", SDV), ("10000000404", "240", SDV)]),
     ("J9045", "carboplatin", C, "50", "mg", [("10000000501", "600", MDV)]),
     ("J9267", "paclitaxel", C, "1", "mg", [("10000000601", "300", MDV)]),
     ("J9263", "oxaliplatin", C, "0.5", "mg", [("10000000701", "200", SDV)]),
     ("J0640", "leucovorin", T, "50", "mg", [("10000000801", "500", SDV)]),
     ("J9190", "fluorouracil", C, "500", "mg", [("10000000901", "5000", Container.PHARMACY_BULK)]),
-    ("J9035", "bevacizumab", I, "10", "mg", [("10000001001", "400", SDV)]),
+    ("J9035", "bevacizumab", IM, "10", "mg", [("10000001001", "400", SDV)]),
     ("J9041", "bortezomib", C, "0.1", "mg", [("10000001101", "3.5", SDV)]),
     ("J0897", "denosumab", T, "1", "mg", [("10000001201", "120", SDV)]),
     ("J9217", "leuprolide", H, "7.5", "mg", [("10000001301", "22.5", SDV)]),
@@ -72,7 +72,7 @@ DRUGS: list[tuple[str, str, DrugClass, str, str, list[tuple[str, str, Container]
     ("J9060", "cisplatin", C, "10", "mg", [("10000001901", "100", MDV)]),
     ("J9201", "gemcitabine", C, "200", "mg", [("10000002001", "1000", SDV)]),
     ("J9171", "docetaxel", C, "1", "mg", [("10000002101", "160", MDV), ("10000002102", "20", Container.UNKNOWN)]),
-    ("J9312", "rituximab", I, "10", "mg", [("10000002201", "100", SDV)]),
+    ("J9312", "rituximab", IM, "10", "mg", [("10000002201", "100", SDV)]),
     ("J7030", "sodium chloride 0.9%", HY, "1000", "mL", [("10000009001", "1000", Container.NOT_APPLICABLE), ("10000009002", "250", Container.NOT_APPLICABLE)]),
     ("J7040", "sodium chloride 0.9%", HY, "500", "mL", [("10000009003", "500", Container.NOT_APPLICABLE)]),
     ("J7050", "sodium chloride 0.9%", HY, "250", "mL", [("10000009002", "250", Container.NOT_APPLICABLE)]),
