@@ -236,3 +236,11 @@ class InboundMessage:
     events: tuple[Event, ...] = ()
     skip_reason: str = ""
     error: InputError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message or resource that was read but carries nothing to charge, and why."""
+
+    source_id: str
+    reason: str

@@ -1,0 +1,45 @@
+"""One feed: messages in arrival order, re-sends dropped, what was read counted.
+
+The CLI treats the files it is given as one feed; the service (next issue)
+keeps the same bookkeeping in its store. Pure: no I/O, the caller supplies the
+messages already read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from adapter.core.model import Event, InboundMessage, InputError, Skipped
+
+
+@dataclass(frozen=True, slots=True)
+class FeedResult:
+    events: tuple[Event, ...]
+    skipped: tuple[Skipped, ...]
+    errors: tuple[InputError, ...]
+    messages: int
+    duplicates: int
+
+
+def collect(messages: Iterable[InboundMessage]) -> FeedResult:
+    """Keep the first copy of each dedup key (same MSH-10 / FHIR id+version once)."""
+    seen: set[str] = set()
+    events: list[Event] = []
+    skipped: list[Skipped] = []
+    errors: list[InputError] = []
+    count = duplicates = 0
+    for message in messages:
+        count += 1
+        if message.error is not None:
+            errors.append(message.error)
+            continue
+        if message.dedup_key in seen:
+            duplicates += 1
+            skipped.append(Skipped(message.dedup_key, "duplicate"))
+            continue
+        seen.add(message.dedup_key)
+        if message.skip_reason:
+            skipped.append(Skipped(message.dedup_key, message.skip_reason))
+        events.extend(message.events)
+    return FeedResult(tuple(events), tuple(skipped), tuple(errors), count, duplicates)

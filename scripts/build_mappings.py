@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Regenerate the CMS-derived tables in `mappings/` from the reference copies in ../shared.
+
+Run it when CMS publishes a new quarter (`make mappings`). Why a script and not
+hand edits: the drug catalog, the OPPS status indicators and the table
+periods must match the CMS files row for row, and a byte-for-byte reproducible
+output lets a test prove the committed tables were not edited by hand.
+
+Rules of this file: stdlib only; the output is deterministic (sorted rows, `\\n`
+line ends, canonical decimals); it writes only the generated tables and never
+touches the hand-written ones (`drug_catalog_local.csv`, `routes.csv`, ...).
+
+Inputs (under `--shared`, normally ../shared/domain):
+- `drug-catalog-seed.csv`: authoritative rows (class, container, RxNorm) per HCPCS + NDC;
+- `reference/cms_asp_ndc_hcpcs_crosswalk_<YYYY>Q<n>.csv`: adds the NDCs of the
+  product-specific and biosimilar codes in `_EXTRA_CODES` (container `unknown`);
+- `reference/cms_opps_addendum_b_<YYYY><mon>_*.csv`: status indicators;
+- `reference/cms_hcpcs_level2_<YYYY><mon>_*.csv`: its period, and the product names
+  that tell product-specific codes apart in `drugs.csv` labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+CATALOG_COLUMNS = (
+    "hcpcs",
+    "drug",
+    "class",
+    "billing_unit_amount",
+    "billing_unit",
+    "ndc",
+    "package_amount",
+    "container",
+    "rxnorm_ingredient",
+    "labeler",
+)
+DRUG_COLUMNS = ("hcpcs", "drug", "class", "billing_unit_amount", "billing_unit", "label")
+OPPS_COLUMNS = ("hcpcs", "status_indicator")
+VERSION_COLUMNS = ("name", "effective_start", "effective_end")
+
+CHEMOTHERAPY = "chemotherapy"
+IMMUNOTHERAPY = "immunotherapy"
+HORMONAL = "hormonal-antineoplastic"
+THERAPEUTIC = "therapeutic"
+
+
+class BuildError(Exception):
+    """An input file is not what this script was written for: stop rather than guess."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraCode:
+    """A crosswalk code the seed leaves out, whose class is certain from the drug name.
+
+    `check` must appear in the crosswalk's description or product name: if CMS
+    ever reuses the code for another product, the build stops instead of
+    filing that product under the wrong class.
+    """
+
+    hcpcs: str
+    drug: str
+    drug_class: str
+    check: str
+
+
+_EXTRA_CODES: tuple[ExtraCode, ...] = (
+    ExtraCode("J9292", "pemetrexed dipotassium", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9294", "pemetrexed", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9296", "pemetrexed", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9297", "pemetrexed", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9304", "pemetrexed", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9314", "pemetrexed", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9323", "pemetrexed ditromethamine", CHEMOTHERAPY, "pemetrexed"),
+    ExtraCode("J9049", "bortezomib", CHEMOTHERAPY, "bortezomib"),
+    ExtraCode("J9054", "bortezomib", CHEMOTHERAPY, "bortezomib"),
+    ExtraCode("J9172", "docetaxel", CHEMOTHERAPY, "docetaxel"),
+    ExtraCode("J9196", "gemcitabine", CHEMOTHERAPY, "gemcitabine"),
+    ExtraCode("J1456", "fosaprepitant", THERAPEUTIC, "fosaprepitant"),
+    ExtraCode("J2468", "palonosetron", THERAPEUTIC, "palonosetron"),
+    ExtraCode("J0641", "levoleucovorin", THERAPEUTIC, "levoleucovorin"),
+    ExtraCode("J1627", "granisetron extended-release", THERAPEUTIC, "granisetron"),
+    ExtraCode("J9024", "atezolizumab and hyaluronidase-tqjs", IMMUNOTHERAPY, "hybreza"),
+    ExtraCode("J9289", "nivolumab and hyaluronidase-nvhy", IMMUNOTHERAPY, "nivolumab"),
+    ExtraCode("J9311", "rituximab and hyaluronidase", IMMUNOTHERAPY, "rituximab"),
+    ExtraCode("Q5107", "bevacizumab-awwb", IMMUNOTHERAPY, "mvasi"),
+    ExtraCode("Q5118", "bevacizumab-bvzr", IMMUNOTHERAPY, "zirabev"),
+    ExtraCode("Q5126", "bevacizumab-maly", IMMUNOTHERAPY, "alymsys"),
+    ExtraCode("Q5129", "bevacizumab-adcd", IMMUNOTHERAPY, "vegzelma"),
+    ExtraCode("Q5112", "trastuzumab-dttb", IMMUNOTHERAPY, "ontruzant"),
+    ExtraCode("Q5113", "trastuzumab-pkrb", IMMUNOTHERAPY, "herzuma"),
+    ExtraCode("Q5114", "trastuzumab-dkst", IMMUNOTHERAPY, "ogivri"),
+    ExtraCode("Q5116", "trastuzumab-qyyp", IMMUNOTHERAPY, "trazimera"),
+    ExtraCode("Q5117", "trastuzumab-anns", IMMUNOTHERAPY, "kanjinti"),
+    ExtraCode("Q5146", "trastuzumab-strf", IMMUNOTHERAPY, "hercessi"),
+    ExtraCode("Q5119", "rituximab-pvvr", IMMUNOTHERAPY, "ruxience"),
+    ExtraCode("Q5123", "rituximab-arrx", IMMUNOTHERAPY, "riabni"),
+    ExtraCode("Q5136", "denosumab-bbdz", THERAPEUTIC, "denosumab-bbdz"),
+    ExtraCode("J1950", "leuprolide", HORMONAL, "leuprolide"),
+    ExtraCode("J1952", "leuprolide", HORMONAL, "camcevi"),
+    ExtraCode("J1954", "leuprolide", HORMONAL, "lutr"),
+)
+
+# CMS "HCPCS dosage" unit words -> the catalog's unit names (mg, mcg, g, mL, units).
+_UNIT_WORDS = {"MG": "mg", "MCG": "mcg", "GM": "g", "G": "g", "ML": "mL", "CC": "mL"}
+_UNIT_WORDS |= {"UNIT": "units", "UNITS": "units"}
+_DOSAGE = re.compile(r"^\s*(?:UP TO\s+)?([0-9]+(?:\.[0-9]+)?)\s*([A-Z]+)\b")
+_OPPS_DRUG_CODE = re.compile(r"^[JQAC][0-9]{4}$")
+_ADMIN_CPT = range(96360, 96550)
+_ADMIN_HCPCS = frozenset({"G0498"})
+_PARENTHESIS = re.compile(r"\(([a-z][a-z .'/-]*)\)")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """One HCPCS + NDC row of `drug_catalog.csv`, every field already canonical text."""
+
+    hcpcs: str
+    drug: str
+    drug_class: str
+    unit_amount: str
+    unit: str
+    ndc: str
+    package_amount: str
+    container: str
+    rxnorm: str
+    labeler: str
+
+    def cells(self) -> tuple[str, ...]:
+        return (
+            self.hcpcs,
+            self.drug,
+            self.drug_class,
+            self.unit_amount,
+            self.unit,
+            self.ndc,
+            self.package_amount,
+            self.container,
+            self.rxnorm,
+            self.labeler,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The reference files one build reads, chosen by the period in their names."""
+
+    seed: Path
+    crosswalk: Path
+    opps: Path
+    hcpcs: Path
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """All rows of a CMS/seed CSV as dicts; CMS files sometimes carry a BOM."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _canonical_decimal(text: str, where: str) -> str:
+    """One spelling per amount ("600", "0.5"), so regenerated files diff cleanly."""
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation as exc:
+        raise BuildError(f"{where}: not a number: {text!r}") from exc
+    return _format_decimal(value)
+
+
+def _format_decimal(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _ndc11(dashed: str, where: str) -> str:
+    """The 5-4-2 crosswalk/seed NDC as 11 digits without dashes."""
+    digits = dashed.strip().replace("-", "")
+    if len(digits) != 11 or not digits.isdigit():
+        raise BuildError(f"{where}: NDC {dashed!r} is not an 11-digit 5-4-2 NDC")
+    return digits
+
+
+def parse_dosage(dosage: str, where: str) -> tuple[str, str]:
+    """Billing unit from the crosswalk "HCPCS dosage" column, e.g. "10 MG (rituximab)"."""
+    match = _DOSAGE.match(dosage.upper())
+    if match is None or match.group(2) not in _UNIT_WORDS:
+        raise BuildError(f"{where}: cannot read a billing unit from HCPCS dosage {dosage!r}")
+    return _canonical_decimal(match.group(1), where), _UNIT_WORDS[match.group(2)]
+
+
+# ---------------------------------------------------------------- catalog
+
+
+def seed_rows(path: Path) -> list[CatalogRow]:
+    """The seed is authoritative: its rows are copied, only normalized."""
+    rows = []
+    for number, raw in enumerate(_read_csv(path), start=2):
+        where = f"{path.name} line {number}"
+        rows.append(
+            CatalogRow(
+                hcpcs=raw["hcpcs"].strip(),
+                drug=raw["drug"].strip(),
+                drug_class=raw["class"].strip(),
+                unit_amount=_canonical_decimal(raw["billing_unit_amount"], where),
+                unit=raw["billing_unit"].strip(),
+                ndc=_ndc11(raw["ndc"], where),
+                package_amount=_optional_decimal(raw["package_amount"], where),
+                container=raw["container"].strip(),
+                rxnorm=raw["rxnorm_ingredient"].strip(),
+                labeler=raw["labeler"].strip(),
+            )
+        )
+    return rows
+
+
+def _optional_decimal(text: str, where: str) -> str:
+    return _canonical_decimal(text, where) if text.strip() else ""
+
+
+def crosswalk_rows(
+    crosswalk: list[dict[str, str]], code_column: str, extra: ExtraCode
+) -> list[CatalogRow]:
+    """The crosswalk NDCs of one extra code; container unknown, RxNorm left blank.
+
+    RxNorm stays blank on purpose: a biosimilar has its own RxNorm ingredient,
+    and a product-specific pemetrexed code must not make the ingredient code
+    ambiguous and so lose the NOS code's RxNorm match.
+    """
+    rows = []
+    for raw in crosswalk:
+        if raw[code_column].strip() != extra.hcpcs:
+            continue
+        where = f"crosswalk {extra.hcpcs} {raw['NDC2']}"
+        _check_product(raw, extra, where)
+        amount, unit = parse_dosage(raw["HCPCS dosage"], where)
+        package = Decimal(_canonical_decimal(raw["BILLUNITS"], where)) * Decimal(amount)
+        rows.append(
+            CatalogRow(
+                hcpcs=extra.hcpcs,
+                drug=extra.drug,
+                drug_class=extra.drug_class,
+                unit_amount=amount,
+                unit=unit,
+                ndc=_ndc11(raw["NDC2"], where),
+                package_amount=_format_decimal(package),
+                container="unknown",
+                rxnorm="",
+                labeler=raw["LABELER NAME"].strip(),
+            )
+        )
+    return rows
+
+
+def _code_column(raw: dict[str, str]) -> str:
+    """The HCPCS column is named after the year (`_2026_CODE`): find it for any year."""
+    for name in raw:
+        if re.fullmatch(r"_\d{4}_CODE", name):
+            return name
+    raise BuildError("crosswalk has no _<year>_CODE column")
+
+
+def _check_product(raw: dict[str, str], extra: ExtraCode, where: str) -> None:
+    text = f"{raw['Short Description']} {raw['Drug Name']}".lower()
+    if extra.check not in text:
+        raise BuildError(
+            f"{where}: expected a {extra.check!r} product, found {text.strip()!r}; "
+            "review _EXTRA_CODES before regenerating"
+        )
+
+
+def build_catalog(sources: Sources, warn: list[str]) -> list[CatalogRow]:
+    """Seed rows plus the extra codes' crosswalk rows, sorted by HCPCS then NDC."""
+    crosswalk = _read_csv(sources.crosswalk)
+    if not crosswalk:
+        raise BuildError(f"{sources.crosswalk.name}: no rows")
+    code_column = _code_column(crosswalk[0])
+    rows = seed_rows(sources.seed)
+    listed = {(r[code_column].strip(), _digits(r["NDC2"])) for r in crosswalk}
+    warn.extend(
+        f"seed row {row.hcpcs} {row.ndc} is not in {sources.crosswalk.name}"
+        for row in rows
+        if (row.hcpcs, row.ndc) not in listed
+    )
+    rows.extend(_extra_rows(crosswalk, code_column, {(r.hcpcs, r.ndc) for r in rows}, warn))
+    return sorted(rows, key=lambda r: (r.hcpcs, r.ndc))
+
+
+def _extra_rows(
+    crosswalk: list[dict[str, str]], code_column: str, seeded: set[tuple[str, str]], warn: list[str]
+) -> list[CatalogRow]:
+    """Crosswalk rows of `_EXTRA_CODES`; a pair the seed already has keeps the seed's row."""
+    rows: list[CatalogRow] = []
+    for extra in _EXTRA_CODES:
+        found = crosswalk_rows(crosswalk, code_column, extra)
+        if not found:
+            warn.append(f"{extra.hcpcs} ({extra.drug}) has no NDC in the crosswalk")
+        rows.extend(row for row in found if (row.hcpcs, row.ndc) not in seeded)
+    return rows
+
+
+def _digits(text: str) -> str:
+    return text.strip().replace("-", "")
+
+
+# ---------------------------------------------------------------- drugs
+
+
+def build_drugs(
+    catalog: Sequence[CatalogRow], descriptors: Mapping[str, str]
+) -> list[tuple[str, ...]]:
+    """One row per HCPCS; the catalog must agree with itself on name, class and unit."""
+    firsts: dict[str, CatalogRow] = {}
+    for row in catalog:
+        first = firsts.setdefault(row.hcpcs, row)
+        if _billing_key(first) != _billing_key(row):
+            raise BuildError(f"{row.hcpcs}: NDC {row.ndc} disagrees with NDC {first.ndc}")
+    shared = _shared_billing_units(firsts.values())
+    return [
+        (*_billing_key(row), _label(row, shared, descriptors.get(code, "")))
+        for code, row in sorted(firsts.items())
+    ]
+
+
+def _billing_key(row: CatalogRow) -> tuple[str, str, str, str, str]:
+    return (row.hcpcs, row.drug, row.drug_class, row.unit_amount, row.unit)
+
+
+def _shared_billing_units(rows: Iterable[CatalogRow]) -> set[tuple[str, str, str]]:
+    """(drug, amount, unit) triples billed under more than one HCPCS code."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        key = (row.drug, row.unit_amount, row.unit)
+        counts[key] = counts.get(key, 0) + 1
+    return {key for key, count in counts.items() if count > 1}
+
+
+def _label(row: CatalogRow, shared: set[tuple[str, str, str]], descriptor: str) -> str:
+    """Our own short label: generic name and billing unit, not a CMS/AMA descriptor.
+
+    When several codes bill the same drug in the same unit (product-specific
+    codes), the product or labeler name that CMS puts in parentheses tells
+    them apart, e.g. "pemetrexed, per 10 mg (Hospira)".
+    """
+    label = f"{row.drug}, per {row.unit_amount} {row.unit}"
+    qualifier = _product_qualifier(descriptor)
+    if (row.drug, row.unit_amount, row.unit) in shared and qualifier:
+        return f"{label} ({qualifier})"
+    return label
+
+
+def _product_qualifier(descriptor: str) -> str:
+    """The product name in a HCPCS descriptor ("(dr. reddy's)"), or "not otherwise specified".
+
+    Parentheses that describe the form ("(for depot suspension)", "(for
+    non-esrd use)") or hold numbers are not product names.
+    """
+    text = descriptor.lower()
+    for match in _PARENTHESIS.finditer(text):
+        words = match.group(1)
+        if not words.startswith("for ") and "esrd" not in words:
+            return " ".join(w[:1].upper() + w[1:] for w in words.split())
+    return "not otherwise specified" if "not otherwise specified" in text else ""
+
+
+def read_descriptors(path: Path) -> dict[str, str]:
+    """HCPCS Level II long descriptors by code (read only for product names in labels)."""
+    return {r["hcpcs"].strip(): r["long_description"] for r in _read_csv(path)}
+
+
+# ---------------------------------------------------------------- OPPS status
+
+
+def build_opps(path: Path) -> list[tuple[str, str]]:
+    """Status indicators of drug codes (J/Q/A/C) and administration codes (96360-96549, G0498)."""
+    rows: dict[str, str] = {}
+    for raw in _read_csv(path):
+        code = raw["HCPCS Code"].strip().upper()
+        status = raw["SI"].strip()
+        if status and _wanted_opps_code(code):
+            rows[code] = status
+    return sorted(rows.items())
+
+
+def _wanted_opps_code(code: str) -> bool:
+    if _OPPS_DRUG_CODE.match(code) or code in _ADMIN_HCPCS:
+        return True
+    return code.isdigit() and len(code) == 5 and int(code) in _ADMIN_CPT
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _quarter_end(start: date) -> date:
+    month = start.month + 3
+    year = start.year + (month > 12)
+    return date(year, (month - 1) % 12 + 1, 1) - timedelta(days=1)
+
+
+def crosswalk_period(path: Path) -> tuple[date, date]:
+    """`..._2026Q1.csv`: the ASP quarter, January-March."""
+    match = re.search(r"_(\d{4})Q([1-4])", path.name)
+    if match is None:
+        raise BuildError(f"{path.name}: no <year>Q<n> in the file name")
+    start = date(int(match.group(1)), 3 * int(match.group(2)) - 2, 1)
+    return start, _quarter_end(start)
+
+
+def _month_start(path: Path) -> date:
+    match = re.search(r"_(\d{4})(" + "|".join(_MONTHS) + r")", path.name.lower())
+    if match is None:
+        raise BuildError(f"{path.name}: no <year><month> (e.g. 2025oct) in the file name")
+    return date(int(match.group(1)), _MONTHS.index(match.group(2)) + 1, 1)
+
+
+def opps_period(path: Path) -> tuple[date, date]:
+    """Addendum B is a quarterly update: in force for its quarter."""
+    start = _month_start(path)
+    return start, _quarter_end(start)
+
+
+def hcpcs_period(path: Path) -> tuple[date, date]:
+    """The HCPCS file is read as valid to the end of its year, when the annual file replaces it."""
+    start = _month_start(path)
+    return start, date(start.year, 12, 31)
+
+
+def build_versions(sources: Sources) -> list[tuple[str, str, str]]:
+    periods = {
+        "crosswalk": crosswalk_period(sources.crosswalk),
+        "hcpcs": hcpcs_period(sources.hcpcs),
+        "opps": opps_period(sources.opps),
+    }
+    return [(name, s.isoformat(), e.isoformat()) for name, (s, e) in sorted(periods.items())]
+
+
+# ---------------------------------------------------------------- sources and output
+
+
+def find_sources(shared: Path) -> Sources:
+    """The seed and the newest reference file of each kind."""
+    reference = shared / "reference"
+    seed = shared / "drug-catalog-seed.csv"
+    if not seed.is_file():
+        raise BuildError(f"{seed}: missing")
+    return Sources(
+        seed=seed,
+        crosswalk=_newest(reference, "cms_asp_ndc_hcpcs_crosswalk_*.csv", crosswalk_period),
+        opps=_newest(reference, "cms_opps_addendum_b_*.csv", opps_period),
+        hcpcs=_newest(reference, "cms_hcpcs_level2_*.csv", hcpcs_period),
+    )
+
+
+def _newest(directory: Path, pattern: str, period: Callable[[Path], tuple[date, date]]) -> Path:
+    candidates = sorted(directory.glob(pattern), key=lambda p: (period(p), p.name))
+    if not candidates:
+        raise BuildError(f"{directory}: no file matches {pattern}")
+    return candidates[-1]
+
+
+def render(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    """CSV text with `\\n` line ends and minimal quoting: the byte-exact form tests compare."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def build(shared: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Every generated file's bytes by file name, plus warnings for the operator."""
+    sources = find_sources(shared)
+    warnings: list[str] = []
+    catalog = build_catalog(sources, warnings)
+    files = {
+        "drug_catalog.csv": render(CATALOG_COLUMNS, (r.cells() for r in catalog)),
+        "drugs.csv": render(DRUG_COLUMNS, build_drugs(catalog, read_descriptors(sources.hcpcs))),
+        "opps_status.csv": render(OPPS_COLUMNS, build_opps(sources.opps)),
+        "table_versions.csv": render(VERSION_COLUMNS, build_versions(sources)),
+    }
+    return files, warnings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--shared", type=Path, default=Path("../shared/domain"))
+    parser.add_argument("--out", type=Path, default=Path("mappings"))
+    args = parser.parse_args(argv)
+    try:
+        files, warnings = build(args.shared)
+    except (BuildError, KeyError, OSError) as exc:
+        print(f"build_mappings: {exc}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (args.out / name).write_bytes(content)
+        rows = content.count(b"\n") - 1
+        print(f"wrote {args.out / name} ({rows} rows)")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
