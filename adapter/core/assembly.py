@@ -22,7 +22,9 @@ from adapter.core.model import (
     CoverageEvent,
     Diagnosis,
     Event,
+    PatientClass,
     Visit,
+    VisitStatus,
 )
 
 
@@ -88,8 +90,9 @@ def _merge_visit(old: Visit | None, new: Visit) -> Visit:
     return replace(
         new,
         patient_class=new.patient_class
-        if new.patient_class.value != "unknown"
+        if new.patient_class is not PatientClass.UNKNOWN
         else old.patient_class,
+        status=new.status if new.status is not VisitStatus.UNKNOWN else old.status,
         location=new.location or old.location,
         facility=new.facility or old.facility,
         start=new.start or old.start,
