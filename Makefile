@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 VALIDATOR := tests/validator
+# Demo feed for `make run`: an office R-CHOP day (HL7), a hospital paclitaxel/carboplatin day
+# (HL7), an office FOLFOX + bevacizumab day with a pump (FHIR), and a held visit (no stop time).
+DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
 .PHONY: install test lint typecheck pytest run bench mappings clean
 
@@ -35,7 +38,7 @@ pytest: install
 test: lint typecheck pytest ## ruff, mypy and the whole pytest suite
 
 run: install ## code the bundled demo fixtures and print the FHIR Bundle of Claims
-	$(BIN)/charge-adapter code fixtures/demo/*
+	$(BIN)/charge-adapter code $(DEMO)
 
 bench: install ## throughput and memory figures
 	$(BIN)/python bench/bench_coding.py

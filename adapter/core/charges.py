@@ -40,6 +40,15 @@ class ChargeLine:
         return self.code[:1].isdigit()
 
 
+@dataclass(frozen=True, slots=True)
+class TableWarning:
+    """D27: a service date past the newest loaded CMS table: coded anyway, but said."""
+
+    table: str
+    effective_end: date
+    service_date: date
+
+
 class Outcome(StrEnum):
     CODED = "coded"
     HELD = "held"
@@ -62,7 +71,7 @@ class CodedEncounter:
     place_of_service: str = ""  # professional claims (R1): 11 office
     coverage_payer: str = ""
     coverage_id: str = ""
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[TableWarning, ...] = ()
 
     @property
     def outcome(self) -> Outcome:

@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 from adapter.core.admin_codes import code_administrations
 from adapter.core.assembly import Encounter
-from adapter.core.charges import ChargeLine, CodedEncounter, LineKind
+from adapter.core.charges import ChargeLine, CodedEncounter, LineKind, TableWarning
 from adapter.core.classify import Classified, classify
 from adapter.core.diagnoses import order_diagnoses
 from adapter.core.drug_lines import code_drugs
@@ -138,13 +138,13 @@ def _ordered(lines: tuple[ChargeLine, ...]) -> tuple[ChargeLine, ...]:
     )
 
 
-def _table_warnings(lines: tuple[ChargeLine, ...], ctx: CodingContext) -> tuple[str, ...]:
+def _table_warnings(lines: tuple[ChargeLine, ...], ctx: CodingContext) -> tuple[TableWarning, ...]:
     """D27: a service date past the newest loaded CMS table is coded, with a warning."""
     if not lines:
         return ()
     last = max(ln.service_date for ln in lines)
     return tuple(
-        f"{t.name} table effective to {t.effective_end.isoformat()} used for {last.isoformat()}"
+        TableWarning(t.name, t.effective_end, last)
         for t in ctx.mappings.table_versions
         if last > t.effective_end
     )

@@ -1,0 +1,134 @@
+"""`charge-adapter`: the command line.
+
+`code` reads HL7 v2 and FHIR files in the order given as one feed, closes
+every encounter at the end, and prints one FHIR R4 Bundle of Claims,
+ChargeItems and review Tasks. A summary goes to stderr. Exit 0 when the
+input was read (holds included), 2 when any input could not be read (the
+rest is still coded and printed: one bad message never loses the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from adapter.core.mappings import Setting
+from adapter.core.options import CodingOptions, ZOrder
+from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
+from adapter.pipeline import Pipeline, PipelineResult
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CodeArgs:
+    paths: tuple[Path, ...]
+    setting: str | None
+    mappings: Path
+    site_tz: str
+    pump_g0498: bool
+    z_order: ZOrder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    if ns.command != "code":
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    args = CodeArgs(
+        paths=tuple(Path(p) for p in ns.paths),
+        setting=ns.setting,
+        mappings=Path(ns.mappings) if ns.mappings else default_mappings_dir(),
+        site_tz=ns.site_tz,
+        pump_g0498=ns.pump_g0498,
+        z_order=ZOrder(ns.z_order),
+    )
+    return run_code(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="charge-adapter", description="Oncology infusion charge capture."
+    )
+    sub = parser.add_subparsers(dest="command")
+    code = sub.add_parser(
+        "code",
+        help="code HL7 v2 / FHIR files as one feed and print a FHIR Bundle",
+        description="Read the files in the order given as one feed, close every encounter, "
+        "and print one FHIR R4 Bundle (collection) of Claims, ChargeItems and review Tasks.",
+    )
+    code.add_argument("paths", nargs="+", metavar="PATH", help="HL7 v2 (.hl7) or FHIR JSON files")
+    code.add_argument(
+        "--setting",
+        choices=Setting.ALL,
+        help="override the claim setting for every encounter (D1); default: location mapping",
+    )
+    code.add_argument("--mappings", metavar="DIR", help="mapping tables (default: bundled)")
+    code.add_argument(
+        "--site-tz",
+        default="America/New_York",
+        help="time zone for timestamps without an offset (D25; default America/New_York)",
+    )
+    code.add_argument(
+        "--pump-g0498",
+        action="store_true",
+        help="bill G0498 instead of 96416 for office pump starts (R27; Medicare, off by default)",
+    )
+    code.add_argument(
+        "--z-order",
+        choices=[z.value for z in ZOrder],
+        default=ZOrder.CHEMO_FIRST.value,
+        help="order of Z51.11 and Z51.12 when both apply (R39; default chemo-first)",
+    )
+    return parser
+
+
+def run_code(args: CodeArgs) -> int:
+    try:
+        tz = ZoneInfo(args.site_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"charge-adapter: unknown time zone '{args.site_tz}'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        mappings = load_mappings(args.mappings)
+    except MappingError as exc:
+        print(f"charge-adapter: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = CodingOptions(
+        setting_override=args.setting, pump_code_g0498=args.pump_g0498, z_order=args.z_order
+    )
+    pipeline = Pipeline(mappings, options, tz)
+    unreadable = []
+    for path in args.paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            unreadable.append(f"{path}: cannot read file ({exc.strerror})")
+            continue
+        pipeline.feed_file(data, str(path))
+    result = pipeline.close()
+    sys.stdout.write(result.bundle_json)
+    sys.stdout.write("\n")
+    _report(result, unreadable)
+    return EXIT_BAD_INPUT if result.errors or unreadable else EXIT_OK
+
+
+def _report(result: PipelineResult, unreadable: list[str]) -> None:
+    """Errors first (file and segment or JSON path), then one summary line, always last."""
+    for line in unreadable:
+        print(f"error: {line}", file=sys.stderr)
+    for error in result.errors:
+        print(f"error: {error.location}: {error.message}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(result.summary_line(len(unreadable)), file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

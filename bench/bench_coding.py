@@ -1,0 +1,224 @@
+"""Throughput and memory of the batch path: read → assemble → code → Claim JSON.
+
+Prints administrations per second for HL7 v2 and FHIR input, each beside
+baselines measured in the same run on the same input (this machine is noisy:
+compare ratios, not absolute numbers):
+
+- `split`: only splitting the ER7 text into segments and fields / `json.loads`
+  (the floor any reader pays);
+- `hl7apy`: hl7apy's full `parse_message` on a sample of the same messages
+  (why the reader tokenizes ER7 itself).
+
+Usage: python bench/bench_coding.py [--encounters N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapter.core.options import CodingOptions  # noqa: E402
+from adapter.mappings_loader import default_mappings_dir, load_mappings  # noqa: E402
+from adapter.pipeline import Pipeline  # noqa: E402
+
+TZ = ZoneInfo("America/New_York")
+# (NDC, dose, unit, minutes or None for a push, method)
+REGIMEN = [
+    ("00404-9795-30", "12", "mg", None, "IVP"),  # dexamethasone push (J1100)
+    ("00409-2504-10", "0.25", "mg", None, "IVP"),  # palonosetron push (J2469)
+    ("00006-3026-02", "200", "mg", 30, "IVPB"),  # pembrolizumab (J9271)
+    ("00703-4239-01", "500", "mg", 35, "IVPB"),  # carboplatin (J9045)
+    ("00264-5802-00", "1000", "mL", 90, "IVPB"),  # saline hydration with an indication
+]
+ADMINS_PER_ENCOUNTER = len(REGIMEN)
+
+
+def hl7_feed(encounters: int) -> bytes:
+    out = []
+    base = datetime(2026, 1, 5, 8, 0)
+    for n in range(encounters):
+        day = base + timedelta(days=n % 60)
+        ts = day.strftime("%Y%m%d%H%M")
+        visit, mrn = f"V{n:07d}", f"M{n:07d}"
+        out.append(
+            "\r".join(
+                [
+                    f"MSH|^~\\&|EPIC|ONC|CHARGE|ONC|{ts}||ADT^A04|A{n:07d}|P|2.5.1",
+                    f"PID|1||{mrn}^^^HOSP^MR||TEST^PATIENT",
+                    f"PV1|1|O|ONCINF^^^MAIN||||||||||||||||{visit}",
+                    "DG1|1||C34.90^Malignant neoplasm of lung^I10||||||||||||1",
+                ]
+            )
+        )
+        segments = [
+            f"MSH|^~\\&|EPIC|ONC|CHARGE|ONC|{ts}||RAS^O17^RAS_O17|R{n:07d}|P|2.5.1",
+            f"PID|1||{mrn}^^^HOSP^MR||TEST^PATIENT",
+            f"PV1|1|O|ONCINF^^^MAIN||||||||||||||||{visit}",
+        ]
+        clock = day
+        for i, (ndc, dose, unit, minutes, method) in enumerate(REGIMEN):
+            start = clock.strftime("%Y%m%d%H%M")
+            end = (clock + timedelta(minutes=minutes or 0)).strftime("%Y%m%d%H%M")
+            indication = "E86.0^Dehydration^I10" if unit == "mL" else ""
+            segments += [
+                f"ORC|RE|O{n}-{i}|F{n}-{i}",
+                f"RXA|0|1|{start}|{end if minutes else ''}|{ndc}^drug^NDC|{dose}|{unit}"
+                f"|||||||||||||{indication}|CP|A",
+                f"RXR|IV|L ARM||{method}",
+            ]
+            clock += timedelta(minutes=(minutes or 5) + 5)
+        out.append("\r".join(segments))
+    return ("\n".join(out) + "\n").encode()
+
+
+def fhir_feed(encounters: int) -> bytes:
+    lines = []
+    base = datetime(2026, 1, 5, 8, 0, tzinfo=TZ)
+    for n in range(encounters):
+        day = base + timedelta(days=n % 60)
+        enc = f"enc-{n}"
+        entries: list[dict[str, object]] = [
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": enc,
+                    "status": "finished",
+                    "class": {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "AMB",
+                    },
+                    "subject": {"reference": f"Patient/p{n}"},
+                    "location": [{"location": {"reference": "Location/ONCINF"}}],
+                    "diagnosis": [{"condition": {"reference": f"Condition/c{n}"}, "rank": 1}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": f"c{n}",
+                    "subject": {"reference": f"Patient/p{n}"},
+                    "encounter": {"reference": f"Encounter/{enc}"},
+                    "code": {
+                        "coding": [
+                            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C34.90"}
+                        ]
+                    },
+                }
+            },
+        ]
+        clock = day
+        for i, (ndc, dose, unit, minutes, method) in enumerate(REGIMEN):
+            effective = (
+                {
+                    "effectivePeriod": {
+                        "start": clock.isoformat(),
+                        "end": (clock + timedelta(minutes=minutes)).isoformat(),
+                    }
+                }
+                if minutes
+                else {"effectiveDateTime": clock.isoformat()}
+            )
+            resource_: dict[str, object] = {
+                "resourceType": "MedicationAdministration",
+                "id": f"ma-{n}-{i}",
+                "status": "completed",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": ndc}]
+                },
+                "subject": {"reference": f"Patient/p{n}"},
+                "context": {"reference": f"Encounter/{enc}"},
+                **effective,
+                "dosage": {
+                    "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+                    "method": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0165",
+                                "code": method,
+                            }
+                        ]
+                    },
+                    "dose": {"value": float(dose), "unit": unit},
+                },
+            }
+            if unit == "mL":
+                resource_["reasonCode"] = [
+                    {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E86.0"}]}
+                ]
+            entries.append({"resource": resource_})
+            clock += timedelta(minutes=(minutes or 5) + 5)
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        lines.append(json.dumps(bundle))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_pipeline(data: bytes, origin: str) -> int:
+    mappings = load_mappings(default_mappings_dir())
+    pipeline = Pipeline(mappings, CodingOptions(), TZ, pretty=False)
+    pipeline.feed_file(data, origin)
+    result = pipeline.close()
+    return len(result.resources)
+
+
+def hl7apy_rate(data: bytes, sample: int) -> float:
+    from hl7apy.parser import parse_message
+
+    messages = [m for m in data.decode().split("\n") if m][:sample]
+    seconds = timed(lambda: [parse_message(m, find_groups=True) for m in messages])
+    return len(messages) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--encounters", type=int, default=2000)
+    ns = parser.parse_args()
+    n = ns.encounters
+    admins = n * ADMINS_PER_ENCOUNTER
+    hl7 = hl7_feed(n)
+    fhir = fhir_feed(n)
+    load_mappings(default_mappings_dir())  # warm imports and the ICD tables
+    split_s = timed(
+        lambda: [[s.split("|") for s in m.split("\r")] for m in hl7.decode().split("\n")]
+    )
+    json_s = timed(lambda: [json.loads(line) for line in fhir.splitlines() if line])
+    hl7_s = timed(lambda: run_pipeline(hl7, "bench.hl7"))
+    fhir_s = timed(lambda: run_pipeline(fhir, "bench.ndjson"))
+    ras_per_s = hl7apy_rate(hl7, 200)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = [
+        ("encounters", f"{n}"),
+        ("administrations", f"{admins}"),
+        ("hl7 read->claim JSON, admin/s", f"{admins / hl7_s:,.0f}"),
+        ("fhir read->claim JSON, admin/s", f"{admins / fhir_s:,.0f}"),
+        ("baseline: ER7 split only, admin/s", f"{admins / split_s:,.0f}"),
+        ("baseline: json.loads only, admin/s", f"{admins / json_s:,.0f}"),
+        ("baseline: hl7apy parse_message, messages/s", f"{ras_per_s:,.0f}"),
+        ("hl7 pipeline msgs/s vs hl7apy parse only", f"{(2 * n / hl7_s) / ras_per_s:.1f}x"),
+        ("peak RSS, MiB", f"{peak_mb:,.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print(f"hl7_admin_per_s={admins / hl7_s:.0f}")
+    print(f"fhir_admin_per_s={admins / fhir_s:.0f}")
+    print(f"peak_rss_mib={peak_mb:.0f}")
+
+
+if __name__ == "__main__":
+    main()
