@@ -27,7 +27,9 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adapter.cli import tune_gc  # noqa: E402
 from adapter.core.options import CodingOptions  # noqa: E402
+from adapter.icd10 import is_billable  # noqa: E402
 from adapter.mappings_loader import default_mappings_dir, load_mappings  # noqa: E402
 from adapter.pipeline import Pipeline  # noqa: E402
 
@@ -73,7 +75,7 @@ def hl7_feed(encounters: int) -> bytes:
             segments += [
                 f"ORC|RE|O{n}-{i}|F{n}-{i}",
                 f"RXA|0|1|{start}|{end if minutes else ''}|{ndc}^drug^NDC|{dose}|{unit}"
-                f"|||||||||||||{indication}|CP|A",
+                f"||||||||||||{indication}|CP|A",
                 f"RXR|IV|L ARM||{method}",
             ]
             clock += timedelta(minutes=(minutes or 5) + 5)
@@ -173,6 +175,9 @@ def run_pipeline(data: bytes, origin: str) -> int:
     pipeline = Pipeline(mappings, CodingOptions(), TZ, pretty=False)
     pipeline.feed_file(data, origin)
     result = pipeline.close()
+    coded = sum(1 for c in result.coded if c.lines)
+    if result.errors or coded != len(result.coded):
+        raise SystemExit(f"bench input did not code cleanly: {result.summary_line()}")
     return len(result.resources)
 
 
@@ -193,6 +198,8 @@ def main() -> None:
     hl7 = hl7_feed(n)
     fhir = fhir_feed(n)
     load_mappings(default_mappings_dir())  # warm imports and the ICD tables
+    is_billable("C34.90")
+    tune_gc()  # as the CLI does
     split_s = timed(
         lambda: [[s.split("|") for s in m.split("\r")] for m in hl7.decode().split("\n")]
     )

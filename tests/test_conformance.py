@@ -28,7 +28,12 @@ from tests.fhir_validator import ValidationResult, require_medplum, validate_wit
 from tests.test_fhir_output import SAMPLES, all_sample_resources, resources_of
 
 SPEC_CLAIM = (
-    Path(__file__).resolve().parents[2] / "shared" / "samples" / "fhir" / "r4" / "Claim-960150.json"
+    Path(__file__).resolve().parents[1]
+    / "fixtures"
+    / "samples"
+    / "fhir"
+    / "r4"
+    / "Claim-960150.json"
 )
 MODELS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "Claim": Claim.model_validate,

@@ -51,12 +51,13 @@ def encounter_key(admin: Administration, site_tz: tzinfo) -> str:
 def assemble(events: Iterable[Event], site_tz: tzinfo) -> tuple[Encounter, ...]:
     """Group events into encounters, in order of first appearance."""
     admins: dict[str, dict[str, Administration]] = {}
+    keys: dict[str, str] = {}  # source id -> encounter key, so a correction finds its original
     visits: dict[str, Visit] = {}
     conditions: list[ConditionEvent] = []
     patient_coverages: dict[str, list[Coverage]] = {}
     for event in events:
         if isinstance(event, Administration):
-            _apply_administration(admins, event, site_tz)
+            _apply_administration(admins, keys, event, site_tz)
         elif isinstance(event, Visit):
             visits[event.visit_id] = _merge_visit(visits.get(event.visit_id), event)
         elif isinstance(event, ConditionEvent):
@@ -71,16 +72,21 @@ def assemble(events: Iterable[Event], site_tz: tzinfo) -> tuple[Encounter, ...]:
 
 
 def _apply_administration(
-    admins: dict[str, dict[str, Administration]], admin: Administration, site_tz: tzinfo
+    admins: dict[str, dict[str, Administration]],
+    keys: dict[str, str],
+    admin: Administration,
+    site_tz: tzinfo,
 ) -> None:
     """Insert, replace or remove by source id; a replacement may move the admin between keys."""
-    for group in admins.values():
-        group.pop(admin.source_id, None)
+    old_key = keys.pop(admin.source_id, None)
+    if old_key is not None:
+        admins[old_key].pop(admin.source_id, None)
     removed = admin.action is Action.DELETE or admin.status is AdminStatus.ENTERED_IN_ERROR
     if removed:
         return
     key = encounter_key(admin, site_tz)
     admins.setdefault(key, {})[admin.source_id] = admin
+    keys[admin.source_id] = key
 
 
 def _merge_visit(old: Visit | None, new: Visit) -> Visit:
