@@ -255,7 +255,7 @@ def test_s12_pre_and_post_hydration_around_chemo_bill_96361_each_r21() -> None:
     assert admin_lines(coded) == {"96413": 1, "96361": 2}
 
 
-def test_s14_keep_vein_open_fluid_without_indication_is_never_billed_d12() -> None:
+def test_s14_keep_vein_open_fluid_without_indication_is_never_billed_r7_d12() -> None:
     coded = code(
         admin("J9271", "200 mg", "10:00", "10:30", extra=(base_fluid("100"),)),
         admin("J7030", "250 mL", "09:55", "10:40", ndc=1),
@@ -268,7 +268,7 @@ def test_s14_keep_vein_open_fluid_without_indication_is_never_billed_d12() -> No
 # --- R16 / D10a: separate access ------------------------------------------------------------
 
 
-def test_s27_overlapping_infusions_at_two_access_sites_bill_second_initial_with_59_and_hold_d10a() -> (
+def test_s27_overlapping_infusions_at_two_access_sites_bill_second_initial_with_59_and_hold_r16_d10a() -> (
     None
 ):
     coded = code(
@@ -354,7 +354,7 @@ def test_s26_stop_time_computed_from_rate_and_volume_d5() -> None:
     assert not coded.holds
 
 
-def test_stopped_early_codes_documented_minutes_and_holds_d8() -> None:
+def test_stopped_early_codes_documented_minutes_and_holds_r22_d8() -> None:
     coded = code(
         admin("J9312", "100 mg", "10:00", "10:05", status=AdminStatus.PARTIAL),
         diagnoses=("C83.30",),
@@ -396,3 +396,39 @@ def test_unknown_drug_is_held_never_guessed_d14() -> None:
     coded = code(admin("J9999", "10 mg", "10:00", "11:00", ndc=None))
     assert holds(coded) == {HoldReason.UNKNOWN_DRUG.value}
     assert coded.lines == ()
+
+
+# --- R4-R6, R10, R11, R15/D3: classes, time measurement, hierarchy in both settings ----------
+
+
+def test_antiemetic_given_to_a_cancer_patient_is_therapeutic_not_chemotherapy_r4_r6() -> None:
+    coded = code(admin("J2405", "8 mg", "09:00", "09:30"), diagnoses=("C18.7",))
+    assert admin_lines(coded) == {"96365": 1}
+
+
+def test_running_time_counts_whole_minutes_drip_to_drip_r10() -> None:
+    """15 minutes 59 seconds is still 15 minutes: a push (seconds are charting noise)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    a = admin("J3489", "4 mg", "10:00", "10:15")
+    coded = code(replace(a, end=a.end + timedelta(seconds=59)))  # type: ignore[operator]
+    assert admin_lines(coded) == {"96374": 1}
+
+
+def test_separate_short_infusions_are_not_added_together_r11() -> None:
+    """Two 10-minute infusions of different drugs are two pushes, not one 20-minute infusion."""
+    coded = code(
+        admin("J2405", "8 mg", "09:00", "09:10"), admin("J1100", "12 mg", "09:10", "09:20")
+    )
+    assert admin_lines(coded) == {"96374": 1, "96375": 1}
+
+
+def test_hierarchy_is_the_same_in_office_and_hospital_r14_r15_d3() -> None:
+    """D3: R14's hierarchy in both settings; R15's office 'primary reason' override is off."""
+    scenario = (
+        admin("J1453", "150 mg", "09:00", "10:00"),
+        admin("J9206", "342 mg", "10:00", "10:20"),
+    )
+    for setting in (Setting.OFFICE, HOPD):
+        assert admin_lines(code(*scenario, setting=setting)) == {"96413": 1, "96367": 1}

@@ -88,5 +88,5 @@ def test_every_claim_item_carries_the_rule_trace(mappings: Mappings) -> None:
     assert {"R13", "R14", "R18"} <= set(trace.split())
 
 
-def test_no_evaluation_and_management_code_is_ever_emitted_d26(mappings: Mappings) -> None:
+def test_no_evaluation_and_management_code_is_ever_emitted_r29_d26(mappings: Mappings) -> None:
     assert not [c for c in _codes(_claim(mappings, "ONC-OFFICE")) if c.startswith(("99", "G0463"))]

@@ -108,3 +108,13 @@ def test_hydration_minutes_billed_never_exceed_unshared_fluid_time(
     fluid_units = sum(ln.units for ln in coded.lines if ln.code in ("96360", "96361"))
     fluid_minutes = sum(minutes[a.source_id] for a in admins if a.indications)
     assert fluid_units * 31 <= fluid_minutes + 30 * fluid_units
+
+
+@settings(max_examples=150, deadline=None)
+@given(administrations())
+def test_concurrent_96368_at_most_once_and_96268_never_exists_r25_r31_r45(
+    admins: list[Administration],
+) -> None:
+    coded = code(*admins, setting="hospital-outpatient")
+    assert sum(ln.units for ln in coded.lines if ln.code == "96368") <= 1
+    assert not [ln for ln in coded.lines if ln.code == "96268"]

@@ -54,7 +54,7 @@ def test_non_billable_category_code_is_held_as_invalid_diagnosis_d21() -> None:
     assert HoldReason.INVALID_DIAGNOSIS in {h.reason for h in coded.holds}
 
 
-def test_chemotherapy_without_a_neoplasm_code_is_held_as_missing_diagnosis_d21() -> None:
+def test_chemotherapy_without_a_neoplasm_code_is_held_as_missing_diagnosis_r42_d21() -> None:
     coded = code(admin("J9206", "342 mg", "09:00", "10:30"), diagnoses=("M32.9",))
     assert {h.reason for h in coded.holds} == {HoldReason.MISSING_DIAGNOSIS}
 
