@@ -9,18 +9,22 @@ DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios
 
 .PHONY: install test lint typecheck pytest run bench mappings clean
 
+# Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
+# only the Bundle; progress goes to stderr.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@echo "creating $(VENV)" >&2
+	@$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "installing charge-adapter and test tools into $(VENV)" >&2
+	@$(BIN)/pip install --quiet --upgrade pip >&2
+	@$(BIN)/pip install --quiet -e '.[test]' >&2
 	@touch $@
 
 $(VALIDATOR)/node_modules/.installed: $(VALIDATOR)/package.json
 	@if command -v npm >/dev/null 2>&1; then \
-	  cd $(VALIDATOR) && npm install --silent --no-audit --no-fund && touch node_modules/.installed; \
-	else echo "npm not found: FHIR conformance tests will be skipped"; fi
+	  cd $(VALIDATOR) && npm install --silent --no-audit --no-fund >&2 && touch node_modules/.installed; \
+	else echo "npm not found: FHIR conformance tests will be skipped" >&2; fi
 
 install: $(VENV)/.installed ## create .venv and install the package with test extras
 	-@$(MAKE) --no-print-directory $(VALIDATOR)/node_modules/.installed
@@ -38,7 +42,7 @@ pytest: install
 test: lint typecheck pytest ## ruff, mypy and the whole pytest suite
 
 run: install ## code the bundled demo fixtures and print the FHIR Bundle of Claims
-	$(BIN)/charge-adapter code $(DEMO)
+	@$(BIN)/charge-adapter code $(DEMO)
 
 bench: install ## throughput and memory figures
 	$(BIN)/python bench/bench_coding.py

@@ -144,3 +144,15 @@ def test_every_input_r12_names_reaches_the_event_model_from_both_formats(
     assert any(c.system == CodeSystem.NDC for c in ingredient.codes)
     assert ingredient.amount is not None and ingredient.amount.unit == "mg"
     assert admin.wasted is not None and admin.wasted.unit == "mg"
+
+
+def test_push_documented_only_in_the_route_field_stays_a_push_d4(mappings: Mappings) -> None:
+    """Epic-style RXR-1 `IV PUSH` with an empty RXR-4: the method table is consulted for RXR-1."""
+    ras = _ras(8, "00409-4888-20^dexamethasone^NDC", dose="12", end="202601151030").replace(
+        "RXR|IV||IVPB", "RXR|IV PUSH"
+    )
+    (message,) = read_hl7(ras, mappings, NY, "t.hl7")
+    admin = next(e for e in message.events if isinstance(e, Administration))
+    from adapter.core.model import Method, Route
+
+    assert admin.method is Method.PUSH and admin.route is Route.IV

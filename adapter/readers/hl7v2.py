@@ -576,12 +576,21 @@ def _route(rxr: Segment | None, mappings: Mappings) -> Route:
 
 
 def _method(rxr: Segment | None, mappings: Mappings) -> Method:
-    """RXR-4 identifier, else its alternate, through the site's method table."""
+    """RXR-4 (identifier, then alternate) through the site's method table.
+
+    Some feeds put the method in the route (RXR-1 `IVP`, `IV PUSH`): when RXR-4
+    says nothing, a route code that names a push or a pump counts too, so a
+    documented push is not mistaken for an infusion (D4).
+    """
     if rxr is None:
         return Method.UNSPECIFIED
     for component in (1, 4):
         code = rxr.get(4, component).strip()
         if code and (method := mappings.method(code)) is not Method.UNSPECIFIED:
+            return method
+    for component in (1, 4):
+        code = rxr.get(1, component).strip()
+        if code and (method := mappings.method(code)) in (Method.PUSH, Method.PUMP):
             return method
     return Method.UNSPECIFIED
 
