@@ -1,0 +1,308 @@
+"""The store interface: what the service keeps so that nothing is lost.
+
+Two implementations share it: SQLite (embedded default, one process) and
+PostgreSQL (production, several replicas). Everything the service does with
+durable state goes through this Protocol; nothing else opens the database.
+
+What is kept:
+- every inbound message, raw, before it is acknowledged (dedup on its key);
+  unreadable ones as dead letters with the reason, for reprocessing;
+- which encounter keys each message touches (`links`), so an encounter can be
+  re-derived from its messages at any time (coding is a pure function of them);
+- one row per encounter with its closing state and a lease, so that with
+  several replicas exactly one codes it;
+- every emitted FHIR resource, versioned (Claim, ChargeItem, Task);
+- the delivery outbox to the downstream FHIR server;
+- an audit trail of review releases and overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class MessageStatus(StrEnum):
+    ACCEPTED = "accepted"  # stored and linked to its encounters
+    DEAD = "dead"  # unreadable or unsupported: kept for reprocessing, never coded
+
+
+class EncounterState(StrEnum):
+    OPEN = "open"  # collecting administrations
+    DIRTY = "dirty"  # changed after it was coded (late correction, replay): re-code now
+    CODED = "coded"
+    HELD = "held"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """An inbound message as received, before any coding."""
+
+    dedup_key: str  # hl7:<sender>:<MSH-10> | fhir:<Type>/<id>[/_history/<v>] | hash
+    format: str  # "hl7" | "fhir"
+    kind: str  # "RAS^O17", "MedicationAdministration", ...
+    raw: bytes
+    received_at: datetime
+    patient_key: str = ""  # patient id from the message, "" when unknown
+    control_id: str = ""  # MSH-10 or FHIR id, for logs (never PHI)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An encounter a message touches, and what it says about closing it."""
+
+    encounter_key: str  # "visit:<id>", "day:<patient>|<date>|<location>"
+    patient_key: str
+    close_requested: bool = False  # ADT^A03, FHIR Encounter.status finished
+    cutoff_at: datetime | None = None  # end-of-day cutoff instant for this encounter, if any
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    dedup_key: str
+    format: str
+    kind: str
+    raw: bytes
+    received_at: datetime
+    patient_key: str
+    control_id: str
+    status: MessageStatus
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """`duplicate` is True when the dedup key was already stored: nothing was written."""
+
+    message_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterRow:
+    key: str
+    patient_key: str
+    state: EncounterState
+    last_activity: datetime
+    close_requested: bool
+    cutoff_at: datetime | None
+    revision: int  # bumped by every linked message: a coding result saved against an older
+    # revision is stale and leaves the encounter to be coded again
+    outcome_detail: str  # hold reasons or skip reason, for the review worklist
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An encounter handed to one coder until `until`."""
+
+    encounter: EncounterRow
+    owner: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRow:
+    resource_type: str
+    resource_id: str
+    version: int
+    encounter_key: str
+    patient_ref: str  # "Patient/123" or the patient identifier value, for search
+    status: str  # the resource's own status (active/draft, billable/planned/entered-in-error...)
+    last_updated: datetime
+    body: str  # the resource JSON, with meta.versionId / meta.lastUpdated set
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """What a coding result changed: new versions written (unchanged resources are not)."""
+
+    written: tuple[ResourceRow, ...]
+    stale: bool  # the encounter changed while it was being coded: nothing saved
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    destination: str
+    resource_type: str
+    resource_id: str
+    version: int
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    resource_type: str
+    patient: str | None = None
+    encounter: str | None = None  # encounter key
+    status: str | None = None
+    last_updated_ge: datetime | None = None
+    last_updated_le: datetime | None = None
+    count: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what to which encounter, when (review releases and overrides)."""
+
+    at: datetime
+    actor: str
+    action: str  # "release-recode" | "override"
+    encounter_key: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Gauges for /metrics."""
+
+    encounters_by_state: dict[str, int]
+    outbox_pending: int
+    dead_letters: int
+    messages: int
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction; `now` always comes from the caller."""
+
+    async def migrate(self) -> None:
+        """Apply pending versioned migrations (idempotent; safe with several replicas)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the database answers (for /readyz)."""
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
+        """Store a readable message and its links in one transaction, unless its dedup key is
+        already stored (then write nothing and return duplicate=True).
+
+        For each link, upsert the encounter: create it OPEN; bump `revision` and
+        `last_activity`; OR in close_requested; keep the earliest cutoff_at; and when
+        it was CODED/HELD/SKIPPED, set it DIRTY (a late correction re-codes it).
+        """
+
+    async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
+        """Keep an unreadable/unsupported message with its error (dedup as add_message)."""
+
+    async def get_message(self, message_id: int) -> StoredMessage | None: ...
+
+    async def messages_for_encounter(
+        self, encounter_key: str, patient_key: str
+    ) -> list[StoredMessage]:
+        """ACCEPTED messages linked to the encounter, plus ACCEPTED messages of the patient
+        linked to `patient:<patient_key>` (conditions, coverages); ordered by id (arrival)."""
+
+    async def list_messages(
+        self, since: datetime | None = None, message_id: int | None = None
+    ) -> list[StoredMessage]:
+        """For replay: all messages (ACCEPTED and DEAD) received at or after `since`, or the
+        one message; ordered by id."""
+
+    async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
+        """Replay: a (dead or accepted) message read again through the current mappings.
+        Mark it ACCEPTED with no error, replace its links, and set every linked encounter
+        DIRTY (or OPEN if never coded) with a bumped revision."""
+
+    async def mark_dead(self, message_id: int, error: str) -> None:
+        """Replay found the message unreadable under the current mappings."""
+
+    async def dead_letters(self, limit: int = 100) -> list[StoredMessage]: ...
+
+    # --- closing and coding -------------------------------------------------------------
+
+    async def lease_ready(
+        self, now: datetime, quiet_before: datetime, owner: str, lease_seconds: int, limit: int
+    ) -> list[Lease]:
+        """Hand out encounters to code, each to exactly one owner across replicas.
+
+        Ready = (DIRTY) or (OPEN and (close_requested or last_activity <= quiet_before or
+        cutoff_at <= now)), and not leased to another owner until after `now`.
+        PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then set the lease.
+        """
+
+    async def save_coding(
+        self,
+        lease: Lease,
+        state: EncounterState,
+        outcome_detail: str,
+        resources: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        destination: str | None,
+    ) -> SaveResult:
+        """Save one coding result atomically, if the encounter's revision is still the
+        leased one (else stale=True and nothing is written; the lease is released).
+
+        `resources` = (resource_type, resource_id, status, body JSON without meta) for every
+        resource the encounter now has. A resource whose body differs from its current
+        version gets a new version (version+1, meta.versionId/lastUpdated set in the stored
+        body); an unchanged one is not rewritten. A ChargeItem of this encounter that is no
+        longer in `resources` gets a new version with status `entered-in-error`; a Task no
+        longer present gets a new version with status `cancelled`. Each new version is
+        queued in the outbox for `destination` when it is not None. The encounter gets
+        `state`, `outcome_detail`, its lease cleared.
+        """
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Give an encounter back without a result (coding failed); it stays ready."""
+
+    async def get_encounter(self, key: str) -> EncounterRow | None: ...
+
+    async def encounters_in_state(
+        self, state: EncounterState, limit: int = 100
+    ) -> list[EncounterRow]: ...
+
+    async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
+        """Force a state (review worklist: DIRTY to re-code on release)."""
+
+    # --- emitted resources --------------------------------------------------------------
+
+    async def read_resource(
+        self, resource_type: str, resource_id: str, version: int | None = None
+    ) -> ResourceRow | None: ...
+
+    async def history(self, resource_type: str, resource_id: str) -> list[ResourceRow]:
+        """All versions, newest first."""
+
+    async def search(self, query: SearchQuery) -> tuple[list[ResourceRow], int]:
+        """Current versions matching the query, newest last_updated first; with the total."""
+
+    async def put_resource_version(
+        self,
+        resource_type: str,
+        resource_id: str,
+        status: str,
+        body: str,
+        now: datetime,
+        destination: str | None,
+    ) -> ResourceRow:
+        """Write a new version of one existing resource (review override: Claim active,
+        Task completed), queue it for delivery."""
+
+    # --- delivery -----------------------------------------------------------------------
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
+
+    async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        """attempts += 1; retried at next_attempt_at."""
+
+    # --- audit and metrics --------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit_for(self, encounter_key: str) -> list[AuditEntry]: ...
+
+    async def counts(self) -> StoreCounts: ...

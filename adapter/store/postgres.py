@@ -1,0 +1,706 @@
+"""The PostgreSQL store: production, several replicas on one database.
+
+An asyncpg pool; every method is one transaction on one pooled connection. Replicas
+share the work without talking to each other: `lease_ready` locks ready encounters with
+FOR UPDATE SKIP LOCKED (a row another replica is leasing is skipped, not waited for) and
+`save_coding` re-checks the revision under the encounter's row lock. Migrations run
+under an advisory lock, so replicas starting together apply each file exactly once.
+
+All tables live in one schema (`schema`, default public), put first on the search_path
+of every pooled connection; tests use a fresh schema each. Queries name their columns
+(no SELECT *) so that a later migration adding a column does not break the prepared
+statements a running replica has cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg  # untyped: pyproject.toml ignores its missing stubs
+
+from adapter.store._common import (
+    MAX_ERROR_CHARS,
+    PATIENT_PREFIX,
+    RowLike,
+    StoreClosedError,
+    audit_from_row,
+    aware,
+    delivery_from_row,
+    encounter_from_row,
+    is_patient_key,
+    load_migrations,
+    merge_links,
+    message_from_row,
+    new_version,
+    parse_body,
+    pending_migrations,
+    plan_coding,
+    resource_from_row,
+    search_filters,
+    state_counts,
+    utc,
+)
+from adapter.store.base import (
+    AddResult,
+    AuditEntry,
+    Delivery,
+    EncounterRow,
+    EncounterState,
+    Lease,
+    Link,
+    MessageStatus,
+    NewMessage,
+    ResourceRow,
+    SaveResult,
+    SearchQuery,
+    StoreCounts,
+    StoredMessage,
+)
+
+PING_TIMEOUT_SECONDS = 5.0
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+MESSAGE_COLUMNS = (
+    "id, dedup_key, format, kind, raw, received_at, patient_key, control_id, status, error"
+)
+ENCOUNTER_COLUMNS = (
+    "key, patient_key, state, last_activity, close_requested, cutoff_at, revision,"
+    " outcome_detail, updated_at"
+)
+RESOURCE_COLUMNS = (
+    "resource_type, resource_id, version, encounter_key, patient_ref, status, last_updated, body"
+)
+DELIVERY_COLUMNS = (
+    "id, destination, resource_type, resource_id, version, attempts, next_attempt_at, last_error"
+)
+
+
+class _Conn(Protocol):
+    """The part of asyncpg.Connection the store uses (asyncpg has no type information)."""
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None: ...
+
+    async def fetch(self, query: str, *args: object) -> list[RowLike]: ...
+
+    async def fetchrow(self, query: str, *args: object) -> RowLike | None: ...
+
+    async def fetchval(self, query: str, *args: object) -> Any: ...
+
+
+class PostgresStore:
+    """The `Store` on a PostgreSQL database (asyncpg DSN), in one schema."""
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
+    ) -> None:
+        if _SCHEMA_NAME.fullmatch(schema) is None:
+            raise ValueError("schema must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size, self._max_size = min_size, max_size
+        self._pool: Any = None
+        self._open_lock = asyncio.Lock()
+        self._closed = False  # close() is final: a closed store never reconnects
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    async def _get_pool(self) -> Any:
+        """Connect on first use: the factory is synchronous, the pool is not."""
+        async with self._open_lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    server_settings={"search_path": self._schema},
+                )
+            return self._pool
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_Conn]:
+        """One read-write transaction (READ COMMITTED, row locks where a method needs them)."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[_Conn]:
+        """One snapshot for every statement of a read method (a page and its total agree)."""
+        pool = await self._get_pool()
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield conn
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        migrations = load_migrations("postgres")
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(self._schema))
+            known = await conn.fetchval(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1", self._schema
+            )
+            if not known:
+                await conn.execute(f'CREATE SCHEMA "{self._schema}"')
+            await conn.execute(f'SET LOCAL search_path TO "{self._schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            applied = [int(r["version"]) for r in await conn.fetch(_APPLIED)]
+            for migration in pending_migrations(migrations, applied):
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())",
+                    migration.version,
+                )
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.close()
+
+    async def ping(self) -> bool:
+        """Bounded in time: a readiness probe must answer even when the server does not."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), self._read() as conn:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+        except (
+            OSError,
+            TimeoutError,
+            StoreClosedError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ):
+            return False
+
+    # --- inbound ----------------------------------------------------------------------
+
+    async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
+        merged = merge_links(links)
+        encounters = [link for link in merged if not is_patient_key(link.encounter_key)]
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:  # one statement: its own transaction
+            message_id = await conn.fetchval(
+                _ADD_MESSAGE,
+                message.dedup_key,
+                message.format,
+                message.kind,
+                message.raw,
+                utc(message.received_at),
+                message.patient_key,
+                message.control_id,
+                [link.encounter_key for link in merged],
+                [link.encounter_key for link in encounters],
+                [link.patient_key for link in encounters],
+                [link.close_requested for link in encounters],
+                [None if link.cutoff_at is None else utc(link.cutoff_at) for link in encounters],
+            )
+            if message_id is not None:
+                return AddResult(int(message_id), duplicate=False)
+            # Known key; read it again (a concurrent insert committed after the snapshot).
+            sql = "SELECT id FROM messages WHERE dedup_key = $1"
+            return AddResult(int(await conn.fetchval(sql, message.dedup_key)), duplicate=True)
+
+    async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
+        async with self._tx() as conn:
+            return await _insert_message(conn, message, error)
+
+    async def get_message(self, message_id: int) -> StoredMessage | None:
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+        async with self._read() as conn:
+            row = await conn.fetchrow(sql, message_id)
+        return None if row is None else message_from_row(row, aware)
+
+    async def messages_for_encounter(
+        self, encounter_key: str, patient_key: str
+    ) -> list[StoredMessage]:
+        patient_link = PATIENT_PREFIX + patient_key if patient_key else None
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' AND id IN"
+            " (SELECT message_id FROM message_links WHERE encounter_key IN ($1, $2))"
+            " ORDER BY id"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, encounter_key, patient_link)
+        return [message_from_row(row, aware) for row in rows]
+
+    async def list_messages(
+        self, since: datetime | None = None, message_id: int | None = None
+    ) -> list[StoredMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages"
+            " WHERE ($1::timestamptz IS NULL OR received_at >= $1)"
+            " AND ($2::bigint IS NULL OR id = $2) ORDER BY id"
+        )
+        since_utc = None if since is None else utc(since)
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, since_utc, message_id)
+        return [message_from_row(row, aware) for row in rows]
+
+    async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
+        async with self._tx() as conn:
+            await _set_message_status(conn, message_id, MessageStatus.ACCEPTED, "")
+            old_keys = await _linked_keys(conn, message_id)
+            new_keys = {link.encounter_key for link in links}
+            await conn.execute(_LOCK_ENCOUNTERS, sorted(new_keys | set(old_keys)))
+            left = [key for key in old_keys if key not in new_keys]
+            await conn.executemany(_BUMP_ENCOUNTER, [(utc(now), key) for key in left])
+            await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
+            await _link(conn, message_id, links, now)
+
+    async def mark_dead(self, message_id: int, error: str) -> None:
+        async with self._tx() as conn:
+            await _set_message_status(conn, message_id, MessageStatus.DEAD, error)
+            keys = await _linked_keys(conn, message_id)
+            await conn.executemany(_BUMP_ENCOUNTER, [(None, key) for key in keys])
+            await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
+
+    async def dead_letters(self, limit: int = 100) -> list[StoredMessage]:
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'dead' ORDER BY id LIMIT $1"
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, limit)
+        return [message_from_row(row, aware) for row in rows]
+
+    # --- closing and coding -----------------------------------------------------------
+
+    async def lease_ready(
+        self, now: datetime, quiet_before: datetime, owner: str, lease_seconds: int, limit: int
+    ) -> list[Lease]:
+        until = utc(now) + timedelta(seconds=lease_seconds)
+        async with self._tx() as conn:
+            rows = await conn.fetch(_LEASE_READY, utc(now), utc(quiet_before), owner, until, limit)
+        leased = sorted(
+            (encounter_from_row(row, aware) for row in rows), key=lambda e: (e.last_activity, e.key)
+        )
+        return [Lease(encounter=row, owner=owner, until=until) for row in leased]
+
+    async def save_coding(
+        self,
+        lease: Lease,
+        state: EncounterState,
+        outcome_detail: str,
+        resources: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        destination: str | None,
+    ) -> SaveResult:
+        key = lease.encounter.key
+        async with self._tx() as conn:
+            sql = "SELECT revision, lease_owner FROM encounters WHERE key = $1 FOR UPDATE"
+            row = await conn.fetchrow(sql, key)
+            if row is None or _is_stale(lease, int(row["revision"]), row["lease_owner"]):
+                await _release(conn, key, lease.owner)
+                return SaveResult(written=(), stale=True)
+            current = await _current_resources(conn, key, resources)
+            written = plan_coding(key, resources, current, now)
+            await _write_versions(conn, written, destination, now)
+            await conn.execute(_FINISH_CODING, state.value, outcome_detail, utc(now), key)
+        return SaveResult(written=tuple(written), stale=False)
+
+    async def release_lease(self, lease: Lease) -> None:
+        async with self._tx() as conn:
+            await _release(conn, lease.encounter.key, lease.owner)
+
+    async def get_encounter(self, key: str) -> EncounterRow | None:
+        sql = f"SELECT {ENCOUNTER_COLUMNS} FROM encounters WHERE key = $1"
+        async with self._read() as conn:
+            row = await conn.fetchrow(sql, key)
+        return None if row is None else encounter_from_row(row, aware)
+
+    async def encounters_in_state(
+        self, state: EncounterState, limit: int = 100
+    ) -> list[EncounterRow]:
+        sql = (
+            f"SELECT {ENCOUNTER_COLUMNS} FROM encounters WHERE state = $1"
+            " ORDER BY updated_at, key LIMIT $2"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, state.value, limit)
+        return [encounter_from_row(row, aware) for row in rows]
+
+    async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
+        sql = "UPDATE encounters SET state = $1, updated_at = $2 WHERE key = $3"
+        async with self._tx() as conn:
+            if await conn.execute(sql, state.value, utc(now), key) == "UPDATE 0":
+                raise LookupError("no such encounter")
+
+    # --- emitted resources ------------------------------------------------------------
+
+    async def read_resource(
+        self, resource_type: str, resource_id: str, version: int | None = None
+    ) -> ResourceRow | None:
+        async with self._read() as conn:
+            return await _read_resource(conn, resource_type, resource_id, version)
+
+    async def history(self, resource_type: str, resource_id: str) -> list[ResourceRow]:
+        sql = (
+            f"SELECT {RESOURCE_COLUMNS} FROM resource_versions"
+            " WHERE resource_type = $1 AND resource_id = $2 ORDER BY version DESC"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, resource_type, resource_id)
+        return [resource_from_row(row, aware) for row in rows]
+
+    async def search(self, query: SearchQuery) -> tuple[list[ResourceRow], int]:
+        where, params = search_filters(query, "is_current", lambda n: f"${n}", utc)
+        n = len(params)
+        sql = (
+            f"SELECT {RESOURCE_COLUMNS} FROM resource_versions WHERE {where}"
+            " ORDER BY last_updated DESC, resource_type, resource_id"
+            f" LIMIT ${n + 1} OFFSET ${n + 2}"
+        )
+        page = (max(query.count, 0), max(query.offset, 0))
+        async with self._read() as conn:
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM resource_versions WHERE {where}", *params
+            )
+            rows = await conn.fetch(sql, *params, *page)
+        return [resource_from_row(row, aware) for row in rows], int(total)
+
+    async def put_resource_version(
+        self,
+        resource_type: str,
+        resource_id: str,
+        status: str,
+        body: str,
+        now: datetime,
+        destination: str | None,
+    ) -> ResourceRow:
+        key = (resource_type, resource_id)
+        parsed = parse_body(body)
+        async with self._tx() as conn:
+            current = await _read_resource(conn, resource_type, resource_id, None, lock=True)
+            if current is None:
+                raise LookupError(f"no stored {resource_type}/{resource_id} to version")
+            row = new_version(current, key, current.encounter_key, status, parsed, now)
+            await _write_versions(conn, [row], destination, now)
+        return row
+
+    # --- delivery ---------------------------------------------------------------------
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        sql = (
+            f"SELECT {DELIVERY_COLUMNS} FROM outbox"
+            " WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, utc(now), limit)
+        return [delivery_from_row(row, aware) for row in rows]
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        async with self._tx() as conn:
+            sql = "UPDATE outbox SET delivered_at = $1 WHERE id = $2"
+            await conn.execute(sql, utc(now), delivery_id)
+
+    async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2"
+            " WHERE id = $3"
+        )
+        async with self._tx() as conn:
+            await conn.execute(sql, error[:MAX_ERROR_CHARS], utc(next_attempt_at), delivery_id)
+
+    # --- audit and metrics ------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        sql = (
+            "INSERT INTO audit (at, actor, action, encounter_key, note) VALUES ($1, $2, $3, $4, $5)"
+        )
+        async with self._tx() as conn:
+            await conn.execute(
+                sql, utc(entry.at), entry.actor, entry.action, entry.encounter_key, entry.note
+            )
+
+    async def audit_for(self, encounter_key: str) -> list[AuditEntry]:
+        sql = (
+            "SELECT at, actor, action, encounter_key, note FROM audit"
+            " WHERE encounter_key = $1 ORDER BY at, id"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, encounter_key)
+        return [audit_from_row(row, aware) for row in rows]
+
+    async def counts(self) -> StoreCounts:
+        async with self._read() as conn:
+            by_state = await conn.fetch(
+                "SELECT state, count(*) AS n FROM encounters GROUP BY state"
+            )
+            totals = await conn.fetchrow(_TOTALS)
+        assert totals is not None  # an aggregate query always returns its one row
+        return StoreCounts(
+            encounters_by_state=state_counts((str(r["state"]), int(r["n"])) for r in by_state),
+            outbox_pending=int(totals["pending"]),
+            dead_letters=int(totals["dead"]),
+            messages=int(totals["messages"]),
+        )
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+_APPLIED = "SELECT version FROM schema_migrations"
+
+_INSERT_MESSAGE = """
+INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
+                      status, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+"""
+
+# Create OPEN, or: bump revision and activity, OR in close_requested, keep the earliest
+# cutoff (LEAST ignores NULL), and send a finished encounter back to be coded (DIRTY).
+_TOUCH_SET = """
+ON CONFLICT (key) DO UPDATE SET
+    patient_key = CASE WHEN encounters.patient_key = '' THEN excluded.patient_key
+                       ELSE encounters.patient_key END,
+    state = CASE WHEN encounters.state IN ('coded', 'held', 'skipped') THEN 'dirty'
+                 ELSE encounters.state END,
+    last_activity = GREATEST(encounters.last_activity, excluded.last_activity),
+    close_requested = encounters.close_requested OR excluded.close_requested,
+    cutoff_at = LEAST(encounters.cutoff_at, excluded.cutoff_at),
+    revision = encounters.revision + 1,
+    updated_at = excluded.updated_at
+"""
+
+_TOUCH_ENCOUNTER = (
+    """
+INSERT INTO encounters (key, patient_key, state, last_activity, close_requested, cutoff_at,
+                        revision, outcome_detail, updated_at)
+VALUES ($1, $2, 'open', $3, $4, $5, 1, '', $3)
+"""
+    + _TOUCH_SET
+)
+
+# The whole of add_message in one statement, so one round trip and one commit: the message
+# (unless its dedup key is known), its links and the encounter upserts (in key order, so
+# concurrent writers lock encounter rows in one order). Measured ~2x faster than the same
+# steps as separate statements in a transaction. Returns no row for a duplicate.
+_ADD_MESSAGE = (
+    """
+WITH new_message AS (
+    INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
+                          status, error)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'accepted', '')
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id
+), linked AS (
+    INSERT INTO message_links (message_id, encounter_key)
+    SELECT new_message.id, link_key FROM new_message, unnest($8::text[]) AS link_key
+), touched AS (
+    INSERT INTO encounters (key, patient_key, state, last_activity, close_requested, cutoff_at,
+                            revision, outcome_detail, updated_at)
+    SELECT l.key, l.patient_key, 'open', $5, l.close_requested, l.cutoff_at, 1, '', $5
+    FROM new_message,
+         unnest($9::text[], $10::text[], $11::boolean[], $12::timestamptz[])
+             AS l (key, patient_key, close_requested, cutoff_at)
+    ORDER BY l.key
+"""
+    + _TOUCH_SET
+    + """
+)
+SELECT id FROM new_message
+"""
+)
+
+# A message left the encounter (replay moved it, or it is now dead): code it again.
+_BUMP_ENCOUNTER = """
+UPDATE encounters SET
+    state = CASE WHEN state IN ('coded', 'held', 'skipped') THEN 'dirty' ELSE state END,
+    revision = revision + 1,
+    updated_at = COALESCE($1, updated_at)
+WHERE key = $2
+"""
+
+_LOCK_ENCOUNTERS = "SELECT key FROM encounters WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+
+# Rows another replica is leasing right now are skipped, not waited for; a row it leased
+# and committed meanwhile is re-checked under the lock and no longer matches.
+_LEASE_READY = f"""
+WITH ready AS (
+    SELECT key FROM encounters
+    WHERE (state = 'dirty'
+           OR (state = 'open' AND (close_requested OR last_activity <= $2 OR cutoff_at <= $1)))
+      AND (lease_until IS NULL OR lease_until <= $1 OR lease_owner = $3)
+    ORDER BY last_activity, key
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE encounters AS e SET lease_owner = $3, lease_until = $4
+FROM ready WHERE e.key = ready.key
+RETURNING {", ".join("e." + c.strip() for c in ENCOUNTER_COLUMNS.split(","))}
+"""
+
+_FINISH_CODING = """
+UPDATE encounters SET state = $1, outcome_detail = $2, updated_at = $3,
+                      lease_owner = NULL, lease_until = NULL
+WHERE key = $4
+"""
+
+_TOTALS = """
+SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL) AS pending,
+       (SELECT count(*) FROM messages WHERE status = 'dead') AS dead,
+       (SELECT count(*) FROM messages) AS messages
+"""
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _lock_key(schema: str) -> int:
+    """A stable 64-bit advisory lock id per schema (hash() is salted per process)."""
+    digest = hashlib.blake2b(f"charge-adapter:migrate:{schema}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _is_stale(lease: Lease, revision: int, lease_owner: str | None) -> bool:
+    """A newer message arrived, or the lease expired and another coder took it."""
+    taken = lease_owner is not None and lease_owner != lease.owner
+    return revision != lease.encounter.revision or taken
+
+
+async def _insert_message(conn: _Conn, message: NewMessage, error: str | None) -> AddResult:
+    """Insert unless the dedup key is known; `error` None means readable (ACCEPTED)."""
+    status = MessageStatus.ACCEPTED if error is None else MessageStatus.DEAD
+    message_id = await conn.fetchval(
+        _INSERT_MESSAGE,
+        message.dedup_key,
+        message.format,
+        message.kind,
+        message.raw,
+        utc(message.received_at),
+        message.patient_key,
+        message.control_id,
+        status.value,
+        error or "",
+    )
+    if message_id is not None:
+        return AddResult(int(message_id), duplicate=False)
+    sql = "SELECT id FROM messages WHERE dedup_key = $1"
+    return AddResult(int(await conn.fetchval(sql, message.dedup_key)), duplicate=True)
+
+
+async def _link(conn: _Conn, message_id: int, links: Sequence[Link], at: datetime) -> None:
+    merged = merge_links(links)  # in key order: concurrent writers lock rows in one order
+    await conn.executemany(
+        "INSERT INTO message_links (message_id, encounter_key) VALUES ($1, $2)",
+        [(message_id, link.encounter_key) for link in merged],
+    )
+    stamp = utc(at)
+    await conn.executemany(
+        _TOUCH_ENCOUNTER,
+        [
+            (
+                link.encounter_key,
+                link.patient_key,
+                stamp,
+                link.close_requested,
+                None if link.cutoff_at is None else utc(link.cutoff_at),
+            )
+            for link in merged
+            if not is_patient_key(link.encounter_key)
+        ],
+    )
+
+
+async def _linked_keys(conn: _Conn, message_id: int) -> list[str]:
+    sql = "SELECT encounter_key FROM message_links WHERE message_id = $1 ORDER BY encounter_key"
+    return [str(row["encounter_key"]) for row in await conn.fetch(sql, message_id)]
+
+
+async def _set_message_status(
+    conn: _Conn, message_id: int, status: MessageStatus, error: str
+) -> None:
+    sql = "UPDATE messages SET status = $1, error = $2 WHERE id = $3"
+    if await conn.execute(sql, status.value, error, message_id) == "UPDATE 0":
+        raise LookupError(f"no stored message with id {message_id}")
+
+
+async def _release(conn: _Conn, key: str, owner: str) -> None:
+    sql = (
+        "UPDATE encounters SET lease_owner = NULL, lease_until = NULL"
+        " WHERE key = $1 AND lease_owner = $2"
+    )
+    await conn.execute(sql, key, owner)
+
+
+async def _current_resources(
+    conn: _Conn, encounter_key: str, resources: Sequence[tuple[str, str, str, str]]
+) -> dict[tuple[str, str], ResourceRow]:
+    """Current versions of the encounter's resources and of the incoming ones, locked."""
+    sql = (
+        f"SELECT {RESOURCE_COLUMNS} FROM resource_versions WHERE is_current AND"
+        " (encounter_key = $1 OR (resource_type, resource_id) IN"
+        " (SELECT * FROM unnest($2::text[], $3::text[])))"
+        " ORDER BY resource_type, resource_id FOR UPDATE"
+    )
+    types = [r[0] for r in resources]
+    ids = [r[1] for r in resources]
+    rows = [
+        resource_from_row(row, aware) for row in await conn.fetch(sql, encounter_key, types, ids)
+    ]
+    return {(row.resource_type, row.resource_id): row for row in rows}
+
+
+async def _write_versions(
+    conn: _Conn, rows: Sequence[ResourceRow], destination: str | None, now: datetime
+) -> None:
+    """The new versions become current; each is queued for delivery."""
+    if not rows:
+        return
+    await conn.executemany(
+        "UPDATE resource_versions SET is_current = FALSE"
+        " WHERE resource_type = $1 AND resource_id = $2 AND is_current",
+        [(row.resource_type, row.resource_id) for row in rows],
+    )
+    await conn.executemany(
+        f"INSERT INTO resource_versions ({RESOURCE_COLUMNS}, is_current)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE)",
+        [
+            (
+                row.resource_type,
+                row.resource_id,
+                row.version,
+                row.encounter_key,
+                row.patient_ref,
+                row.status,
+                row.last_updated,
+                row.body,
+            )
+            for row in rows
+        ],
+    )
+    if destination is not None:
+        stamp = utc(now)
+        await conn.executemany(
+            "INSERT INTO outbox (destination, resource_type, resource_id, version,"
+            " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            [(destination, r.resource_type, r.resource_id, r.version, stamp) for r in rows],
+        )
+
+
+async def _read_resource(
+    conn: _Conn, resource_type: str, resource_id: str, version: int | None, lock: bool = False
+) -> ResourceRow | None:
+    sql = (
+        f"SELECT {RESOURCE_COLUMNS} FROM resource_versions"
+        " WHERE resource_type = $1 AND resource_id = $2"
+        " AND ($3::integer IS NULL AND is_current OR version = $3)"
+    )
+    row = await conn.fetchrow(
+        sql + (" FOR UPDATE" if lock else ""), resource_type, resource_id, version
+    )
+    return None if row is None else resource_from_row(row, aware)

@@ -1,0 +1,715 @@
+"""The SQLite store: the embedded default for one process.
+
+One connection, driven by the stdlib `sqlite3` module on one dedicated thread. Each store
+method is one synchronous function that runs a whole transaction in a single hop to that
+thread; aiosqlite costs one hop per statement. Measured (add_message, 1 link, 1.5 KB raw,
+2-core VM, 3 runs): 1,300-2,000/s here against 900-1,250/s through aiosqlite with
+synchronous=FULL; 1,900-3,300/s against 1,000-2,000/s with NORMAL.
+
+WAL lets readers run beside the writer. synchronous=FULL (the default) makes each commit
+durable before the caller ACKs the message; NORMAL would be ~1.7x faster but may lose the
+last commits on power loss, i.e. messages already acknowledged.
+
+Writes open with BEGIN IMMEDIATE, taking the file's write lock before the first read, so a
+read-then-write step (lease_ready, save_coding) is atomic even against a second connection
+to the same file; a busy timeout makes the other connection wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adapter.store._common import (
+    MAX_ERROR_CHARS,
+    PATIENT_PREFIX,
+    Migration,
+    StoreClosedError,
+    audit_from_row,
+    delivery_from_row,
+    encounter_from_row,
+    is_patient_key,
+    iso_utc,
+    load_migrations,
+    merge_links,
+    message_from_row,
+    new_version,
+    parse_body,
+    parse_iso,
+    pending_migrations,
+    plan_coding,
+    resource_from_row,
+    search_filters,
+    state_counts,
+)
+from adapter.store.base import (
+    AddResult,
+    AuditEntry,
+    Delivery,
+    EncounterRow,
+    EncounterState,
+    Lease,
+    Link,
+    MessageStatus,
+    NewMessage,
+    ResourceRow,
+    SaveResult,
+    SearchQuery,
+    StoreCounts,
+    StoredMessage,
+)
+
+T = TypeVar("T")
+Conn = sqlite3.Connection
+
+SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file (created with its directory when missing)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
+        self._path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._conn: Conn | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._open_lock = asyncio.Lock()
+        self._closed = False  # close() is final: a closed store never reconnects
+        self._write_lock = asyncio.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    async def _connection(self) -> tuple[Conn, ThreadPoolExecutor]:
+        """Open on first use: the factory is synchronous, the connection is not."""
+        async with self._open_lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            if self._conn is None or self._executor is None:
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+                try:
+                    loop = asyncio.get_running_loop()
+                    self._conn = await loop.run_in_executor(executor, self._connect)
+                except BaseException:
+                    executor.shutdown(wait=False)
+                    raise
+                self._executor = executor
+            return self._conn, self._executor
+
+    def _connect(self) -> Conn:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            _enable_wal(conn, time.monotonic() + self._busy_timeout_ms / 1000)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _run(self, fn: Callable[[Conn], T], begin: str) -> T:
+        conn, executor = await self._connection()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, _transaction, conn, fn, begin)
+
+    async def _read(self, fn: Callable[[Conn], T]) -> T:
+        """A read transaction: one snapshot for every statement of the method."""
+        return await self._run(fn, "BEGIN")
+
+    async def _write(self, fn: Callable[[Conn], T]) -> T:
+        async with self._write_lock:
+            return await self._run(fn, "BEGIN IMMEDIATE")
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        migrations = load_migrations("sqlite")
+        await self._write(lambda conn: _migrate(conn, migrations))
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            self._closed = True
+            conn, executor = self._conn, self._executor
+            self._conn = self._executor = None
+            if conn is not None and executor is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            if executor is not None:
+                executor.shutdown(wait=True)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+        except (sqlite3.Error, OSError, StoreClosedError):
+            return False
+
+    # --- inbound ----------------------------------------------------------------------
+
+    async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
+        return await self._write(lambda conn: _add_message(conn, message, links))
+
+    async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
+        return await self._write(lambda conn: _insert_message(conn, message, error))
+
+    async def get_message(self, message_id: int) -> StoredMessage | None:
+        return await self._read(lambda conn: _get_message(conn, message_id))
+
+    async def messages_for_encounter(
+        self, encounter_key: str, patient_key: str
+    ) -> list[StoredMessage]:
+        return await self._read(lambda conn: _for_encounter(conn, encounter_key, patient_key))
+
+    async def list_messages(
+        self, since: datetime | None = None, message_id: int | None = None
+    ) -> list[StoredMessage]:
+        return await self._read(lambda conn: _list_messages(conn, since, message_id))
+
+    async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
+        await self._write(lambda conn: _relink(conn, message_id, links, now))
+
+    async def mark_dead(self, message_id: int, error: str) -> None:
+        await self._write(lambda conn: _mark_dead(conn, message_id, error))
+
+    async def dead_letters(self, limit: int = 100) -> list[StoredMessage]:
+        sql = "SELECT * FROM messages WHERE status = 'dead' ORDER BY id LIMIT ?"
+        return await self._read(lambda conn: _messages(conn, sql, (limit,)))
+
+    # --- closing and coding -----------------------------------------------------------
+
+    async def lease_ready(
+        self, now: datetime, quiet_before: datetime, owner: str, lease_seconds: int, limit: int
+    ) -> list[Lease]:
+        until = now + timedelta(seconds=lease_seconds)
+        return await self._write(
+            lambda conn: _lease_ready(conn, now, quiet_before, owner, until, limit)
+        )
+
+    async def save_coding(
+        self,
+        lease: Lease,
+        state: EncounterState,
+        outcome_detail: str,
+        resources: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        destination: str | None,
+    ) -> SaveResult:
+        coding = _Coding(lease, state, outcome_detail, resources, now, destination)
+        return await self._write(coding.save)
+
+    async def release_lease(self, lease: Lease) -> None:
+        await self._write(lambda conn: _release(conn, lease.encounter.key, lease.owner))
+
+    async def get_encounter(self, key: str) -> EncounterRow | None:
+        return await self._read(lambda conn: _get_encounter(conn, key))
+
+    async def encounters_in_state(
+        self, state: EncounterState, limit: int = 100
+    ) -> list[EncounterRow]:
+        sql = "SELECT * FROM encounters WHERE state = ? ORDER BY updated_at, key LIMIT ?"
+        return await self._read(
+            lambda conn: [_encounter(r) for r in conn.execute(sql, (state.value, limit))]
+        )
+
+    async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
+        await self._write(lambda conn: _set_state(conn, key, state, now))
+
+    # --- emitted resources ------------------------------------------------------------
+
+    async def read_resource(
+        self, resource_type: str, resource_id: str, version: int | None = None
+    ) -> ResourceRow | None:
+        return await self._read(
+            lambda conn: _read_resource(conn, resource_type, resource_id, version)
+        )
+
+    async def history(self, resource_type: str, resource_id: str) -> list[ResourceRow]:
+        sql = (
+            "SELECT * FROM resource_versions WHERE resource_type = ? AND resource_id = ?"
+            " ORDER BY version DESC"
+        )
+        return await self._read(
+            lambda conn: [_resource(r) for r in conn.execute(sql, (resource_type, resource_id))]
+        )
+
+    async def search(self, query: SearchQuery) -> tuple[list[ResourceRow], int]:
+        return await self._read(lambda conn: _search(conn, query))
+
+    async def put_resource_version(
+        self,
+        resource_type: str,
+        resource_id: str,
+        status: str,
+        body: str,
+        now: datetime,
+        destination: str | None,
+    ) -> ResourceRow:
+        key = (resource_type, resource_id)
+        return await self._write(
+            lambda conn: _put_version(conn, key, status, body, now, destination)
+        )
+
+    # --- delivery ---------------------------------------------------------------------
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        sql = (
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?"
+        )
+        return await self._read(
+            lambda conn: [
+                delivery_from_row(r, parse_iso) for r in conn.execute(sql, (iso_utc(now), limit))
+            ]
+        )
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        sql = "UPDATE outbox SET delivered_at = ? WHERE id = ?"
+        await self._write(lambda conn: conn.execute(sql, (iso_utc(now), delivery_id)))
+
+    async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?"
+        )
+        params = (error[:MAX_ERROR_CHARS], iso_utc(next_attempt_at), delivery_id)
+        await self._write(lambda conn: conn.execute(sql, params))
+
+    # --- audit and metrics ------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        sql = "INSERT INTO audit (at, actor, action, encounter_key, note) VALUES (?, ?, ?, ?, ?)"
+        params = (iso_utc(entry.at), entry.actor, entry.action, entry.encounter_key, entry.note)
+        await self._write(lambda conn: conn.execute(sql, params))
+
+    async def audit_for(self, encounter_key: str) -> list[AuditEntry]:
+        sql = "SELECT * FROM audit WHERE encounter_key = ? ORDER BY at, id"
+        return await self._read(
+            lambda conn: [audit_from_row(r, parse_iso) for r in conn.execute(sql, (encounter_key,))]
+        )
+
+    async def counts(self) -> StoreCounts:
+        return await self._read(_counts)
+
+
+def _enable_wal(conn: Conn, deadline: float) -> None:
+    """Switch the file to WAL (once per file), retrying while another connection holds it.
+
+    SQLite answers "database is locked" here without calling the busy handler when several
+    processes open a new file at once, so the busy timeout alone does not cover it.
+    """
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if str(mode).lower() != "wal":
+            raise RuntimeError("SQLite refused WAL mode for the store file")
+        return
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+
+def _transaction(conn: Conn, fn: Callable[[Conn], T], begin: str) -> T:
+    """Run `fn` as one transaction on the store's thread; roll back on any failure."""
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _migrate(conn: Conn, migrations: Sequence[Migration]) -> None:
+    """Under the write lock, so two processes starting together apply each file once."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied = [int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")]
+    for migration in pending_migrations(migrations, applied):
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            (migration.version, iso_utc(datetime.now(UTC))),
+        )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit the open transaction)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    leftover = [ln for ln in buffer.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    if leftover:
+        raise RuntimeError("a migration ends with an incomplete SQL statement")
+    return statements
+
+
+# --- inbound ----------------------------------------------------------------------------------
+
+_INSERT_MESSAGE = """
+INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
+                      status, error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+"""
+
+# Create OPEN, or: bump revision and activity, OR in close_requested, keep the earliest
+# cutoff, and send a finished encounter back to be coded again (DIRTY).
+_TOUCH_ENCOUNTER = """
+INSERT INTO encounters (key, patient_key, state, last_activity, close_requested, cutoff_at,
+                        revision, outcome_detail, updated_at)
+VALUES (?, ?, 'open', ?, ?, ?, 1, '', ?)
+ON CONFLICT (key) DO UPDATE SET
+    patient_key = CASE WHEN patient_key = '' THEN excluded.patient_key ELSE patient_key END,
+    state = CASE WHEN state IN ('coded', 'held', 'skipped') THEN 'dirty' ELSE state END,
+    last_activity = max(last_activity, excluded.last_activity),
+    close_requested = max(close_requested, excluded.close_requested),
+    cutoff_at = CASE
+        WHEN cutoff_at IS NULL THEN excluded.cutoff_at
+        WHEN excluded.cutoff_at IS NULL THEN cutoff_at
+        ELSE min(cutoff_at, excluded.cutoff_at) END,
+    revision = revision + 1,
+    updated_at = excluded.updated_at
+"""
+
+# A message left the encounter (replay moved it, or it is now dead): code it again.
+_BUMP_ENCOUNTER = """
+UPDATE encounters SET
+    state = CASE WHEN state IN ('coded', 'held', 'skipped') THEN 'dirty' ELSE state END,
+    revision = revision + 1,
+    updated_at = coalesce(?, updated_at)
+WHERE key = ?
+"""
+
+
+def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddResult:
+    """Insert unless the dedup key is known; `error` None means readable (ACCEPTED)."""
+    status = MessageStatus.ACCEPTED if error is None else MessageStatus.DEAD
+    params = (
+        message.dedup_key,
+        message.format,
+        message.kind,
+        message.raw,
+        iso_utc(message.received_at),
+        message.patient_key,
+        message.control_id,
+        status.value,
+        error or "",
+    )
+    inserted = conn.execute(_INSERT_MESSAGE, params).fetchall()
+    if inserted:
+        return AddResult(int(inserted[0][0]), duplicate=False)
+    existing = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (message.dedup_key,))
+    return AddResult(int(existing.fetchone()[0]), duplicate=True)
+
+
+def _add_message(conn: Conn, message: NewMessage, links: Sequence[Link]) -> AddResult:
+    result = _insert_message(conn, message, None)
+    if not result.duplicate:
+        _link(conn, result.message_id, links, message.received_at)
+    return result
+
+
+def _link(conn: Conn, message_id: int, links: Sequence[Link], at: datetime) -> None:
+    merged = merge_links(links)
+    conn.executemany(
+        "INSERT INTO message_links (message_id, encounter_key) VALUES (?, ?)",
+        [(message_id, link.encounter_key) for link in merged],
+    )
+    stamp = iso_utc(at)
+    for link in merged:
+        if is_patient_key(link.encounter_key):
+            continue
+        cutoff = None if link.cutoff_at is None else iso_utc(link.cutoff_at)
+        params = (link.encounter_key, link.patient_key, stamp, int(link.close_requested))
+        conn.execute(_TOUCH_ENCOUNTER, (*params, cutoff, stamp))
+
+
+def _get_message(conn: Conn, message_id: int) -> StoredMessage | None:
+    row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return None if row is None else message_from_row(row, parse_iso)
+
+
+def _messages(conn: Conn, sql: str, params: Sequence[object]) -> list[StoredMessage]:
+    return [message_from_row(row, parse_iso) for row in conn.execute(sql, params)]
+
+
+def _for_encounter(conn: Conn, encounter_key: str, patient_key: str) -> list[StoredMessage]:
+    patient_link = PATIENT_PREFIX + patient_key if patient_key else None
+    sql = (
+        "SELECT * FROM messages WHERE status = 'accepted' AND id IN"
+        " (SELECT message_id FROM message_links WHERE encounter_key IN (?, ?)) ORDER BY id"
+    )
+    return _messages(conn, sql, (encounter_key, patient_link))
+
+
+def _list_messages(
+    conn: Conn, since: datetime | None, message_id: int | None
+) -> list[StoredMessage]:
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
+    if since is not None:
+        where.append("received_at >= ?")
+        params.append(iso_utc(since))
+    if message_id is not None:
+        where.append("id = ?")
+        params.append(message_id)
+    return _messages(
+        conn, f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id", params
+    )
+
+
+def _linked_keys(conn: Conn, message_id: int) -> list[str]:
+    sql = "SELECT encounter_key FROM message_links WHERE message_id = ? ORDER BY encounter_key"
+    return [str(row[0]) for row in conn.execute(sql, (message_id,))]
+
+
+def _set_message_status(conn: Conn, message_id: int, status: MessageStatus, error: str) -> None:
+    sql = "UPDATE messages SET status = ?, error = ? WHERE id = ?"
+    if conn.execute(sql, (status.value, error, message_id)).rowcount == 0:
+        raise LookupError(f"no stored message with id {message_id}")
+
+
+def _relink(conn: Conn, message_id: int, links: Sequence[Link], now: datetime) -> None:
+    _set_message_status(conn, message_id, MessageStatus.ACCEPTED, "")
+    new_keys = {link.encounter_key for link in links}
+    left = [key for key in _linked_keys(conn, message_id) if key not in new_keys]
+    conn.executemany(_BUMP_ENCOUNTER, [(iso_utc(now), key) for key in left])
+    conn.execute("DELETE FROM message_links WHERE message_id = ?", (message_id,))
+    _link(conn, message_id, links, now)
+
+
+def _mark_dead(conn: Conn, message_id: int, error: str) -> None:
+    _set_message_status(conn, message_id, MessageStatus.DEAD, error)
+    conn.executemany(_BUMP_ENCOUNTER, [(None, key) for key in _linked_keys(conn, message_id)])
+    conn.execute("DELETE FROM message_links WHERE message_id = ?", (message_id,))
+
+
+# --- encounters ---------------------------------------------------------------------------
+
+_LEASE_READY = """
+UPDATE encounters SET lease_owner = :owner, lease_until = :until
+WHERE key IN (
+    SELECT key FROM encounters
+    WHERE (state = 'dirty'
+           OR (state = 'open' AND (close_requested = 1 OR last_activity <= :quiet
+                                   OR cutoff_at <= :now)))
+      AND (lease_until IS NULL OR lease_until <= :now OR lease_owner = :owner)
+    ORDER BY last_activity, key
+    LIMIT :limit)
+RETURNING *
+"""
+
+
+def _encounter(row: sqlite3.Row) -> EncounterRow:
+    return encounter_from_row(row, parse_iso)
+
+
+def _resource(row: sqlite3.Row) -> ResourceRow:
+    return resource_from_row(row, parse_iso)
+
+
+def _get_encounter(conn: Conn, key: str) -> EncounterRow | None:
+    row = conn.execute("SELECT * FROM encounters WHERE key = ?", (key,)).fetchone()
+    return None if row is None else _encounter(row)
+
+
+def _lease_ready(
+    conn: Conn, now: datetime, quiet_before: datetime, owner: str, until: datetime, limit: int
+) -> list[Lease]:
+    params: dict[str, Any] = {
+        "owner": owner,
+        "until": iso_utc(until),
+        "quiet": iso_utc(quiet_before),
+        "now": iso_utc(now),
+        "limit": limit,
+    }
+    rows = [_encounter(row) for row in conn.execute(_LEASE_READY, params).fetchall()]
+    rows.sort(key=lambda e: (e.last_activity, e.key))
+    return [Lease(encounter=row, owner=owner, until=until) for row in rows]
+
+
+def _release(conn: Conn, key: str, owner: str) -> None:
+    sql = (
+        "UPDATE encounters SET lease_owner = NULL, lease_until = NULL"
+        " WHERE key = ? AND lease_owner = ?"
+    )
+    conn.execute(sql, (key, owner))
+
+
+def _set_state(conn: Conn, key: str, state: EncounterState, now: datetime) -> None:
+    sql = "UPDATE encounters SET state = ?, updated_at = ? WHERE key = ?"
+    if conn.execute(sql, (state.value, iso_utc(now), key)).rowcount == 0:
+        raise LookupError("no such encounter")
+
+
+class _Coding:
+    """One save_coding call, as a function of the connection (run on the store's thread)."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        state: EncounterState,
+        outcome_detail: str,
+        resources: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        destination: str | None,
+    ) -> None:
+        self.lease, self.state, self.detail = lease, state, outcome_detail
+        self.resources, self.now, self.destination = resources, now, destination
+
+    def save(self, conn: Conn) -> SaveResult:
+        key = self.lease.encounter.key
+        sql = "SELECT revision, lease_owner FROM encounters WHERE key = ?"
+        row = conn.execute(sql, (key,)).fetchone()
+        if row is None or self._is_stale(int(row[0]), row[1]):
+            _release(conn, key, self.lease.owner)
+            return SaveResult(written=(), stale=True)
+        current = _current_resources(conn, key, self.resources)
+        written = plan_coding(key, self.resources, current, self.now)
+        for version in written:
+            _write_version(conn, version, self.destination, self.now)
+        sql = (
+            "UPDATE encounters SET state = ?, outcome_detail = ?, updated_at = ?,"
+            " lease_owner = NULL, lease_until = NULL WHERE key = ?"
+        )
+        conn.execute(sql, (self.state.value, self.detail, iso_utc(self.now), key))
+        return SaveResult(written=tuple(written), stale=False)
+
+    def _is_stale(self, revision: int, lease_owner: str | None) -> bool:
+        """A newer message arrived, or the lease expired and another coder took it."""
+        taken = lease_owner is not None and lease_owner != self.lease.owner
+        return revision != self.lease.encounter.revision or taken
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+def _current_resources(
+    conn: Conn, encounter_key: str, resources: Sequence[tuple[str, str, str, str]]
+) -> dict[tuple[str, str], ResourceRow]:
+    sql = "SELECT * FROM resource_versions WHERE is_current = 1 AND encounter_key = ?"
+    current = {
+        (row.resource_type, row.resource_id): row
+        for row in map(_resource, conn.execute(sql, (encounter_key,)))
+    }
+    for resource_type, resource_id, _status, _body in resources:
+        if (resource_type, resource_id) not in current:
+            found = _read_resource(conn, resource_type, resource_id, None)
+            if found is not None:
+                current[(resource_type, resource_id)] = found
+    return current
+
+
+def _write_version(conn: Conn, row: ResourceRow, destination: str | None, now: datetime) -> None:
+    """The new version becomes current; queue it for delivery."""
+    conn.execute(
+        "UPDATE resource_versions SET is_current = 0"
+        " WHERE resource_type = ? AND resource_id = ? AND is_current = 1",
+        (row.resource_type, row.resource_id),
+    )
+    conn.execute(
+        "INSERT INTO resource_versions (resource_type, resource_id, version, is_current,"
+        " encounter_key, patient_ref, status, last_updated, body)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
+        (
+            row.resource_type,
+            row.resource_id,
+            row.version,
+            row.encounter_key,
+            row.patient_ref,
+            row.status,
+            iso_utc(row.last_updated),
+            row.body,
+        ),
+    )
+    if destination is not None:
+        stamp = iso_utc(now)
+        conn.execute(
+            "INSERT INTO outbox (destination, resource_type, resource_id, version,"
+            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (destination, row.resource_type, row.resource_id, row.version, stamp, stamp),
+        )
+
+
+def _read_resource(
+    conn: Conn, resource_type: str, resource_id: str, version: int | None
+) -> ResourceRow | None:
+    sql = "SELECT * FROM resource_versions WHERE resource_type = ? AND resource_id = ?"
+    if version is None:
+        row = conn.execute(sql + " AND is_current = 1", (resource_type, resource_id)).fetchone()
+    else:
+        params = (resource_type, resource_id, version)
+        row = conn.execute(sql + " AND version = ?", params).fetchone()
+    return None if row is None else _resource(row)
+
+
+def _put_version(
+    conn: Conn,
+    key: tuple[str, str],
+    status: str,
+    body: str,
+    now: datetime,
+    destination: str | None,
+) -> ResourceRow:
+    current = _read_resource(conn, key[0], key[1], None)
+    if current is None:
+        raise LookupError(f"no stored {key[0]}/{key[1]} to version")
+    row = new_version(current, key, current.encounter_key, status, parse_body(body), now)
+    _write_version(conn, row, destination, now)
+    return row
+
+
+def _search(conn: Conn, query: SearchQuery) -> tuple[list[ResourceRow], int]:
+    where, params = search_filters(query, "is_current = 1", lambda _n: "?", iso_utc)
+    total = _scalar(conn, f"SELECT count(*) FROM resource_versions WHERE {where}", params)
+    sql = (
+        f"SELECT * FROM resource_versions WHERE {where}"
+        " ORDER BY last_updated DESC, resource_type, resource_id LIMIT ? OFFSET ?"
+    )
+    page = [max(query.count, 0), max(query.offset, 0)]
+    return [_resource(row) for row in conn.execute(sql, [*params, *page])], total
+
+
+def _counts(conn: Conn) -> StoreCounts:
+    by_state = conn.execute("SELECT state, count(*) FROM encounters GROUP BY state").fetchall()
+    return StoreCounts(
+        encounters_by_state=state_counts((str(r[0]), int(r[1])) for r in by_state),
+        outbox_pending=_scalar(conn, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"),
+        dead_letters=_scalar(conn, "SELECT count(*) FROM messages WHERE status = 'dead'"),
+        messages=_scalar(conn, "SELECT count(*) FROM messages"),
+    )
+
+
+def _scalar(conn: Conn, sql: str, params: Sequence[object] = ()) -> int:
+    return int(conn.execute(sql, params).fetchone()[0])
