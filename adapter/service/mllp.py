@@ -1,0 +1,538 @@
+"""MLLP: framing (pure) and the TCP server that frames, reads, calls a handler, writes ACKs.
+
+A frame is 0x0B, the payload, 0x1C 0x0D. The decoder is tolerant of what real
+interface engines send (stray CR/LF between frames, a missing trailing CR) and
+bounded: a frame larger than the limit is never buffered whole, it becomes an
+`Oversize` item carrying its first bytes so the server can still answer MSH-10.
+
+The server knows nothing about message content: the handler builds the ACK
+(see `adapter.service.ack`). The server answers on its own only when the
+handler cannot be asked (oversize frame) or failed (exception), so a sender is
+never left waiting without an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+import structlog
+
+from adapter.service.ack import (
+    AckError,
+    MshInfo,
+    ack_from_header,
+    error_ack_code,
+    read_msa,
+    read_msh,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "END_BLOCK",
+    "OVERSIZE_HEAD_BYTES",
+    "START_BLOCK",
+    "AckMetrics",
+    "Frame",
+    "Handler",
+    "HandlerResult",
+    "Item",
+    "MllpDecoder",
+    "MllpServer",
+    "Oversize",
+    "PeerInfo",
+    "encode_frame",
+]
+
+START_BLOCK = 0x0B
+END_BLOCK = 0x1C
+CARRIAGE_RETURN = 0x0D
+DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+OVERSIZE_HEAD_BYTES = 4096  # enough for any real MSH, so an oversize frame can be acknowledged
+_START = b"\x0b"
+_END = b"\x1c"
+_TRAILER = b"\x1c\x0d"
+
+log = structlog.get_logger()
+
+
+# --- framing --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One complete payload, as sent (CR, LF or CRLF separators kept for the reader).
+
+    `skipped` counts bytes discarded since the previous item (stray bytes between
+    frames, an abandoned partial frame); `missing_cr` is true when the end block
+    was not followed by CR. Both are reported, neither is an error.
+    """
+
+    payload: bytes
+    skipped: int = 0
+    missing_cr: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """A frame over the size limit: its payload was discarded, only `head` was kept."""
+
+    head: bytes
+    size: int  # payload bytes seen between the start and end blocks
+    skipped: int = 0
+    missing_cr: bool = False
+
+
+Item = Frame | Oversize
+
+
+class _State(Enum):
+    OUTSIDE = "outside"  # looking for a start block
+    INSIDE = "inside"  # buffering a payload
+    DISCARDING = "discarding"  # in an oversize payload: counting, not buffering
+
+
+class MllpDecoder:
+    """Incremental MLLP decoder: `feed` bytes as they arrive, get complete items back.
+
+    Why incremental and bounded: TCP delivers frames cut anywhere and glued
+    together, and a peer must not be able to make us buffer without limit. The
+    buffer never holds more than `max_frame_bytes` (an end block waiting for the
+    byte after it is held as a flag, not in the buffer).
+
+    Rules: bytes before a start block are skipped and counted; 0x1C ends a
+    payload whatever follows it (CR is consumed, anything else is reported as
+    `missing_cr` and, unless it is a start block, skipped); a start block inside
+    a payload abandons the partial payload (counted as skipped) and starts anew,
+    since neither 0x0B nor 0x1C can occur in HL7 text.
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if max_frame_bytes < 1:
+            raise ValueError("max_frame_bytes must be positive")
+        self.max_frame_bytes = max_frame_bytes
+        self.skipped_bytes = 0  # totals for the connection's lifetime
+        self.frames = 0
+        self.oversize_frames = 0
+        self.missing_cr = 0
+        self.abandoned = 0
+        self._state = _State.OUTSIDE
+        self._buffer = bytearray()
+        self._size = 0  # payload bytes of the current frame (buffered or discarded)
+        self._pending_end = False  # 0x1C seen as the last byte of the previous chunk
+        self._skipped = 0  # skipped since the last item
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held between calls (for the bounded-memory guarantee)."""
+        return len(self._buffer)
+
+    @property
+    def in_frame(self) -> bool:
+        """True when a frame has started and not ended: data lost if the peer closes now."""
+        return self._state is not _State.OUTSIDE
+
+    @property
+    def partial_bytes(self) -> int:
+        """Payload bytes of the unfinished frame (for the log when the peer closes)."""
+        return self._size if self.in_frame else 0
+
+    def feed(self, data: bytes) -> list[Item]:
+        """Consume one chunk; returns the items it completed, in order."""
+        items: list[Item] = []
+        pos = 0
+        if self._pending_end and data:
+            self._pending_end = False
+            pos = self._finish(items, data, 0)
+        size = len(data)
+        while pos < size:
+            if self._state is _State.OUTSIDE:
+                pos = self._seek_start(data, pos)
+            else:
+                pos = self._consume(items, data, pos)
+        return items
+
+    def _seek_start(self, data: bytes, pos: int) -> int:
+        start = data.find(_START, pos)
+        if start < 0:
+            self._skipped += len(data) - pos
+            return len(data)
+        self._skipped += start - pos
+        self._begin()
+        return start + 1
+
+    def _begin(self) -> None:
+        self._state = _State.INSIDE
+        self._size = 0
+        self._buffer.clear()
+
+    def _consume(self, items: list[Item], data: bytes, pos: int) -> int:
+        """Take payload bytes up to the next end block (or restart, or the chunk's end)."""
+        end = data.find(_END, pos)
+        limit = len(data) if end < 0 else end
+        restart = data.find(_START, pos, limit)
+        if restart >= 0:  # a new frame before this one ended: the partial one is abandoned
+            self.abandoned += 1
+            self._skipped += self._size + (restart - pos) + 1  # +1: the abandoned start block
+            self._begin()
+            return restart + 1
+        self._append(data, pos, limit)
+        if end < 0:
+            return len(data)
+        if end + 1 == len(data):
+            self._pending_end = True
+            return len(data)
+        return self._finish(items, data, end + 1)
+
+    def _append(self, data: bytes, start: int, stop: int) -> None:
+        """Buffer payload bytes, switching to discarding once over the limit."""
+        count = stop - start
+        self._size += count
+        if self._state is _State.DISCARDING:
+            return
+        if self._size <= self.max_frame_bytes:
+            self._buffer += memoryview(data)[start:stop]
+            return
+        head = min(OVERSIZE_HEAD_BYTES, self.max_frame_bytes)
+        room = head - len(self._buffer)
+        if room > 0:
+            self._buffer += data[start : start + room]
+        del self._buffer[head:]
+        self._state = _State.DISCARDING
+
+    def _finish(self, items: list[Item], data: bytes, after: int) -> int:
+        """Close the frame whose end block preceded `after`; returns where to go on."""
+        missing_cr = data[after] != CARRIAGE_RETURN
+        items.append(self._item(missing_cr))
+        self._state = _State.OUTSIDE
+        self._buffer.clear()
+        self._size = 0
+        if missing_cr:
+            self.missing_cr += 1
+            return after  # a start block there is seen by `_seek_start`; other bytes skipped
+        return after + 1
+
+    def _item(self, missing_cr: bool) -> Item:
+        skipped, self._skipped = self._skipped, 0
+        self.skipped_bytes += skipped
+        if self._state is _State.DISCARDING:
+            self.oversize_frames += 1
+            return Oversize(bytes(self._buffer), self._size, skipped, missing_cr)
+        self.frames += 1
+        return Frame(bytes(self._buffer), skipped, missing_cr)
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Wrap a payload in MLLP blocks; refuses payloads holding a block byte (unframeable)."""
+    if _START in payload or _END in payload:
+        raise ValueError("payload contains an MLLP block character")
+    return b"\x0b" + payload + _TRAILER
+
+
+# --- server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """Who sent a message: for logs and routing, never for trust."""
+
+    host: str
+    port: int
+    connection: int  # per-server sequence number, to tell connections apart in logs
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerResult:
+    """The handler's answer: an ER7 ACK (unframed), or None to send nothing.
+
+    None is for enhanced mode when the accept-acknowledgment type says no answer
+    (MSH-15 NE, or SU after a failure); `ack_code` and `control_id` only feed the
+    log line, and are read from the ACK's MSA when left empty. `more_acks` are
+    written right after `ack`, in order, on the same connection: in enhanced
+    mode, the application acknowledgment that follows the accept acknowledgment.
+    """
+
+    ack: bytes | None
+    ack_code: str = ""
+    control_id: str = ""
+    more_acks: Sequence[bytes] = ()
+
+
+Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult | bytes]]
+
+
+class _Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class AckMetrics(Protocol):
+    """What the server needs of the application's metrics: an ACK latency histogram."""
+
+    @property
+    def ack_latency(self) -> _Observer: ...
+
+
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def _new_control_id() -> str:
+    """MSH-10 of the ACKs the server builds itself: unique, 20 characters (ST in 2.5.1)."""
+    return uuid.uuid4().hex[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """What goes back on the wire for one item (None: nothing) and what the log says of it."""
+
+    frame: bytes | None
+    ack_code: str
+    control_id: str
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One client connection; closing it is safe while `reading` with no partial frame."""
+
+    peer: PeerInfo
+    writer: asyncio.StreamWriter
+    decoder: MllpDecoder
+    task: asyncio.Task[None] | None = None
+    reading: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.reading and not self.decoder.in_frame
+
+
+class MllpServer:
+    """An asyncio MLLP listener: per connection, messages are answered in order, one at a time.
+
+    Connections run in parallel. `idle_timeout` closes a connection that sent
+    nothing for that long; `max_frame_bytes` bounds a frame (an oversize frame
+    is answered AR, or CR in enhanced mode, ERR-3 207, without calling the
+    handler). A handler returns a `HandlerResult` or just the ACK bytes.
+    `clock` and `control_ids` feed the ACKs the server builds itself;
+    `metrics` (optional) observes the frame-to-ACK latency.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        idle_timeout: float = 300.0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        read_bytes: int = 64 * 1024,
+        metrics: AckMetrics | None = None,
+        clock: Callable[[], datetime] = _local_now,
+        control_ids: Callable[[], str] = _new_control_id,
+    ) -> None:
+        if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1:
+            raise ValueError("MLLP limits must be positive")
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.read_bytes = read_bytes
+        self.metrics = metrics
+        self.clock = clock
+        self.control_ids = control_ids
+        self._server: asyncio.Server | None = None
+        self._connections: dict[int, _Connection] = {}
+        self._sequence = 0
+        self._stopping = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (what `start(host, 0)` picked)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("MLLP server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        """Open client connections."""
+        return len(self._connections)
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and start accepting; port 0 picks a free port (read `.port`)."""
+        if self._server is not None:
+            raise RuntimeError("MLLP server already started")
+        self._stopping = False
+        self._server = await asyncio.start_server(self._serve, host, port)
+        log.info("mllp.listening", host=host, port=self.port)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop accepting; answer messages already received; close every connection.
+
+        Idle connections are closed at once. A connection in the middle of a
+        message (handler running, or a frame half received) gets up to
+        `grace_seconds` to answer it, then is cut: the sender, unanswered, resends.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping = True
+        server.close()
+        for connection in list(self._connections.values()):
+            if connection.idle:
+                connection.writer.close()  # the pending read returns EOF
+        tasks = [c.task for c in self._connections.values() if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("mllp.stop_cut", connections=len(late))
+                await asyncio.wait(late)
+        await server.wait_closed()
+        log.info("mllp.stopped")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection, from accept to close."""
+        connection = self._register(writer)
+        peer = connection.peer
+        reason = "eof"
+        log.info("mllp.connected", peer=str(peer), connection=peer.connection)
+        try:
+            reason = await self._read_loop(reader, connection)
+        except (ConnectionError, OSError) as exc:
+            reason = type(exc).__name__
+        except Exception as exc:  # a bug here: close, and log the type only (no content)
+            reason = f"error {type(exc).__name__}"
+            log.error("mllp.connection_failed", peer=str(peer), error=type(exc).__name__)
+        finally:
+            del self._connections[peer.connection]
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            _log_closed(peer, connection.decoder, reason)
+
+    def _register(self, writer: asyncio.StreamWriter) -> _Connection:
+        self._sequence += 1
+        address = writer.get_extra_info("peername")
+        host, port = (str(address[0]), int(address[1])) if address else ("?", 0)
+        peer = PeerInfo(host, port, self._sequence)
+        connection = _Connection(peer, writer, MllpDecoder(self.max_frame_bytes))
+        connection.task = asyncio.current_task()
+        self._connections[peer.connection] = connection
+        return connection
+
+    async def _read_loop(self, reader: asyncio.StreamReader, connection: _Connection) -> str:
+        """Read, decode, answer every complete item in order; returns why it ended."""
+        decoder = connection.decoder
+        while not self._stopping or decoder.in_frame:
+            connection.reading = True
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    data = await reader.read(self.read_bytes)
+            except TimeoutError:
+                return "idle"
+            finally:
+                connection.reading = False
+            if not data:
+                return "stopping" if self._stopping else "eof"
+            for item in decoder.feed(data):
+                await self._answer(item, connection)
+        return "stopping"
+
+    async def _answer(self, item: Item, connection: _Connection) -> None:
+        """Handle one item and write its ACK before the next item is looked at."""
+        started = time.perf_counter()
+        if isinstance(item, Oversize):
+            reply = self._oversize_reply(item)
+        else:
+            reply = await self._handler_reply(item.payload, connection.peer)
+        if reply.frame is not None:
+            connection.writer.write(reply.frame)
+            await connection.writer.drain()
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.ack_latency.observe(elapsed)
+        _log_message(connection.peer, item, reply, elapsed)
+
+    async def _handler_reply(self, payload: bytes, peer: PeerInfo) -> _Reply:
+        """The handler's ACK; the server's own AE/207 if it raises or returns an unframeable ACK."""
+        try:
+            answer = await self.handler(payload, peer)
+            result = answer if isinstance(answer, HandlerResult) else HandlerResult(answer)
+            return _reply(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("mllp.handler_failed", peer=str(peer), error=type(exc).__name__)
+            error = AckError(code="207", message="internal error; resend later")
+            return self._own_reply(read_msh(payload), reject=False, error=error)
+
+    def _oversize_reply(self, item: Oversize) -> _Reply:
+        """AR (resending the same bytes cannot succeed); ERR-3 207: table 0357 has no size code."""
+        text = f"message over the {self.max_frame_bytes}-byte limit"
+        return self._own_reply(read_msh(item.head), reject=True, error=AckError("207", text))
+
+    def _own_reply(self, msh: MshInfo | None, *, reject: bool, error: AckError) -> _Reply:
+        """An ACK the server builds itself, in the mode (original or enhanced) the sender asked."""
+        control_id = msh.control_id if msh is not None else ""
+        code = error_ack_code(msh, reject=reject)
+        if code is None:  # enhanced mode, MSH-15 NE or SU: the sender wants no answer
+            return _Reply(None, "-", control_id)
+        ack = ack_from_header(
+            msh, code, error=error, now=self.clock(), control_id=self.control_ids()
+        )
+        return _Reply(encode_frame(ack), code, control_id)
+
+
+def _reply(result: HandlerResult) -> _Reply:
+    """Frame the handler's ACKs (raises ValueError if one cannot be framed)."""
+    acks = [result.ack, *result.more_acks] if result.ack is not None else [*result.more_acks]
+    if not acks:
+        return _Reply(None, result.ack_code or "-", result.control_id)
+    frame = b"".join(encode_frame(ack) for ack in acks)
+    code, control_id = result.ack_code, result.control_id
+    if not (code and control_id):
+        msa_code, msa_control_id = read_msa(acks[0])
+        code, control_id = code or msa_code, control_id or msa_control_id
+    return _Reply(frame, code, control_id)
+
+
+def _log_message(peer: PeerInfo, item: Item, reply: _Reply, elapsed: float) -> None:
+    """One line per message: control id, peer, size, ACK code, latency; never content."""
+    extra: dict[str, object] = {}
+    if item.skipped:
+        extra["skipped_bytes"] = item.skipped
+    if item.missing_cr:
+        extra["missing_cr"] = True
+    if isinstance(item, Oversize):
+        extra["oversize"] = True
+    log.info(
+        "mllp.message",
+        control_id=reply.control_id,
+        peer=str(peer),
+        bytes=item.size if isinstance(item, Oversize) else len(item.payload),
+        ack_code=reply.ack_code or "-",
+        latency_ms=round(elapsed * 1000, 3),
+        **extra,
+    )
+
+
+def _log_closed(peer: PeerInfo, decoder: MllpDecoder, reason: str) -> None:
+    log.info(
+        "mllp.closed",
+        peer=str(peer),
+        connection=peer.connection,
+        reason=reason,
+        frames=decoder.frames,
+        oversize=decoder.oversize_frames,
+        skipped_bytes=decoder.skipped_bytes,
+        missing_cr=decoder.missing_cr,
+        abandoned=decoder.abandoned,
+        partial_bytes=decoder.partial_bytes,
+    )
