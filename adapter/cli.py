@@ -39,18 +39,27 @@ class CodeArgs:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
-    if ns.command != "code":
-        parser.print_help(sys.stderr)
-        return EXIT_BAD_INPUT
-    args = CodeArgs(
-        paths=tuple(Path(p) for p in ns.paths),
-        setting=ns.setting,
-        mappings=Path(ns.mappings) if ns.mappings else default_mappings_dir(),
-        site_tz=ns.site_tz,
-        pump_g0498=ns.pump_g0498,
-        z_order=ZOrder(ns.z_order),
-    )
-    return run_code(args)
+    if ns.command == "code":
+        return run_code(
+            CodeArgs(
+                paths=tuple(Path(p) for p in ns.paths),
+                setting=ns.setting,
+                mappings=Path(ns.mappings) if ns.mappings else default_mappings_dir(),
+                site_tz=ns.site_tz,
+                pump_g0498=ns.pump_g0498,
+                z_order=ZOrder(ns.z_order),
+            )
+        )
+    if ns.command == "send":
+        from adapter.mllp_send import run as send
+
+        return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout)
+    if ns.command in ("serve", "replay", "settings"):
+        from adapter import service_cli
+
+        return service_cli.run(ns)
+    parser.print_help(sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +96,45 @@ def _parser() -> argparse.ArgumentParser:
         default=ZOrder.CHEMO_FIRST.value,
         help="order of Z51.11 and Z51.12 when both apply (R39; default chemo-first)",
     )
+    _service_commands(sub)
     return parser
+
+
+def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config_help = "TOML settings file (also ADAPTER_CONFIG_FILE); ADAPTER_* variables win"
+    serve = sub.add_parser(
+        "serve",
+        help="run the service: MLLP and HTTP listeners, coder, delivery",
+        description="Run the service until SIGTERM/SIGINT. Settings: ADAPTER_* environment "
+        "variables over an optional TOML file (see README).",
+    )
+    serve.add_argument("--config", help=config_help)
+    replay = sub.add_parser(
+        "replay",
+        help="re-read stored messages through the current mappings and re-code",
+        description="Re-read stored messages (dead letters included) through the current "
+        "mappings; encounters they touch are re-coded into new versions of the same "
+        "resources, never duplicates.",
+    )
+    replay.add_argument("--config", help=config_help)
+    replay.add_argument("--since", help="ISO date-time: messages received at or after it")
+    replay.add_argument("--message", type=int, help="one stored message id")
+    replay.add_argument(
+        "--no-code", action="store_true", help="only relink; the running service codes them"
+    )
+    send = sub.add_parser(
+        "send",
+        help="send HL7 v2 files to an MLLP listener and print each ACK",
+        description="Send every message of the files over one MLLP connection, each after "
+        "the previous ACK; print '<MSH-10> <ACK code>' per message. Exit 1 if any was not "
+        "accepted, 2 if the connection failed.",
+    )
+    send.add_argument("paths", nargs="+", metavar="PATH")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=2575)
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds per ACK")
+    settings = sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    settings.add_argument("--config", help=config_help)
 
 
 def run_code(args: CodeArgs) -> int:

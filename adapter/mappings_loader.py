@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,8 +97,10 @@ T = TypeVar("T")
 
 
 def default_mappings_dir() -> Path:
-    """The `mappings/` directory shipped next to the `adapter` package."""
-    return Path(__file__).parent.parent / "mappings"
+    """`ADAPTER_MAPPINGS_DIR` when set (containers install the package as a wheel and put
+    the tables elsewhere), else the `mappings/` directory next to the `adapter` package."""
+    configured = os.environ.get("ADAPTER_MAPPINGS_DIR", "")
+    return Path(configured) if configured else Path(__file__).parent.parent / "mappings"
 
 
 # ---------------------------------------------------------------- rows

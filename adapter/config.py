@@ -1,0 +1,195 @@
+"""Service settings: environment variables `ADAPTER_*` over an optional TOML file over defaults.
+
+Read once at start-up and validated; a bad value stops the service with a
+message naming the variable (or TOML key) and what it accepts. Every field is
+documented in the README's settings table; `charge-adapter settings` prints the
+effective values (secrets masked).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from adapter.core.mappings import Setting
+from adapter.core.options import CodingOptions, ZOrder
+
+ENV_PREFIX = "ADAPTER_"
+SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url"})
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _default_mappings() -> str:
+    return str(Path(__file__).resolve().parent.parent / "mappings")  # ADAPTER_MAPPINGS_DIR wins
+
+
+def _default_replica() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"  # where both listeners bind; 0.0.0.0 in containers
+    mllp_port: int = 2575
+    http_port: int = 8080
+    database_url: str = "sqlite:///./var/adapter.db"
+    database_schema: str = "public"  # PostgreSQL schema holding the adapter's tables
+    mappings_dir: str = field(default_factory=_default_mappings)
+    site_tz: str = "America/New_York"  # D25
+    default_setting: str = Setting.HOSPITAL_OUTPATIENT  # D1
+    pump_g0498: bool = False  # R27
+    z_order: str = ZOrder.CHEMO_FIRST.value  # R39
+    quiet_period_minutes: int = 240  # close an encounter 4 h after its last message
+    end_of_day_cutoff: str = ""  # "HH:MM" site time: close the day's encounters then; "" = off
+    close_check_seconds: float = 5.0  # how often the coder looks for encounters to close
+    lease_seconds: int = 120  # an encounter handed to one replica is its own for this long
+    mllp_idle_timeout_seconds: float = 300.0
+    mllp_max_frame_bytes: int = 1024 * 1024
+    http_max_body_bytes: int = 10 * 1024 * 1024
+    fhir_base_url: str = ""  # downstream FHIR server; "" = serve resources only from /fhir
+    fhir_auth_header: str = ""  # e.g. "Authorization: Bearer <token>"
+    delivery_backoff_base_seconds: float = 2.0
+    delivery_backoff_max_seconds: float = 600.0
+    delivery_timeout_seconds: float = 30.0
+    shutdown_grace_seconds: float = 20.0
+    log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
+    log_level: str = "info"
+    replica_id: str = field(default_factory=_default_replica)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site_tz)
+
+    @property
+    def cutoff(self) -> time | None:
+        return time.fromisoformat(self.end_of_day_cutoff) if self.end_of_day_cutoff else None
+
+    def coding_options(self) -> CodingOptions:
+        return CodingOptions(
+            default_setting=self.default_setting,
+            pump_code_g0498=self.pump_g0498,
+            z_order=ZOrder(self.z_order),
+        )
+
+    def auth_header(self) -> tuple[str, str] | None:
+        if not self.fhir_auth_header:
+            return None
+        name, _, value = self.fhir_auth_header.partition(":")
+        return name.strip(), value.strip()
+
+    def masked(self) -> dict[str, Any]:
+        """Effective values for display; secrets reduced to whether they are set."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value and "://" in str(value):
+                scheme, _, rest = str(value).partition("://")
+                value = f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else value
+            elif f.name in SECRET_FIELDS and value:
+                value = "***"
+            out[f.name] = value
+        return out
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: str | None = None
+) -> Settings:
+    """Defaults, then the TOML file (`ADAPTER_CONFIG_FILE` or the argument), then `ADAPTER_*`."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or env.get(f"{ENV_PREFIX}CONFIG_FILE", "")
+    if path:
+        values.update(_read_toml(Path(path)))
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _convert(f.name, raw, f"{ENV_PREFIX}{f.name.upper()}")
+    settings = replace(Settings(), **values)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    section = data.get("adapter", data)
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return {k: _convert(k, v, f"{path} [{k}]") for k, v in section.items()}
+
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False,
+         "no": False, "off": False}  # fmt: skip
+
+
+def _convert(name: str, raw: object, where: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        return _CONVERTERS[str(kind)](raw)
+    except (ValueError, KeyError):
+        raise SettingsError(f"{where}: '{raw}' is not a valid {kind}") from None
+
+
+def _to_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return _BOOL[str(raw).strip().lower()]
+
+
+_CONVERTERS: dict[str, Callable[[object], Any]] = {
+    "str": str,
+    "int": lambda v: int(str(v)),
+    "float": lambda v: float(str(v)),
+    "bool": _to_bool,
+}
+
+
+def _validate(s: Settings) -> None:
+    problems = []
+    for name in ("mllp_port", "http_port"):
+        port = getattr(s, name)
+        if not 0 <= port <= 65535:
+            problems.append(f"{name}={port}: a TCP port is 0-65535")
+    try:
+        ZoneInfo(s.site_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"site_tz={s.site_tz}: not an IANA time zone (e.g. America/New_York)")
+    if s.default_setting not in Setting.ALL:
+        problems.append(f"default_setting={s.default_setting}: one of {', '.join(Setting.ALL)}")
+    if s.z_order not in {z.value for z in ZOrder}:
+        problems.append(f"z_order={s.z_order}: one of {', '.join(z.value for z in ZOrder)}")
+    if s.end_of_day_cutoff:
+        try:
+            time.fromisoformat(s.end_of_day_cutoff)
+        except ValueError:
+            problems.append(f"end_of_day_cutoff={s.end_of_day_cutoff}: HH:MM, or empty for off")
+    for name in ("quiet_period_minutes", "lease_seconds", "mllp_max_frame_bytes",
+                 "http_max_body_bytes"):  # fmt: skip
+        if getattr(s, name) <= 0:
+            problems.append(f"{name}: must be positive")
+    if s.log_format not in ("auto", "json", "console"):
+        problems.append(f"log_format={s.log_format}: auto, json or console")
+    if s.fhir_base_url and not s.fhir_base_url.startswith(("http://", "https://")):
+        problems.append("fhir_base_url: must start with http:// or https://")
+    if s.fhir_auth_header and ":" not in s.fhir_auth_header:
+        problems.append("fhir_auth_header: 'Header-Name: value'")
+    if not Path(s.mappings_dir).is_dir():
+        problems.append(f"mappings_dir={s.mappings_dir}: not a directory")
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))

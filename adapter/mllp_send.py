@@ -1,0 +1,75 @@
+"""`charge-adapter send`: a small MLLP client for interface analysts and the demo.
+
+Sends every message of the given HL7 v2 files over one connection, each after
+the previous ACK, and prints one line per message: its MSH-10 and the ACK code
+(with the ERR text when there is one). Exit 0 when every message was accepted
+(AA/CA), 1 when any was not, 2 when the files or the connection failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapter.readers.er7 import split_messages
+from adapter.service.ack import read_msa, read_msh
+from adapter.service.mllp import Frame, MllpDecoder, encode_frame
+
+ACCEPTED = ("AA", "CA")
+
+
+def messages_in(paths: Sequence[Path]) -> list[bytes]:
+    """Each message of each file, segments joined with CR as MLLP peers expect."""
+    out: list[bytes] = []
+    for path in paths:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        out.extend(("\r".join(chunk.lines) + "\r").encode() for chunk in split_messages(text))
+    return out
+
+
+async def send(host: str, port: int, messages: list[bytes], timeout: float) -> list[bytes]:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    decoder = MllpDecoder()
+    pending: list[bytes] = []  # frames that arrived in the same read as an earlier one
+    acks: list[bytes] = []
+    try:
+        for message in messages:
+            writer.write(encode_frame(message))
+            await writer.drain()
+            acks.append(await asyncio.wait_for(_next_frame(reader, decoder, pending), timeout))
+    finally:
+        writer.close()
+    return acks
+
+
+async def _next_frame(
+    reader: asyncio.StreamReader, decoder: MllpDecoder, pending: list[bytes]
+) -> bytes:
+    while not pending:
+        data = await reader.read(65536)
+        if not data:
+            raise ConnectionError("connection closed before the ACK")
+        pending.extend(i.payload for i in decoder.feed(data) if isinstance(i, Frame))
+    return pending.pop(0)
+
+
+def run(host: str, port: int, paths: Sequence[Path], timeout: float) -> int:
+    try:
+        messages = messages_in(paths)
+    except OSError as exc:
+        print(f"charge-adapter: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        acks = asyncio.run(send(host, port, messages, timeout))
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        print(f"charge-adapter: MLLP {host}:{port}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 2
+    rejected = 0
+    for message, ack in zip(messages, acks, strict=True):
+        msh = read_msh(message)
+        code, _ = read_msa(ack)
+        rejected += code not in ACCEPTED
+        print(f"{msh.control_id if msh else '?'} {code}")
+    return 1 if rejected else 0

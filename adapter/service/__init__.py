@@ -1,0 +1,1 @@
+"""The service shell around the pure core: listeners, workers, HTTP API."""

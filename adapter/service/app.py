@@ -1,0 +1,190 @@
+"""The application factory: one asyncio process, every listener and worker owned by the app.
+
+`create_app(settings)` returns an aiohttp Application whose start-up opens the
+store (and migrates it), loads the mappings, starts the MLLP listener, the
+coder and the delivery worker; its shutdown stops accepting, lets in-flight
+messages finish, stops the workers and closes the store. `charge-adapter
+serve` runs it with aiohttp's signal handling: SIGTERM and SIGINT shut down
+gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from aiohttp import web
+
+from adapter.config import Settings
+from adapter.core.coder import CodingContext
+from adapter.core.mappings import Mappings
+from adapter.icd10 import is_billable
+from adapter.mappings_loader import load_mappings
+from adapter.service.ack import build_ack
+from adapter.service.coding import Coder, CoderConfig
+from adapter.service.delivery import Deliverer, DeliveryConfig
+from adapter.service.hl7_ack import ack_for
+from adapter.service.ingest import Ingestor
+from adapter.service.metrics import Metrics
+from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.store import open_store
+from adapter.store.base import Store
+
+log = structlog.get_logger()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppState:
+    """Everything a request handler may need, created at start-up."""
+
+    settings: Settings
+    store: Store
+    mappings: Mappings
+    ingestor: Ingestor
+    coder: Coder
+    deliverer: Deliverer | None
+    metrics: Metrics
+    clock: Callable[[], datetime]
+    mllp: MllpServer | None = None
+    draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
+        """Keep the message, then build its ACK (AA only after the commit)."""
+        try:
+            result = await self.ingestor.receive_hl7(raw, origin)
+        except Exception as exc:  # store down: AE, and the sender retries
+            log.error("hl7.ingest_failed", error=type(exc).__name__)
+            return HandlerResult(build_internal_error(raw, self.clock()), "AE")
+        return ack_for(raw, result, self.clock())
+
+
+STATE = web.AppKey("state", AppState)
+
+
+def build_internal_error(raw: bytes, now: datetime) -> bytes:
+    from adapter.service.ack import AckError
+
+    error = AckError(code="207", message="message could not be stored; resend later")
+    return build_ack(raw, "AE", error=error, now=now, control_id=f"ACK{now:%H%M%S%f}")
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:
+    app = web.Application(client_max_size=settings.http_max_body_bytes)
+    app.cleanup_ctx.append(_lifecycle(settings, clock))
+    from adapter.service.http_api import setup_routes
+
+    setup_routes(app)
+    return app
+
+
+def _lifecycle(
+    settings: Settings, clock: Callable[[], datetime]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        state = await start_state(settings, clock)
+        app[STATE] = state
+        try:
+            yield
+        finally:
+            await stop_state(state)
+
+    return lifecycle
+
+
+async def start_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppState:
+    """Open the store, load the tables, start the MLLP listener and the workers."""
+    mappings = load_mappings_checked(settings)
+    store = open_store(settings.database_url, pg_schema=settings.database_schema)
+    await store.migrate()
+    metrics = Metrics()
+    tz = settings.tz
+    ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
+    ingestor = Ingestor(store, mappings, tz, settings.cutoff, clock, metrics)
+    coder = Coder(
+        store,
+        ctx,
+        CoderConfig(
+            owner=settings.replica_id,
+            quiet_period=timedelta(minutes=settings.quiet_period_minutes),
+            lease_seconds=settings.lease_seconds,
+            destination=settings.fhir_base_url or None,
+        ),
+        clock,
+        metrics,
+    )
+    deliverer = _deliverer(settings, store, clock, metrics)
+    state = AppState(settings, store, mappings, ingestor, coder, deliverer, metrics, clock)
+    state.mllp = MllpServer(
+        handler=lambda raw, peer: _mllp_handler(state, raw, peer),
+        idle_timeout=settings.mllp_idle_timeout_seconds,
+        max_frame_bytes=settings.mllp_max_frame_bytes,
+        metrics=metrics,
+        clock=clock,
+    )
+    await state.mllp.start(settings.host, settings.mllp_port)
+    state.tasks.append(
+        asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
+    )
+    if deliverer is not None:
+        state.tasks.append(asyncio.create_task(deliverer.run_forever(state.stop, 1.0)))
+    log.info(
+        "service.started",
+        mllp_port=state.mllp.port,
+        http_port=settings.http_port,
+        store=settings.database_url.partition(":")[0],
+        replica=settings.replica_id,
+    )
+    return state
+
+
+async def _mllp_handler(state: AppState, raw: bytes, peer: PeerInfo) -> HandlerResult:
+    return await state.handle_hl7(raw, f"mllp {peer.host}")
+
+
+def _deliverer(
+    settings: Settings, store: Store, clock: Callable[[], datetime], metrics: Metrics
+) -> Deliverer | None:
+    if not settings.fhir_base_url:
+        return None
+    config = DeliveryConfig(
+        base_url=settings.fhir_base_url,
+        auth_header=settings.auth_header(),
+        backoff_base=settings.delivery_backoff_base_seconds,
+        backoff_max=settings.delivery_backoff_max_seconds,
+        timeout=settings.delivery_timeout_seconds,
+    )
+    return Deliverer(store, config, clock, metrics)
+
+
+def load_mappings_checked(settings: Settings) -> Mappings:
+    from pathlib import Path
+
+    return load_mappings(Path(settings.mappings_dir))
+
+
+async def stop_state(state: AppState) -> None:
+    """Stop accepting, finish in-flight messages, stop the workers, close the store."""
+    state.draining = True
+    if state.mllp is not None:
+        await state.mllp.stop(state.settings.shutdown_grace_seconds)
+    state.stop.set()
+    for task in state.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await asyncio.wait_for(task, timeout=state.settings.shutdown_grace_seconds)
+            except TimeoutError:
+                task.cancel()
+    if state.deliverer is not None:
+        await state.deliverer.close()
+    await state.store.close()
+    log.info("service.stopped")

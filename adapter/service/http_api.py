@@ -1,0 +1,223 @@
+"""The HTTP interface, in one place: every route, and the CapabilityStatement that lists them.
+
+| route | answer |
+|---|---|
+| `POST /fhir` | batch/transaction/collection Bundle in → batch-/transaction-response |
+| `POST /fhir/{type}`, `PUT /fhir/{type}/{id}` | one inbound resource → 201/200 + Location |
+| `GET /fhir/{Claim,ChargeItem,Task}` | search (strict: unknown parameter → 400) |
+| `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (ETag, Last-Modified) |
+| `GET /fhir/metadata` | the CapabilityStatement |
+| `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
+| `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see http_review) |
+| `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus |
+
+Every error answers an OperationOutcome (operation_outcome.error_middleware). The
+CapabilityStatement is built from the same constants as the routes, so it cannot
+promise an interaction that is not registered.
+
+Access logs: request paths and query strings can carry patient ids (`?patient=`,
+`/fhir/Patient/<id>`); whoever runs the app must not log them (no aiohttp access log,
+or one that logs the route template only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from adapter import __version__
+from adapter.service import http_fhir, http_health, http_review
+from adapter.service.app import STATE
+from adapter.service.http_fhir import INBOUND_TYPES, OUTPUT_TYPES, fhir_base
+from adapter.service.operation_outcome import (
+    JSON,
+    ApiError,
+    Issue,
+    error_middleware,
+    fhir_response,
+    read_body,
+    require_content_type,
+)
+
+HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
+HL7_TYPES = frozenset(
+    {HL7_CONTENT_TYPE, "application/hl7-v2+er7", "application/hl7-v2", "text/plain"}
+)
+FHIR_VERSION = "4.0.1"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+_OUT = "{type:" + "|".join(OUTPUT_TYPES) + "}"
+_IN = "{type:" + "|".join(INBOUND_TYPES) + "}"
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register every route and the error middleware (call before the app starts)."""
+    app.middlewares.append(error_middleware)
+    http_review.setup_review(app)
+    router = app.router
+    router.add_get("/healthz", http_health.healthz)
+    router.add_get("/readyz", http_health.readyz)
+    router.add_get("/metrics", http_health.metrics)
+    router.add_post("/hl7", post_hl7)
+    router.add_get("/review", http_review.list_review)
+    router.add_post("/review/{claim_id}/release", http_review.release)
+    router.add_get("/fhir/metadata", metadata)
+    router.add_post("/fhir", http_fhir.post_bundle)
+    router.add_post(f"/fhir/{_IN}", http_fhir.create)
+    router.add_put(f"/fhir/{_IN}/{{id}}", http_fhir.update)
+    router.add_get(f"/fhir/{_OUT}", http_fhir.search)
+    router.add_get(f"/fhir/{_OUT}/{{id}}", http_fhir.read)
+    router.add_get(f"/fhir/{_OUT}/{{id}}/_history", http_fhir.history)
+    router.add_get(f"/fhir/{_OUT}/{{id}}/_history/{{vid}}", http_fhir.vread)
+    for path, level in _FALLBACKS:
+        router.add_route("*", path, _unsupported(level))
+
+
+async def post_hl7(request: web.Request) -> web.Response:
+    """One HL7 v2 message over HTTP: kept like an MLLP frame, answered with its ACK (200).
+
+    The ACK code (AA/AE/AR) is the outcome; the HTTP status says only that an ACK came.
+    One request gets one answer: in enhanced mode the application acknowledgement when
+    MSH-16 asks for one, else the accept acknowledgement; 204 when MSH-15/16 ask for none.
+    """
+    require_content_type(request, HL7_TYPES, "POST /hl7")
+    raw = await read_body(request)
+    result = await request.app[STATE].handle_hl7(raw, f"http {request.remote or ''}".strip())
+    acks = [ack for ack in (result.ack, *result.more_acks) if ack]
+    if not acks:  # enhanced mode, and the sender asked for no acknowledgement
+        return web.Response(status=204)
+    return web.Response(body=acks[-1], content_type=HL7_CONTENT_TYPE)
+
+
+_FALLBACKS = (
+    ("/fhir/{type}", "type"),
+    ("/fhir/{type}/{id}", "instance"),
+    ("/fhir/{type}/{id}/_history", "history"),
+    ("/fhir/{type}/{id}/_history/{vid}", "version"),
+)
+
+
+def _unsupported(level: str) -> Handler:
+    """After the real routes: a type not served here (404) or a method not offered (405)."""
+
+    async def unsupported(request: web.Request) -> web.Response:
+        rtype = request.match_info["type"]
+        allowed = _allowed(rtype, level)
+        if allowed:
+            text = f"{request.method} is not supported here; allowed: {allowed}"
+            raise ApiError(405, [Issue("not-supported", text)], {"Allow": allowed})
+        raise ApiError(404, [Issue("not-supported", _not_served(rtype))])
+
+    return unsupported
+
+
+def _allowed(rtype: str, level: str) -> str:
+    """The methods the registered routes accept for this type at this path level."""
+    if rtype in OUTPUT_TYPES or (rtype == "metadata" and level == "type"):
+        return "GET, HEAD"
+    if rtype in INBOUND_TYPES and level in ("type", "instance"):
+        return "POST" if level == "type" else "PUT"
+    return ""
+
+
+def _not_served(rtype: str) -> str:
+    if rtype in INBOUND_TYPES:
+        return f"{rtype} is accepted for charge capture (POST, PUT) but not served back"
+    return f"resource type {_safe(rtype)} is not supported"
+
+
+def _safe(rtype: str) -> str:
+    """Echo a type name only when it looks like one (never arbitrary path text)."""
+    return rtype if rtype.isalnum() and len(rtype) <= 64 else "(invalid)"
+
+
+async def metadata(request: web.Request) -> web.Response:
+    """`GET /fhir/metadata`: what this server actually does."""
+    now = request.app[STATE].clock()
+    return fhir_response(capability_statement(fhir_base(request), now.isoformat("T", "seconds")))
+
+
+def capability_statement(base_url: str, date: str) -> JSON:
+    """R4 CapabilityStatement: the resources, interactions and search parameters served."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "charge-adapter",
+        "kind": "instance",
+        "software": {"name": "charge-adapter", "version": __version__},
+        "implementation": {
+            "description": "Oncology infusion charge capture: administrations in, coded "
+            "Claims, ChargeItems and review Tasks out",
+            "url": base_url,
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": _REST_DOCUMENTATION,
+                "resource": [_output_resource(t) for t in OUTPUT_TYPES]
+                + [_input_resource(t) for t in INBOUND_TYPES],
+                "interaction": [
+                    {"code": "batch", "documentation": "POST /fhir; also a collection Bundle"},
+                    {"code": "transaction", "documentation": _TRANSACTION},
+                ],
+            }
+        ],
+    }
+
+
+_TRANSACTION = "all or nothing: any unreadable entry refuses the whole Bundle (422)"
+_REST_DOCUMENTATION = (
+    "Search is strict: an unknown search parameter is answered 400 unless the request "
+    "sends 'Prefer: handling=lenient'. Result parameters: _count (default 50, max 500), "
+    "_offset. Without a time zone, _lastUpdated values are read in the site time zone. "
+    "Inbound resources are kept for charge capture and not served back."
+)
+
+_SEARCH_PARAMS: list[JSON] = [
+    {
+        "name": "patient",
+        "type": "reference",
+        "documentation": "Patient/<id> (absolute URLs accepted), or the patient identifier "
+        "value as the feed sent it (HL7 v2: '<assigning authority>|<id>')",
+    },
+    {
+        "name": "encounter",
+        "type": "token",
+        "documentation": "the encounter key (Claim.identifier value, system "
+        "urn:charge-adapter:encounter); Encounter/<id> means visit <id>",
+    },
+    {"name": "status", "type": "token", "documentation": "the resource's own status"},
+    {
+        "name": "_lastUpdated",
+        "type": "date",
+        "documentation": "prefixes eq, ge, gt, le, lt; may repeat (a range)",
+    },
+]
+
+
+def _output_resource(rtype: str) -> JSON:
+    return {
+        "type": rtype,
+        "interaction": [
+            {"code": "read"},
+            {"code": "vread"},
+            {"code": "history-instance"},
+            {"code": "search-type"},
+        ],
+        "versioning": "versioned",
+        "readHistory": True,
+        "searchParam": _SEARCH_PARAMS,
+    }
+
+
+def _input_resource(rtype: str) -> JSON:
+    return {
+        "type": rtype,
+        "documentation": "accepted for charge capture (see docs/feed-conventions.md)",
+        "interaction": [{"code": "create"}, {"code": "update"}],
+        "versioning": "versioned",
+        "updateCreate": True,
+    }

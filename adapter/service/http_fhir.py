@@ -1,0 +1,618 @@
+"""The FHIR REST endpoints: inbound resources in, coded Claims, ChargeItems and Tasks out.
+
+Inbound (`POST /fhir`, `POST /fhir/{type}`, `PUT /fhir/{type}/{id}`) hands the raw body to
+the ingestor, which keeps it before anything is answered; these handlers only check what
+the HTTP contract needs (JSON, the right type and id) and translate the ingestor's
+per-resource result into FHIR responses. Outbound (read, vread, history, search) serves
+the versions the coder stored, as stored.
+
+Search is strict: a parameter this server does not implement is a 400, because silently
+ignoring it would return more Claims than the caller asked for. `Prefer: handling=lenient`
+asks for the FHIR lenient behaviour instead (unknown parameters ignored and reported in a
+`search.mode=outcome` entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from multidict import MultiMapping
+
+from adapter.core.ids import is_fhir_id
+from adapter.readers.fhir import read_fhir
+from adapter.service.app import STATE, AppState
+from adapter.service.ingest import FhirEntryResult, FhirResult
+from adapter.service.operation_outcome import (
+    FHIR_JSON_TYPES,
+    JSON,
+    ApiError,
+    Issue,
+    fhir_bytes,
+    fhir_response,
+    information,
+    operation_outcome,
+    read_body,
+    require_content_type,
+)
+from adapter.store.base import NewMessage, ResourceRow, SearchQuery
+
+log = structlog.get_logger()
+
+INBOUND_TYPES = ("MedicationAdministration", "Encounter", "Condition", "Patient", "Coverage")
+OUTPUT_TYPES = ("Claim", "ChargeItem", "Task")
+SEARCH_PARAMS = ("patient", "encounter", "status", "_lastUpdated", "_count", "_offset")
+RESULT_PARAMS = frozenset({"_count", "_offset", "_format"})
+DEFAULT_COUNT = 50
+MAX_COUNT = 500
+ORIGIN = "http"  # prefixes the readers' error locations and dead-letter details
+
+_RESPONSE_TYPE = {
+    "batch": "batch-response",
+    "transaction": "transaction-response",
+    "collection": "batch-response",
+}
+_STATUS_LINE = {200: "200 OK", 201: "201 Created"}
+_UNPROCESSABLE = "422 Unprocessable Entity"
+_MAX_BUNDLE_DEPTH = 4  # as the reader: deeper Bundles are one error
+_RESOLUTION_ONLY = frozenset({"Medication"})  # the reader reads these through references only
+_ENTRY_INDEX = re.compile(r"^Bundle\.entry\[(\d+)\]")
+_FHIR_PATH = re.compile(r"^[A-Z][A-Za-z]*(?:[.\[]|$)")
+_JSON_FORMATS = frozenset({"json", *FHIR_JSON_TYPES})
+
+
+# --- inbound ------------------------------------------------------------------------------
+
+
+async def post_bundle(request: web.Request) -> web.Response:
+    """`POST /fhir`: a batch, transaction or collection Bundle, kept as one message.
+
+    A transaction is all or nothing: with any unreadable entry nothing is accepted (the
+    payload is kept as a dead letter) and the whole request is answered 422.
+    """
+    require_content_type(request, FHIR_JSON_TYPES, "POST /fhir")
+    state = request.app[STATE]
+    raw = await read_body(request)
+    document = await _parse_or_keep(state, raw)
+    bundle_type, entries = _bundle_parts(document)
+    if bundle_type == "transaction":
+        await _refuse_unreadable_transaction(state, raw)
+    result = await state.ingestor.receive_fhir(raw, ORIGIN)
+    groups = _group_by_entry(entries, result.entries)
+    answer = {
+        "resourceType": "Bundle",
+        "type": _RESPONSE_TYPE[bundle_type],
+        "entry": [_response_entry(group, result) for group in groups],
+    }
+    log.info(
+        "http.fhir_bundle",
+        bundle_type=bundle_type,
+        entries=len(entries),
+        rejected=sum(1 for r in result.entries if r.error is not None),
+        duplicate=result.duplicate,
+    )
+    return fhir_response(answer)
+
+
+async def create(request: web.Request) -> web.Response:
+    """`POST /fhir/{type}`: one inbound resource."""
+    return await _ingest_resource(request, None)
+
+
+async def update(request: web.Request) -> web.Response:
+    """`PUT /fhir/{type}/{id}`: one inbound resource under the id the sender assigned."""
+    return await _ingest_resource(request, request.match_info["id"])
+
+
+async def _ingest_resource(request: web.Request, url_id: str | None) -> web.Response:
+    rtype = request.match_info["type"]
+    verb = "PUT" if url_id is not None else "POST"
+    require_content_type(request, FHIR_JSON_TYPES, f"{verb} /fhir/{rtype}")
+    if url_id is not None and not is_fhir_id(url_id):
+        raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id")
+    state = request.app[STATE]
+    raw = await read_body(request)
+    resource = _resource_object(await _parse_or_keep(state, raw), rtype)
+    body_id = _checked_id(resource, url_id)
+    result = await state.ingestor.receive_fhir(raw, ORIGIN)
+    errors = [issue for entry in result.entries for issue in _error_issues(entry)]
+    if errors:
+        log.info("http.fhir_resource", type=rtype, status=422, issues=len(errors))
+        raise ApiError(422, errors)
+    status = 200 if result.duplicate else 201
+    rid = body_id or next((e.resource_id for e in result.entries), "")
+    headers = {}
+    if is_fhir_id(rid):
+        headers["Location"] = f"{fhir_base(request)}/{rtype}/{rid}"
+    log.info("http.fhir_resource", type=rtype, status=status)
+    return fhir_response(information(_stored_text(rtype, result)), status, headers)
+
+
+def _stored_text(rtype: str, result: FhirResult) -> str:
+    what = "already stored; nothing changed" if result.duplicate else "stored"
+    skips = sorted({e.skip_reason for e in result.entries if e.skip_reason})
+    if skips:
+        return f"{rtype} {what}; not used for coding: {'; '.join(skips)}"
+    return f"{rtype} {what}"
+
+
+async def _parse_or_keep(state: AppState, raw: bytes) -> object:
+    """The parsed body; unparseable input is still handed to the ingestor (a dead letter)."""
+    try:
+        return parse_json(raw)
+    except ApiError:
+        await state.ingestor.receive_fhir(raw, ORIGIN)
+        raise
+
+
+def parse_json(raw: bytes) -> object:
+    """JSON, or a 400 naming line and column (never echoing content: it can be PHI)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError.of(400, "structure", f"body is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise ApiError.of(400, "structure", "empty body: a FHIR JSON resource is required")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ApiError.of(400, "structure", f"invalid JSON at {where}: {exc.msg}") from None
+    except (ValueError, RecursionError):
+        problem = "invalid JSON: NaN/Infinity, an over-long number or nesting too deep"
+        raise ApiError.of(400, "structure", problem) from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _resource_object(document: object, rtype: str) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise ApiError.of(400, "structure", "the body must be a JSON object (one resource)")
+    actual = document.get("resourceType")
+    if actual != rtype:
+        shown = actual if isinstance(actual, str) and is_fhir_id(actual) else "missing or invalid"
+        raise ApiError.of(
+            400, "invalid", f"resourceType {shown} does not match the URL type {rtype}",
+            "resourceType",
+        )  # fmt: skip
+    return document
+
+
+def _checked_id(resource: Mapping[str, Any], url_id: str | None) -> str:
+    """The body's id; on PUT it must be present and equal the URL's (FHIR update rules)."""
+    body_id = resource.get("id")
+    if url_id is not None and body_id != url_id:
+        problem = "missing" if body_id is None else "different from the id in the URL"
+        raise ApiError.of(400, "invalid", f"resource id {problem} (PUT needs both, equal)", "id")
+    return body_id if isinstance(body_id, str) else ""
+
+
+def _bundle_parts(document: object) -> tuple[str, list[object]]:
+    """The Bundle's type and entries, or the request-level error."""
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        raise ApiError.of(400, "invalid", "POST /fhir takes a Bundle (batch or transaction)")
+    bundle_type = document.get("type")
+    if not isinstance(bundle_type, str) or bundle_type not in _RESPONSE_TYPE:
+        raise ApiError.of(
+            422, "invalid", "Bundle.type must be batch, transaction or collection", "Bundle.type"
+        )
+    entries = document.get("entry", [])
+    if not isinstance(entries, list):
+        raise ApiError.of(422, "structure", "Bundle.entry must be an array", "Bundle.entry")
+    return bundle_type, entries
+
+
+async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
+    """Read the transaction before keeping it: any bad entry refuses the whole of it.
+
+    The ingestor would accept the readable part of a payload; a transaction must not be
+    half-accepted, so the payload goes to the dead letters as the ingestor keeps them.
+    """
+    messages = read_fhir(raw, state.mappings, state.settings.tz, ORIGIN)
+    bad = [m for m in messages if m.error is not None]
+    if not bad:
+        return
+    detail = "; ".join(f"{m.error.location}: {m.error.message}" for m in bad if m.error)
+    new = NewMessage(_dead_key(raw), "fhir", "Bundle", raw, state.clock(), "", "")
+    await state.store.add_dead_letter(new, detail)
+    state.metrics.message("fhir", "payload", "rejected")
+    issues = [_issue(m.error.location, m.error.message) for m in bad if m.error]
+    log.info("http.fhir_transaction_refused", issues=len(issues))
+    summary = Issue("processing", "transaction refused: nothing was accepted")
+    raise ApiError(422, [summary, *issues])
+
+
+def _dead_key(raw: bytes) -> str:
+    """The ingestor's dead-letter key, so a re-sent refused transaction is kept once."""
+    return f"fhir-dead:sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+def _group_by_entry(
+    entries: Sequence[object], results: Sequence[FhirEntryResult]
+) -> list[list[FhirEntryResult] | None]:
+    """The ingestor's results (one per resource read, in input order) per Bundle entry.
+
+    A Medication entry yields no result (it is read through references), a nested Bundle
+    one per resource inside. If the counts disagree (an input shape the reader treats
+    differently), errors are placed by their `Bundle.entry[i]` path and the other entries
+    are left unattributed (None): they get the payload's overall status.
+    """
+    counts = [_results_for(entry, 1) for entry in entries]
+    if sum(counts) == len(results):
+        groups: list[list[FhirEntryResult] | None] = []
+        start = 0
+        for count in counts:
+            groups.append(list(results[start : start + count]))
+            start += count
+        return groups
+    located: list[list[FhirEntryResult] | None] = [None for _ in entries]
+    for result in results:
+        match = _ENTRY_INDEX.match(_strip_origin(result.error.location)) if result.error else None
+        if match and int(match[1]) < len(located):
+            located[int(match[1])] = [*(located[int(match[1])] or []), result]
+    return located
+
+
+def _results_for(entry: object, depth: int) -> int:
+    """How many results the reader gives for one entry (mirrors adapter.readers.fhir)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict):
+        return 1
+    rtype = resource.get("resourceType")
+    if rtype in _RESOLUTION_ONLY:
+        return 0
+    if rtype != "Bundle" or depth >= _MAX_BUNDLE_DEPTH:
+        return 1
+    nested = resource.get("entry")
+    if nested is None:
+        return 0
+    if not isinstance(nested, list):
+        return 1
+    return sum(_results_for(item, depth + 1) for item in nested)
+
+
+def _response_entry(group: Sequence[FhirEntryResult] | None, result: FhirResult) -> JSON:
+    """One batch/transaction-response entry for one input entry (None: not attributable)."""
+    if group is None:
+        return {"response": {"status": _STATUS_LINE[200 if result.duplicate else 201]}}
+    issues = [issue for item in group for issue in _error_issues(item)]
+    if issues:
+        return {"response": {"status": _UNPROCESSABLE, "outcome": operation_outcome(issues)}}
+    unchanged = not group or result.duplicate or all(item.status == 200 for item in group)
+    response: JSON = {"status": _STATUS_LINE[200 if unchanged else 201]}
+    if len(group) == 1 and group[0].resource_type and is_fhir_id(group[0].resource_id):
+        response["location"] = f"{group[0].resource_type}/{group[0].resource_id}"
+    notes = sorted({item.skip_reason for item in group if item.skip_reason})
+    if not group:
+        notes = ["read through references from other entries; not coded on its own"]
+    if notes:
+        response["outcome"] = information("not used for coding: " + "; ".join(notes))
+    return {"response": response}
+
+
+def _error_issues(result: FhirEntryResult) -> list[Issue]:
+    if result.error is None:
+        return []
+    return [_issue(result.error.location, result.error.message)]
+
+
+def _issue(location: str, message: str) -> Issue:
+    """The reader's location as `expression` when it is a JSON path, else in the text."""
+    where = _strip_origin(location)
+    if _FHIR_PATH.match(where):
+        return Issue("invalid", f"{where}: {message}", where)
+    return Issue("structure", f"{where}: {message}" if where else message)
+
+
+def _strip_origin(location: str) -> str:
+    for prefix in (f"{ORIGIN}, ", f"{ORIGIN} "):
+        if location.startswith(prefix):
+            return location[len(prefix) :]
+    return location.removeprefix(ORIGIN)
+
+
+# --- read, vread, history ---------------------------------------------------------------
+
+
+async def read(request: web.Request) -> web.Response:
+    """`GET /fhir/{type}/{id}`: the current version, with ETag and Last-Modified."""
+    rtype, rid = request.match_info["type"], request.match_info["id"]
+    row = await request.app[STATE].store.read_resource(rtype, rid) if is_fhir_id(rid) else None
+    if row is None:
+        raise ApiError.of(404, "not-found", f"{rtype}/{rid} is not known")
+    return _resource_response(row)
+
+
+async def vread(request: web.Request) -> web.Response:
+    """`GET /fhir/{type}/{id}/_history/{vid}`: one stored version."""
+    rtype, rid, vid = (request.match_info[k] for k in ("type", "id", "vid"))
+    row = None
+    if is_fhir_id(rid) and vid.isdigit():
+        row = await request.app[STATE].store.read_resource(rtype, rid, int(vid))
+    if row is None:
+        raise ApiError.of(404, "not-found", f"{rtype}/{rid} has no version {vid}")
+    return _resource_response(row)
+
+
+async def history(request: web.Request) -> web.Response:
+    """`GET /fhir/{type}/{id}/_history`: every version, newest first."""
+    rtype, rid = request.match_info["type"], request.match_info["id"]
+    rows = await request.app[STATE].store.history(rtype, rid) if is_fhir_id(rid) else []
+    if not rows:
+        raise ApiError.of(404, "not-found", f"{rtype}/{rid} is not known")
+    base = fhir_base(request)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": len(rows),
+        "link": [{"relation": "self", "url": f"{base}/{rtype}/{rid}/_history"}],
+        "entry": [_history_entry(row, base) for row in rows],
+    }
+    return fhir_response(bundle)
+
+
+def _history_entry(row: ResourceRow, base: str) -> JSON:
+    """R4 history entries carry the request that made the version and its response."""
+    local = f"{row.resource_type}/{row.resource_id}"
+    first = row.version == 1
+    return {
+        "fullUrl": f"{base}/{local}",
+        "resource": json.loads(row.body),
+        "request": {"method": "POST" if first else "PUT", "url": row.resource_type if first
+                    else local},
+        "response": {
+            "status": _STATUS_LINE[201 if first else 200],
+            "etag": etag(row.version),
+            "lastModified": fhir_instant(row.last_updated),
+        },
+    }  # fmt: skip
+
+
+def _resource_response(row: ResourceRow) -> web.Response:
+    headers = {"ETag": etag(row.version), "Last-Modified": http_date(row.last_updated)}
+    return fhir_bytes(row.body.encode("utf-8"), 200, headers)
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+def fhir_instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fhir_base(request: web.Request) -> str:
+    """Absolute base of this server's FHIR endpoint, as the client reached it."""
+    return f"{request.url.origin()}/fhir"
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+async def search(request: web.Request) -> web.Response:
+    """`GET /fhir/{Claim|ChargeItem|Task}?...`: a searchset Bundle, paged."""
+    rtype = request.match_info["type"]
+    state = request.app[STATE]
+    lenient = "handling=lenient" in request.headers.get("Prefer", "").replace(" ", "")
+    parsed = parse_search(rtype, request.query, state.settings.tz, lenient)
+    rows, total = await state.store.search(parsed.query)
+    log.info("http.fhir_search", type=rtype, total=total, returned=len(rows))
+    return fhir_response(searchset(fhir_base(request), parsed, rows, total))
+
+
+class ParsedSearch:
+    """The store query, plus what the self/next links repeat and what lenient mode ignored."""
+
+    def __init__(self, query: SearchQuery, echo: list[tuple[str, str]], ignored: list[str]):
+        self.query = query
+        self.echo = echo
+        self.ignored = ignored
+
+
+def parse_search(
+    rtype: str, params: MultiMapping[str], site_tz: tzinfo, lenient: bool = False
+) -> ParsedSearch:
+    """Validate and translate the query string (400 on anything not understood, unless lenient)."""
+    values: dict[str, str] = {}
+    echo: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    lower: list[datetime] = []
+    upper: list[datetime] = []
+    for name, value in params.items():
+        if name not in SEARCH_PARAMS and name != "_format":
+            if not lenient:
+                raise _unknown_parameter(rtype, name)
+            ignored.append(name)
+        elif name == "_format":
+            _check_format(value)
+        elif name == "_lastUpdated":
+            low, high = date_bounds(value, site_tz)
+            lower += [low] if low else []
+            upper += [high] if high else []
+            echo.append((name, value))
+        elif value.strip():
+            _check_single(name, value, values)
+            values[name] = value.strip()
+    query = SearchQuery(
+        resource_type=rtype,
+        patient=_patient(values.get("patient")),
+        encounter=_encounter(values.get("encounter")),
+        status=values.get("status"),
+        last_updated_ge=max(lower, default=None),
+        last_updated_le=min(upper, default=None),
+        count=min(_non_negative(values, "_count", DEFAULT_COUNT), MAX_COUNT),
+        offset=_non_negative(values, "_offset", 0),
+    )
+    echo += [(k, values[k]) for k in ("patient", "encounter", "status") if k in values]
+    return ParsedSearch(query, echo, ignored)
+
+
+def _unknown_parameter(rtype: str, name: str) -> ApiError:
+    supported = ", ".join(SEARCH_PARAMS)
+    return ApiError.of(
+        400, "not-supported", f"unknown search parameter '{name}' for {rtype} (strict "
+        f"handling; supported: {supported}; or send Prefer: handling=lenient)"
+    )  # fmt: skip
+
+
+def _check_format(value: str) -> None:
+    if value not in _JSON_FORMATS:
+        raise ApiError.of(400, "not-supported", "_format: only JSON is served")
+
+
+def _check_single(name: str, value: str, seen: Mapping[str, str]) -> None:
+    if name in seen:
+        raise ApiError.of(400, "not-supported", f"{name}: repeating a parameter is not supported")
+    if "," in value and name in ("patient", "encounter", "status"):
+        raise ApiError.of(400, "not-supported", f"{name}: several values (a,b) are not supported")
+
+
+def _non_negative(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError.of(400, "invalid", f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _patient(value: str | None) -> str | None:
+    """`Patient/<id>` (an absolute URL is cut to it) or a patient identifier value as stored."""
+    if value is None:
+        return None
+    index = value.rfind("/Patient/")
+    if index >= 0 and value.startswith(("http://", "https://")):
+        return value[index + 1 :]
+    return value
+
+
+def _encounter(value: str | None) -> str | None:
+    """The encounter key (`visit:<id>`, `day:...`); `Encounter/<id>` means `visit:<id>`."""
+    if value is not None and value.startswith("Encounter/"):
+        return "visit:" + value.removeprefix("Encounter/")
+    return value
+
+
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})"
+    r"(?::(?P<S>\d{2})(?P<f>\.\d{1,9})?)?(?P<z>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+_PREFIXES = ("eq", "ge", "gt", "le", "lt")
+
+
+def date_bounds(value: str, site_tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+    """`_lastUpdated` with a prefix → inclusive (lower, upper) instants.
+
+    A value stands for the whole range of its precision (`2026-01` is all of January);
+    without a zone it is read in the site time zone. `ne`, `sa`, `eb`, `ap` are refused.
+    """
+    text = value.strip().replace(" ", "+")  # an unescaped '+' in a query string is a space
+    prefix = text[:2] if text[:2].isalpha() else "eq"
+    if prefix not in _PREFIXES:
+        raise ApiError.of(400, "not-supported", f"_lastUpdated: prefix '{prefix}' not supported")
+    start, end = _date_range(text[2:] if text[:2].isalpha() else text, site_tz)
+    last = end - timedelta(microseconds=1)
+    return {
+        "eq": (start, last),
+        "ge": (start, None),
+        "gt": (end, None),
+        "le": (None, last),
+        "lt": (None, start - timedelta(microseconds=1)),
+    }[prefix]
+
+
+def _date_range(text: str, site_tz: tzinfo) -> tuple[datetime, datetime]:
+    """[start, end) of a FHIR date/dateTime at its own precision."""
+    match = _DATE.fullmatch(text)
+    if match is None:
+        raise ApiError.of(400, "invalid", "_lastUpdated: not a FHIR date or dateTime")
+    parts = {k: int(v) for k, v in match.groupdict().items() if v and k not in ("f", "z")}
+    zone = _zone(match["z"], site_tz)
+    try:
+        start = datetime(
+            parts["y"], parts.get("m", 1), parts.get("d", 1), parts.get("H", 0),
+            parts.get("M", 0), parts.get("S", 0), _micros(match["f"]), tzinfo=zone,
+        )  # fmt: skip
+    except ValueError:
+        raise ApiError.of(400, "invalid", "_lastUpdated: not a valid date") from None
+    return start, _range_end(start, match)
+
+
+def _micros(fraction: str | None) -> int:
+    return int((fraction or ".0")[1:].ljust(6, "0")[:6])
+
+
+def _zone(text: str | None, site_tz: tzinfo) -> tzinfo:
+    if text is None:
+        return site_tz
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+
+
+def _range_end(start: datetime, match: re.Match[str]) -> datetime:
+    if match["f"]:
+        return start + timedelta(microseconds=1)
+    if match["S"]:
+        return start + timedelta(seconds=1)
+    if match["M"]:
+        return start + timedelta(minutes=1)
+    if match["d"]:
+        return start + timedelta(days=1)
+    if match["m"]:
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start.replace(year=start.year + 1)
+
+
+def searchset(base: str, parsed: ParsedSearch, rows: Sequence[ResourceRow], total: int) -> JSON:
+    """The searchset Bundle: total, self/next/previous links, entries with search.mode."""
+    query = parsed.query
+    url = f"{base}/{query.resource_type}"
+    entries: list[JSON] = [_match_entry(base, row) for row in rows]
+    if parsed.ignored:
+        note = f"ignored unknown parameter(s): {', '.join(sorted(set(parsed.ignored)))}"
+        outcome = operation_outcome((Issue("not-supported", note, severity="warning"),))
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    links = [_link(url, "self", parsed.echo, query.count, query.offset)]
+    if query.count and query.offset + len(rows) < total:
+        links.append(_link(url, "next", parsed.echo, query.count, query.offset + query.count))
+    if query.offset > 0:
+        previous = max(query.offset - max(query.count, 1), 0)
+        links.append(_link(url, "previous", parsed.echo, query.count, previous))
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": entries,
+    }
+
+
+def _match_entry(base: str, row: ResourceRow) -> JSON:
+    return {
+        "fullUrl": f"{base}/{row.resource_type}/{row.resource_id}",
+        "resource": json.loads(row.body),
+        "search": {"mode": "match"},
+    }
+
+
+def _link(
+    url: str, relation: str, echo: Iterable[tuple[str, str]], count: int, offset: int
+) -> JSON:
+    params = [*echo, ("_count", str(count)), ("_offset", str(offset))]
+    return {"relation": relation, "url": f"{url}?{urlencode(params)}"}

@@ -1,0 +1,237 @@
+"""Ingest: read a message, keep it durably, link it to its encounters, say how it went.
+
+The acknowledgement is only as good as the commit behind it: `receive_hl7`
+returns AA only after the store has committed the raw message and its links.
+Unreadable or unsupported input is kept too, as a dead letter with the reason,
+and answered AE/AR with the location of the problem. Messages of one patient
+are written in arrival order (a lock per patient); different patients run in
+parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
+
+import structlog
+
+from adapter.core.mappings import Mappings
+from adapter.core.model import InboundMessage, InputError
+from adapter.readers.fhir import read_fhir
+from adapter.readers.hl7v2 import read_hl7
+from adapter.service.links import links_for, patient_key
+from adapter.service.metrics import Metrics
+from adapter.store.base import NewMessage, Store
+
+log = structlog.get_logger()
+
+# HL7 table 0357 message error condition codes used in ERR-3
+ERR_SEGMENT = "100"
+ERR_DATA_TYPE = "102"
+ERR_UNSUPPORTED_TYPE = "200"
+ERR_UNSUPPORTED_VERSION = "203"
+ERR_INTERNAL = "207"
+
+_LOCATION = re.compile(
+    r"segment (?P<seg>[A-Z0-9]{3}) #(?P<seq>\d+)(?: field [A-Z0-9]{3}-(?P<field>\d+))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was not accepted, located for ERR-2 and the interface analyst."""
+
+    ack_code: str  # AE (error in the message) | AR (rejected: unsupported)
+    err_code: str  # HL7 table 0357
+    location: str  # human-readable: message, segment, field
+    message: str
+    segment: str = ""
+    sequence: int = 0
+    field: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7Result:
+    ack_code: str  # AA | AE | AR
+    control_id: str
+    duplicate: bool
+    rejection: Rejection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FhirEntryResult:
+    """One resource of a FHIR request: HTTP-like status and, when rejected, where and why."""
+
+    status: int  # 201 created, 200 already had it, 422 unreadable, 400 bad JSON
+    resource_type: str
+    resource_id: str
+    error: InputError | None = None
+    skip_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FhirResult:
+    entries: tuple[FhirEntryResult, ...]
+    stored: bool
+    duplicate: bool
+
+
+class Ingestor:
+    """Turns inbound bytes into stored messages and encounter links."""
+
+    def __init__(
+        self,
+        store: Store,
+        mappings: Mappings,
+        site_tz: tzinfo,
+        cutoff: time | None,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.mappings = mappings
+        self.tz = site_tz
+        self.cutoff = cutoff
+        self.clock = clock
+        self.metrics = metrics
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def receive_hl7(self, raw: bytes, origin: str = "mllp") -> Hl7Result:
+        """Read and keep one HL7 v2 message (a frame); the result decides the ACK."""
+        messages = read_hl7(raw, self.mappings, self.tz, origin)
+        if not messages:
+            empty = Rejection("AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message")
+            await self._dead(raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message)
+            return Hl7Result("AR", "", False, empty)
+        first = messages[0]
+        control_id = _control_id(first)
+        rejection = _hl7_rejection(first)
+        if rejection is not None:
+            await self._dead(raw, "hl7", first.kind, first.dedup_key, control_id, rejection.message)
+            self.metrics.message("hl7", first.kind, "rejected")
+            return Hl7Result(rejection.ack_code, control_id, False, rejection)
+        duplicate = await self._keep(raw, "hl7", first, control_id)
+        self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
+        return Hl7Result("AA", control_id, duplicate)
+
+    async def receive_fhir(self, raw: bytes, origin: str = "http") -> FhirResult:
+        """Read and keep a FHIR payload (resource, Bundle or NDJSON) as one stored message.
+
+        Per-resource dedup (type/id/version) is applied when the encounter is coded
+        (`collect`), so a resource re-sent in another Bundle never bills twice.
+        """
+        messages = read_fhir(raw, self.mappings, self.tz, origin)
+        entries = tuple(_fhir_entry(m) for m in messages)
+        good = [m for m in messages if m.error is None]
+        errors = [m for m in messages if m.error is not None]
+        if errors:
+            detail = "; ".join(f"{e.error.location}: {e.error.message}" for e in errors if e.error)
+            await self._dead(raw, "fhir", "Bundle", _hash_key("fhir-dead", raw), "", detail)
+            self.metrics.message("fhir", "payload", "rejected")
+        if not good:
+            return FhirResult(entries, bool(errors), False)
+        events = tuple(e for m in good for e in m.events)
+        envelope = InboundMessage(_hash_key("fhir", raw), _fhir_kind(good), events)
+        duplicate = await self._keep(raw, "fhir", envelope, _first_id(good))
+        self.metrics.message("fhir", envelope.kind, "duplicate" if duplicate else "accepted")
+        if duplicate:
+            entries = tuple(
+                FhirEntryResult(200, e.resource_type, e.resource_id) if e.status == 201 else e
+                for e in entries
+            )
+        return FhirResult(entries, True, duplicate)
+
+    async def _keep(self, raw: bytes, fmt: str, message: InboundMessage, control_id: str) -> bool:
+        """Commit the raw message and its encounter links; True when it was already stored."""
+        links = links_for(message.events, self.tz, self.cutoff)
+        patient = patient_key(message.events)
+        new = NewMessage(
+            message.dedup_key, fmt, message.kind, raw, self.clock(), patient, control_id
+        )
+        async with self._lock(patient or message.dedup_key):
+            result = await self.store.add_message(new, links)
+        log.info(
+            "message.stored",
+            format=fmt,
+            kind=message.kind,
+            control_id=control_id,
+            message_id=result.message_id,
+            duplicate=result.duplicate,
+            encounters=len(links),
+        )
+        return result.duplicate
+
+    async def _dead(
+        self, raw: bytes, fmt: str, kind: str, key: str, control_id: str, error: str
+    ) -> None:
+        new = NewMessage(key, fmt, kind, raw, self.clock(), "", control_id)
+        result = await self.store.add_dead_letter(new, error)
+        log.warning(
+            "message.dead_letter",
+            format=fmt,
+            kind=kind,
+            control_id=control_id,
+            message_id=result.message_id,
+        )
+
+
+def _control_id(message: InboundMessage) -> str:
+    """MSH-10 from the dedup key `hl7:<sender>:<MSH-10>` (never PHI)."""
+    return message.dedup_key.rpartition(":")[2] if message.dedup_key.startswith("hl7:") else ""
+
+
+def _hl7_rejection(message: InboundMessage) -> Rejection | None:
+    if message.error is not None:
+        return _located("AE", ERR_DATA_TYPE, message.error)
+    reason = message.skip_reason
+    if reason.startswith("unsupported message type"):
+        return Rejection("AR", ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9)
+    if reason.startswith("unsupported HL7 version"):
+        return Rejection("AR", ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12)
+    return None
+
+
+def _located(code: str, err: str, error: InputError) -> Rejection:
+    match = _LOCATION.search(error.location)
+    if match is None:
+        return Rejection(code, err, error.location, error.message)
+    return Rejection(
+        code,
+        err,
+        error.location,
+        error.message,
+        match["seg"],
+        int(match["seq"]),
+        int(match["field"] or 0),
+    )
+
+
+def _fhir_entry(message: InboundMessage) -> FhirEntryResult:
+    rtype, _, rest = message.dedup_key.removeprefix("fhir:").partition("/")
+    rid = rest.partition("/")[0].partition("#")[0]
+    if message.error is not None:
+        return FhirEntryResult(422, message.kind, rid, message.error)
+    return FhirEntryResult(201, rtype or message.kind, rid, None, message.skip_reason)
+
+
+def _fhir_kind(messages: list[InboundMessage]) -> str:
+    kinds = sorted({m.kind for m in messages})
+    return kinds[0] if len(kinds) == 1 else "Bundle"
+
+
+def _first_id(messages: list[InboundMessage]) -> str:
+    return messages[0].dedup_key.removeprefix("fhir:")[:64]
+
+
+def _hash_key(prefix: str, raw: bytes) -> str:
+    return f"{prefix}:sha256:{hashlib.sha256(raw).hexdigest()}"

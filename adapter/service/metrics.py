@@ -1,0 +1,65 @@
+"""Prometheus metrics, one registry per application (tests run several apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "adapter_messages_total",
+            "Inbound messages by format, type and outcome",
+            ["format", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.ack_latency = Histogram(
+            "adapter_ack_latency_seconds",
+            "Time from a complete MLLP frame to its ACK written",
+            registry=self.registry,
+            buckets=ACK_BUCKETS,
+        )
+        self.encounters = Gauge(
+            "adapter_encounters", "Encounters by state", ["state"], registry=self.registry
+        )
+        self.coded = Counter(
+            "adapter_encounters_coded_total",
+            "Coding results by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "adapter_delivery_attempts_total",
+            "Deliveries to the downstream FHIR server by destination and result",
+            ["destination", "result"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "adapter_outbox_backlog",
+            "Resource versions waiting for delivery",
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "adapter_dead_letters", "Messages kept as dead letters", registry=self.registry
+        )
+        self.destination_up = Gauge(
+            "adapter_destination_up",
+            "1 when the last delivery to the destination succeeded",
+            ["destination"],
+            registry=self.registry,
+        )
+        self.table_warnings = Counter(
+            "adapter_stale_table_total",
+            "Encounters coded with a CMS table past its period (D27)",
+            ["table"],
+            registry=self.registry,
+        )
+
+    def message(self, fmt: str, kind: str, outcome: str) -> None:
+        self.messages.labels(fmt, kind, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
