@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 VALIDATOR := tests/validator
-# Demo feed for `make run`: an office R-CHOP day (HL7), a hospital paclitaxel/carboplatin day
+# Demo feed for `make demo` / `make send-demo`: an office R-CHOP day (HL7), a hospital paclitaxel/carboplatin day
 # (HL7), an office FOLFOX + bevacizumab day with a pump (FHIR), and a held visit (no stop time).
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
-.PHONY: install test lint typecheck pytest run bench mappings clean
+.PHONY: install test lint typecheck pytest run demo send-demo bench mappings clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -30,8 +30,8 @@ install: $(VENV)/.installed ## create .venv and install the package with test ex
 	-@$(MAKE) --no-print-directory $(VALIDATOR)/node_modules/.installed
 
 lint: install
-	$(BIN)/ruff check adapter tests bench scripts
-	$(BIN)/ruff format --check adapter tests bench scripts
+	$(BIN)/ruff check adapter tests bench scripts deploy
+	$(BIN)/ruff format --check adapter tests bench scripts deploy
 
 typecheck: install
 	$(BIN)/mypy
@@ -41,14 +41,21 @@ pytest: install
 
 test: lint typecheck pytest ## ruff, mypy and the whole pytest suite
 
-run: install ## code the bundled demo fixtures and print the FHIR Bundle of Claims
+run: install ## start the service on SQLite (MLLP 2575, HTTP 8080; Ctrl-C stops it)
+	@$(BIN)/charge-adapter serve
+
+demo: install ## code the bundled demo fixtures as a batch and print the FHIR Bundle of Claims
 	@$(BIN)/charge-adapter code $(DEMO)
+
+send-demo: install ## send the demo HL7 feed to a running service (make run) over MLLP
+	@$(BIN)/charge-adapter send --host 127.0.0.1 --port 2575 $(filter %.hl7,$(DEMO))
 
 bench: install ## throughput and memory figures
 	$(BIN)/python bench/bench_coding.py
 
 mappings: install ## regenerate mappings/ from the CMS tables in ../shared/domain
 	$(BIN)/python scripts/build_mappings.py --shared ../shared/domain
+	$(BIN)/python deploy/k8s/make_configmap.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(VALIDATOR)/node_modules
