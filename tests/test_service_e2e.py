@@ -342,3 +342,93 @@ async def test_an_encounter_whose_coding_fails_does_not_spin_the_coder(tmp_path:
         assert calls["n"] == 1
     finally:
         await stop_state(state)
+
+
+RAS_LOCAL_CODE = (
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601150800||ADT^A04^ADT_A01|RPA1|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VRP1\r"
+    "DG1|1||C34.90^^I10||||||||||||1\r",
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601150900||RAS^O17^RAS_O17|RPR1|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VRP1\r"
+    "ORC|RE|O1|F1\rRXA|0|1|202601150900|202601150930|ERX99999^pembrolizumab^LOCAL|200|mg"
+    "|||||||||||||CP|A\rRXR|IV||IVPB\r",
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601151000||ADT^A03^ADT_A03|RPD1|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VRP1|||||||||||||||||||||||||202601151000\r",
+)
+
+
+async def test_replay_after_a_mapping_fix_recodes_into_new_versions_not_duplicates(
+    tmp_path: Path,
+) -> None:
+    """An unknown local drug code is held; the site adds it to the overlay; replay bills it."""
+    import shutil
+
+    from adapter.service.replay import replay
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mappings)
+    settings = quiet_settings(tmp_path, mappings_dir=str(mappings))
+    state = await start_state(settings, Clock())
+    try:
+        assert state.mllp is not None
+        await send_messages("127.0.0.1", state.mllp.port, [m.encode() for m in RAS_LOCAL_CODE])
+        await state.coder.run_once()
+        (held,) = await _claims(state)
+        assert held["status"] == "draft"
+    finally:
+        await stop_state(state)
+    overlay = mappings / "drug_catalog_local.csv"
+    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
+    summary = await replay(settings, None, None, code=True)
+    assert (summary.relinked, summary.dead, summary.coded) == (3, 0, 1)
+    state = await start_state(settings, Clock())
+    try:
+        (claim,) = await _claims(state)
+        assert claim["id"] == held["id"] and claim["status"] == "active"
+        assert claim["meta"]["versionId"] == "2"
+        codes = {i["productOrService"]["coding"][0]["code"] for i in claim["item"]}
+        assert {"96413", "J9271"} <= codes
+        tasks, _ = await state.store.search(SearchQuery("Task"))
+        assert [json.loads(t.body)["status"] for t in tasks] == ["cancelled"]
+    finally:
+        await stop_state(state)
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`charge-adapter serve` as deployed: starts, answers /healthz, exits 0 on SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    http = free_port()
+    env = dict(os.environ, ADAPTER_HTTP_PORT=str(http), ADAPTER_MLLP_PORT=str(free_port()),
+               ADAPTER_DATABASE_URL=f"sqlite:///{tmp_path}/a.db", ADAPTER_LOG_FORMAT="json")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapter.cli", "serve"], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("service did not start: " + proc.stderr.read1().decode())  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=25) == 0
+        assert b"service.stopped" in proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
