@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from adapter.mllp_send import run as send
 
         return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout)
-    if ns.command in ("serve", "replay", "settings"):
+    if ns.command in ("serve", "replay", "settings", "health"):
         from adapter import service_cli
 
         return service_cli.run(ns)
@@ -133,6 +133,11 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     send.add_argument("--host", default="127.0.0.1")
     send.add_argument("--port", type=int, default=2575)
     send.add_argument("--timeout", type=float, default=30.0, help="seconds per ACK")
+    health = sub.add_parser(
+        "health", help="probe this replica's /healthz (exit 0 when alive): for HEALTHCHECK"
+    )
+    health.add_argument("--config", help=config_help)
+    health.add_argument("--timeout", type=float, default=4.0)
     settings = sub.add_parser("settings", help="print the effective settings (secrets masked)")
     settings.add_argument("--config", help=config_help)
 

@@ -22,7 +22,7 @@ from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 
 ENV_PREFIX = "ADAPTER_"
-SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url"})
+SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url", "auth_tokens"})
 
 
 class SettingsError(ValueError):
@@ -65,6 +65,15 @@ class Settings:
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
     replica_id: str = field(default_factory=_default_replica)
+    # Security (docs/security.md): TLS on both listeners, bearer tokens on the HTTP API.
+    tls_cert_file: str = ""  # PEM certificate (chain); with tls_key_file, TLS on MLLP and HTTP
+    tls_key_file: str = ""  # PEM private key, unencrypted
+    tls_client_ca_file: str = ""  # PEM CA bundle: require client certificates (mutual TLS)
+    tls_min_version: str = "TLSv1.2"  # TLSv1.2 | TLSv1.3
+    auth_tokens: str = ""  # "name:token,name:token" (secret)
+    auth_tokens_file: str = ""  # one name:token per line, # comments (a mounted Secret)
+    auth_required: bool | None = None  # None: required when any token is configured
+    auth_read_only_names: str = ""  # comma-separated token names that may only read
 
     @property
     def tz(self) -> ZoneInfo:
@@ -152,11 +161,19 @@ def _to_bool(raw: object) -> bool:
     return _BOOL[str(raw).strip().lower()]
 
 
+def _to_optional_bool(raw: object) -> bool | None:
+    """A yes/no setting whose default depends on others: "" or "auto" leaves it to them."""
+    if isinstance(raw, str) and raw.strip().lower() in ("", "auto"):
+        return None
+    return _to_bool(raw)
+
+
 _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "str": str,
     "int": lambda v: int(str(v)),
     "float": lambda v: float(str(v)),
     "bool": _to_bool,
+    "bool | None": _to_optional_bool,
 }
 
 
@@ -191,5 +208,16 @@ def _validate(s: Settings) -> None:
         problems.append("fhir_auth_header: 'Header-Name: value'")
     if not Path(s.mappings_dir).is_dir():
         problems.append(f"mappings_dir={s.mappings_dir}: not a directory")
+    problems += _security_problems(s)
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+def _security_problems(s: Settings) -> list[str]:
+    """TLS files and tokens are checked by loading them as start-up will (adapter.service.security).
+
+    Imported here, not at the top: security builds on these settings.
+    """
+    from adapter.service.security import settings_problems
+
+    return settings_problems(s)

@@ -24,6 +24,8 @@ def run(ns: argparse.Namespace) -> int:
     if ns.command == "settings":
         print(json.dumps(settings.masked(), indent=2, default=str))
         return EXIT_OK
+    if ns.command == "health":
+        return health(settings, ns.timeout)
     configure(settings.log_format, settings.log_level)
     if ns.command == "serve":
         return serve(settings)
@@ -35,20 +37,57 @@ def run(ns: argparse.Namespace) -> int:
     return asyncio.run(_replay(settings, since, ns.message, not ns.no_code))
 
 
+def health(settings: Settings, timeout: float) -> int:
+    """Container/k8s probe: GET /healthz on this replica over the scheme it serves.
+
+    With TLS the server's own certificate is not verified (it is localhost by
+    definition); with mutual TLS the server's certificate and key are presented
+    as the client certificate, so they must allow clientAuth (see docs/security.md).
+    """
+    import ssl
+    import urllib.request
+
+    context: ssl.SSLContext | None = None
+    scheme = "http"
+    if settings.tls_cert_file:
+        scheme = "https"
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if settings.tls_client_ca_file:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"{scheme}://{host}:{settings.http_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            ok = response.status == 200
+    except OSError as exc:
+        print(f"charge-adapter: {url}: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_OK if ok else 1
+
+
 def serve(settings: Settings) -> int:
     from aiohttp import web
 
     from adapter.cli import tune_gc
     from adapter.service.app import create_app
+    from adapter.service.security import server_tls_of
 
     tune_gc()
+    try:
+        app = create_app(settings)  # loads the TLS files and tokens
+    except SettingsError as exc:
+        print(f"charge-adapter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.http_port,
         print=None,
         shutdown_timeout=settings.shutdown_grace_seconds,
         access_log=None,
+        ssl_context=server_tls_of(app),
     )
     return EXIT_OK
 

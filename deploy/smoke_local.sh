@@ -47,10 +47,11 @@ mkdir -p "$work/data"
 ) > "$work/serve.log" 2>&1 &
 server_pid=$!
 
-healthcheck='import os, urllib.request; urllib.request.urlopen("http://127.0.0.1:" + os.environ.get("ADAPTER_HTTP_PORT", "8080") + "/healthz", timeout=4)'
 healthy=""
 for _ in $(seq 1 60); do
-  if ADAPTER_HTTP_PORT="$http_port" "$work/venv/bin/python" -c "$healthcheck" 2>/dev/null; then
+  # the image's HEALTHCHECK: `charge-adapter health`, with the image's environment
+  if ADAPTER_HTTP_PORT="$http_port" ADAPTER_MAPPINGS_DIR="$work/ctx/mappings" \
+    "$work/venv/bin/charge-adapter" health 2>/dev/null; then
     healthy=1
     break
   fi

@@ -426,6 +426,11 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             pytest.fail("service did not start: " + proc.stderr.read1().decode())  # type: ignore[union-attr]
+        probe = subprocess.run(
+            [sys.executable, "-m", "adapter.cli", "health"], env=env, cwd=ROOT, timeout=30,
+            capture_output=True, check=False,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr  # the container HEALTHCHECK command
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=25) == 0
         assert b"service.stopped" in proc.stderr.read()  # type: ignore[union-attr]

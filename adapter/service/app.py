@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.security import install, server_ssl_context
 from adapter.store import open_store
 from adapter.store.base import Store
 
@@ -79,8 +81,14 @@ def build_internal_error(raw: bytes, now: datetime) -> bytes:
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:
+    """The app, with its TLS context and tokens loaded (SettingsError if they will not load).
+
+    Serve it with `security.server_tls_of(app)` as the HTTP site's ssl_context: the MLLP
+    listener gets the same context at start-up.
+    """
     app = web.Application(client_max_size=settings.http_max_body_bytes)
-    app.cleanup_ctx.append(_lifecycle(settings, clock))
+    tls = install(app, settings)
+    app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
     from adapter.service.http_api import setup_routes
 
     setup_routes(app)
@@ -88,10 +96,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> w
 
 
 def _lifecycle(
-    settings: Settings, clock: Callable[[], datetime]
+    settings: Settings, clock: Callable[[], datetime], tls: ssl.SSLContext | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        state = await start_state(settings, clock)
+        state = await start_state(settings, clock, tls)
         app[STATE] = state
         try:
             yield
@@ -101,8 +109,14 @@ def _lifecycle(
     return lifecycle
 
 
-async def start_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppState:
-    """Open the store, load the tables, start the MLLP listener and the workers."""
+async def start_state(
+    settings: Settings, clock: Callable[[], datetime] = utc_now, tls: ssl.SSLContext | None = None
+) -> AppState:
+    """Open the store, load the tables, start the MLLP listener and the workers.
+
+    MLLP speaks TLS whenever the settings say so: without `tls`, the context is loaded here.
+    """
+    tls = tls or server_ssl_context(settings)
     mappings = load_mappings_checked(settings)
     store = open_store(settings.database_url, pg_schema=settings.database_schema)
     await store.migrate()
@@ -131,7 +145,7 @@ async def start_state(settings: Settings, clock: Callable[[], datetime] = utc_no
         metrics=metrics,
         clock=clock,
     )
-    await state.mllp.start(settings.host, settings.mllp_port)
+    await state.mllp.start(settings.host, settings.mllp_port, ssl=tls)
     state.tasks.append(
         asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
     )
@@ -141,6 +155,7 @@ async def start_state(settings: Settings, clock: Callable[[], datetime] = utc_no
         "service.started",
         mllp_port=state.mllp.port,
         http_port=settings.http_port,
+        tls=tls is not None,
         store=settings.database_url.partition(":")[0],
         replica=settings.replica_id,
     )

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapter import __version__
-from adapter.service import http_fhir, http_health, http_review
+from adapter.service import http_fhir, http_health, http_review, security
 from adapter.service.app import STATE
 from adapter.service.http_fhir import INBOUND_TYPES, OUTPUT_TYPES, fhir_base
 from adapter.service.operation_outcome import (
@@ -51,8 +51,13 @@ _IN = "{type:" + "|".join(INBOUND_TYPES) + "}"
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register every route and the error middleware (call before the app starts)."""
+    """Register every route, the error middleware and, inside it, the auth middleware.
+
+    Auth runs after the error middleware so its 401/403 leave as OperationOutcomes; it needs
+    `security.install` to have run (create_app does), else every request fails closed (500).
+    """
     app.middlewares.append(error_middleware)
+    app.middlewares.append(security.auth_middleware)
     http_review.setup_review(app)
     router = app.router
     router.add_get("/healthz", http_health.healthz)

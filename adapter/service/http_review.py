@@ -5,8 +5,10 @@ say why (D22). The biller either fixes the source and asks for a re-code (`recod
 encounter is coded again from its stored messages, and may well stay held), or accepts
 the draft as it is (`override`, with a note saying why): the Claim becomes active, its
 ChargeItems billable and the Task completed, each as a new version queued for delivery.
-Both are audited with the actor. A later message for the encounter re-codes it as usual,
-which replaces an override: the source changed, so the decision has to be made again.
+Both are audited with the actor: with auth on, the authenticated client (the token's
+name); an `actor` in the body is then only recorded as "<client> on behalf of <actor>".
+A later message for the encounter re-codes it as usual, which replaces an override: the
+source changed, so the decision has to be made again.
 
 The review id is the Claim id: stable across re-codes and free of PHI.
 """
@@ -33,6 +35,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
+from adapter.service.security import principal_of
 from adapter.store.base import (
     AuditEntry,
     EncounterRow,
@@ -136,8 +139,10 @@ async def release(request: web.Request) -> web.Response:
     require_content_type(request, FHIR_JSON_TYPES, "POST /review")
     state = request.app[STATE]
     cid = request.match_info["claim_id"]
-    body = _release_body(parse_json(await read_body(request)))
-    action, actor, note = body["action"], body["actor"], body["note"]
+    principal = principal_of(request)
+    body = _release_body(parse_json(await read_body(request)), actor_required=principal is None)
+    action, note = body["action"], body["note"]
+    actor = audit_actor(principal, body["actor"])
     async with request.app[RELEASE_LOCK]:
         key = await held_encounter(state.store, cid)
         if action == "recode":
@@ -149,14 +154,14 @@ async def release(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-def _release_body(document: object) -> dict[str, str]:
+def _release_body(document: object, actor_required: bool = True) -> dict[str, str]:
     """action, actor (who, for the audit) and note (required to override), as 422s."""
     if not isinstance(document, dict):
         raise ApiError.of(400, "structure", "the body must be a JSON object")
     action = document.get("action")
     if action not in ACTIONS:
         raise ApiError.of(422, "invalid", "action must be 'recode' or 'override'", "action")
-    actor = _text(document, "actor", required=True)
+    actor = _text(document, "actor", required=actor_required)
     note = _text(document, "note", required=action == "override")
     return {"action": str(action), "actor": actor, "note": note}
 
@@ -171,6 +176,18 @@ def _text(document: Mapping[str, Any], name: str, required: bool) -> str:
     if len(value) > MAX_TEXT:
         raise ApiError.of(422, "too-long", f"{name} is longer than {MAX_TEXT} characters", name)
     return value
+
+
+def audit_actor(principal: str | None, claimed: str) -> str:
+    """Who the audit names: the authenticated client when there is one, never the body alone.
+
+    A client name has no spaces, so the principal is always the audit actor's first word.
+    """
+    if principal is None:
+        return claimed
+    if not claimed or claimed == principal:
+        return principal
+    return f"{principal} on behalf of {claimed}"
 
 
 async def held_encounter(store: Store, cid: str) -> str:

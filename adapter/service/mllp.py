@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -363,13 +364,17 @@ class MllpServer:
         """Open client connections."""
         return len(self._connections)
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind and start accepting; port 0 picks a free port (read `.port`)."""
+    async def start(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> None:
+        """Bind and start accepting; port 0 picks a free port (read `.port`).
+
+        With `ssl`, every connection is TLS (the handshake, and client-certificate checks
+        for mutual TLS, happen before `_serve` sees the connection).
+        """
         if self._server is not None:
             raise RuntimeError("MLLP server already started")
         self._stopping = False
-        self._server = await asyncio.start_server(self._serve, host, port)
-        log.info("mllp.listening", host=host, port=self.port)
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=ssl)
+        log.info("mllp.listening", host=host, port=self.port, tls=ssl is not None)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting; answer messages already received; close every connection.
