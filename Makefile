@@ -7,7 +7,8 @@ VALIDATOR := tests/validator
 # (HL7), an office FOLFOX + bevacizumab day with a pump (FHIR), and a held visit (no stop time).
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
-.PHONY: install test lint typecheck pytest run demo send-demo bench mappings clean
+.PHONY: install test lint typecheck pytest run demo send-demo bench crash-test crash-test-pg \
+	pg-restart-test fuzz mappings clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -50,8 +51,22 @@ demo: install ## code the bundled demo fixtures as a batch and print the FHIR Bu
 send-demo: install ## send the demo HL7 feed to a running service (make run) over MLLP
 	@$(BIN)/charge-adapter send --host 127.0.0.1 --port 2575 $(filter %.hl7,$(DEMO))
 
-bench: install ## throughput and memory figures
+bench: install ## every benchmark, ending with key=value lines (see bench/README.md); ~25 min
 	$(BIN)/python bench/bench_coding.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)
+
+crash-test: install ## kill -9 the service 5 times under MLLP load (SQLite): nothing acked lost or billed twice
+	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)
+
+crash-test-pg: install ## the same on PostgreSQL (a fresh schema on the local server, dropped after)
+	$(BIN)/python bench/crash_test.py --store postgres $(CRASH_ARGS)
+
+pg-restart-test: install ## restart PostgreSQL under load (needs root; not in CI): AE while down, recovers
+	$(BIN)/python bench/pg_restart_test.py $(PG_RESTART_ARGS)
+
+fuzz: install ## the hostile-input properties with large example counts (ADAPTER_FUZZ_EXAMPLES)
+	ADAPTER_FUZZ=1 $(BIN)/pytest -q tests/test_fuzz_large.py
 
 mappings: install ## regenerate mappings/ from the CMS tables in ../shared/domain
 	$(BIN)/python scripts/build_mappings.py --shared ../shared/domain

@@ -25,7 +25,7 @@ from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import load_mappings
-from adapter.service.ack import build_ack
+from adapter.service.ack import AckError, ack_from_header, error_ack_code, read_msh
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.hl7_ack import ack_for
@@ -63,21 +63,29 @@ class AppState:
     async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
         """Keep the message, then build its ACK (AA only after the commit)."""
         try:
-            result = await self.ingestor.receive_hl7(raw, origin)
-        except Exception as exc:  # store down: AE, and the sender retries
+            async with asyncio.timeout(INGEST_TIMEOUT_S):
+                result = await self.ingestor.receive_hl7(raw, origin)
+        except Exception as exc:  # store down or stalled: AE 207, the sender resends (dedup)
             log.error("hl7.ingest_failed", error=type(exc).__name__)
-            return HandlerResult(build_internal_error(raw, self.clock()), "AE")
+            return internal_error(raw, self.clock())
         return ack_for(raw, result, self.clock())
 
 
 STATE = web.AppKey("state", AppState)
 
 
-def build_internal_error(raw: bytes, now: datetime) -> bytes:
-    from adapter.service.ack import AckError
+INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
 
+
+def internal_error(raw: bytes, now: datetime) -> HandlerResult:
+    """AE 207 (CE in enhanced mode, nothing when MSH-15 says NE/SU): resend later."""
+    msh = read_msh(raw)
+    code = error_ack_code(msh, reject=False)
+    if code is None:
+        return HandlerResult(None, "-", msh.control_id if msh else "")
     error = AckError(code="207", message="message could not be stored; resend later")
-    return build_ack(raw, "AE", error=error, now=now, control_id=f"ACK{now:%H%M%S%f}")
+    ack = ack_from_header(msh, code, error=error, now=now, control_id=f"ACK{now:%H%M%S%f}")
+    return HandlerResult(ack, code, msh.control_id if msh else "")
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:

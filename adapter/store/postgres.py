@@ -95,6 +95,10 @@ class _Conn(Protocol):
     async def fetchval(self, query: str, *args: object) -> Any: ...
 
 
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 30.0
+
+
 class PostgresStore:
     """The `Store` on a PostgreSQL database (asyncpg DSN), in one schema."""
 
@@ -123,6 +127,8 @@ class PostgresStore:
                     min_size=self._min_size,
                     max_size=self._max_size,
                     server_settings={"search_path": self._schema},
+                    timeout=CONNECT_TIMEOUT_S,  # a stalled database answers AE, not silence
+                    command_timeout=COMMAND_TIMEOUT_S,
                 )
             return self._pool
 
@@ -641,10 +647,14 @@ async def _current_resources(
     conn: _Conn, encounter_key: str, resources: Sequence[tuple[str, str, str, str]]
 ) -> dict[tuple[str, str], ResourceRow]:
     """Current versions of the encounter's resources and of the incoming ones, locked."""
+    # One IN over a UNION, not `encounter_key = $1 OR (...) IN (...)`: the OR kept
+    # PostgreSQL from using either index (11.6 ms at 21k rows, 170 ms at 600k; 0.1-0.5 ms now).
     sql = (
         f"SELECT {RESOURCE_COLUMNS} FROM resource_versions WHERE is_current AND"
-        " (encounter_key = $1 OR (resource_type, resource_id) IN"
-        " (SELECT * FROM unnest($2::text[], $3::text[])))"
+        " (resource_type, resource_id) IN ("
+        " SELECT r.resource_type, r.resource_id FROM resource_versions r"
+        " WHERE r.is_current AND r.encounter_key = $1"
+        " UNION ALL SELECT * FROM unnest($2::text[], $3::text[]))"
         " ORDER BY resource_type, resource_id FOR UPDATE"
     )
     types = [r[0] for r in resources]

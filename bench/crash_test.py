@@ -1,0 +1,246 @@
+"""Crash test: kill -9 the adapter under load, five times, and prove nothing acknowledged is lost
+and nothing is charged twice.
+
+`charge-adapter serve` runs as a subprocess on its own store (a fresh SQLite file, or with
+`--store postgres` a fresh PostgreSQL schema, dropped afterwards). Several MLLP connections
+send realistic visits (ADT^A04, RAS^O17, ADT^A03 from fixtures/scenarios, made unique) and
+record every message answered AA (or CA). Meanwhile the adapter is killed with SIGKILL at
+seeded random moments and restarted; the senders reconnect and resend whatever was not
+acknowledged, as an interface engine does. Then the adapter codes everything (A03 closes
+each visit) and the store is checked directly (see bench/_load.py `verify`).
+
+Prints key=value lines, among them crash_lost, crash_duplicates, crash_kills and
+crash_messages_acked; exits 1 when anything acknowledged was lost, anything is duplicated,
+or the final state is otherwise wrong; 2 when the harness itself failed.
+
+Usage: python bench/crash_test.py [--store sqlite|postgres] [--seed N] [--duration S] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _load import (
+    DEFAULT_PG_URL,
+    AdapterProcess,
+    LoadConfig,
+    LoadGenerator,
+    Recorder,
+    Traffic,
+    batch_expected,
+    inject_faults,
+    log_counts,
+    pg_admin,
+    print_problems,
+    read_store,
+    verify,
+    wait_settled,
+)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server (a fresh schema)")
+    p.add_argument("--seed", type=int, default=None, help="default: from the clock (printed)")
+    p.add_argument("--kills", type=int, default=5)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    p.add_argument("--connections", type=int, default=6)
+    p.add_argument(
+        "--rate", type=float, default=200, help="messages/s over all connections (0: unlimited)"
+    )
+    p.add_argument("--max-visits", type=int, default=6000, help="visit budget (3 messages each)")
+    p.add_argument("--settle-timeout", type=float, default=120.0)
+    p.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=10,
+        help="ADAPTER_LEASE_SECONDS (the service default, 120, delays re-coding the encounters\n"
+        "a killed process had leased by up to that long: its successor has a new replica id)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work dir / schema for autopsy")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="test the checker: delete one acked message and duplicate one ChargeItem in the\n"
+        "store before checking; passes only if it reports lost=1 and duplicates=1",
+    )
+    return p.parse_args()
+
+
+def kill_schedule(rnd: random.Random, kills: int, duration: float) -> list[tuple[float, float]]:
+    """(seconds after the load starts, seconds the adapter stays down) per kill."""
+    times = sorted(rnd.uniform(3.0, max(4.0, duration - 5.0)) for _ in range(kills))
+    return [(round(t, 2), round(rnd.uniform(0.0, 1.5), 2)) for t in times]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    ns = parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (nohup, &)
+    seed = ns.seed if ns.seed is not None else int(time.time()) % 1_000_000
+    rnd = random.Random(seed)
+    workdir = Path(tempfile.mkdtemp(prefix="crash-test-"))
+    schema = f"crash_{seed}_{int(time.time()) % 100000}"
+    url = f"sqlite:///{workdir / 'adapter.db'}" if ns.store == "sqlite" else ns.pg_url
+    adapter = AdapterProcess(
+        url,
+        workdir / "adapter.log",
+        schema=schema,
+        extra_env={"ADAPTER_LEASE_SECONDS": str(ns.lease_seconds)},
+    )
+    schedule = kill_schedule(rnd, ns.kills, ns.duration)
+    print(f"crash_seed={seed}", flush=True)
+    print(f"crash_store={ns.store}", flush=True)
+    print(f"crash_workdir={workdir}", flush=True)
+    if ns.store == "postgres":
+        print(f"crash_schema={schema}", flush=True)
+    print("crash_schedule=" + " ".join(f"{t}s(down {d}s)" for t, d in schedule), flush=True)
+    recorder = Recorder()
+    load: LoadGenerator | None = None
+    ok = False
+    try:
+        adapter.start()
+        adapter.wait_ready()
+        traffic = Traffic("CR", seed)
+        config = LoadConfig(
+            port=lambda: adapter.mllp_port,
+            connections=ns.connections,
+            max_visits=ns.max_visits,
+            seed=seed,
+            rate=ns.rate,
+        )
+        load = LoadGenerator(traffic, config, recorder)
+        started = time.monotonic()
+        load.start()
+        kills = 0
+        restart_seconds: list[float] = []
+        for i, (at, down) in enumerate(schedule, 1):
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            if not adapter.running():
+                raise RuntimeError("the adapter died on its own")
+            acked = recorder.accepted_count()
+            adapter.kill9()
+            kills += 1
+            killed_at = time.monotonic() - started
+            time.sleep(down)
+            adapter.start()
+            ready = adapter.wait_ready()
+            restart_seconds.append(ready)
+            print(
+                f"  kill {i}: SIGKILL at {killed_at:.2f}s (acked so far {acked}),"
+                f" down {down}s, ready again after {ready:.2f}s",
+                flush=True,
+            )
+        time.sleep(max(0.0, started + ns.duration - time.monotonic()))
+        finished = load.finish(timeout=60.0)
+        load_seconds = time.monotonic() - started
+        visits = sorted(recorder.completed_visits, key=lambda v: v.index)
+        settle_s, pending = wait_settled(
+            url, schema, (v.encounter_key for v in visits), ns.settle_timeout
+        )
+        shutdown_s = adapter.terminate()
+        expected = batch_expected(visits, workdir)
+        if ns.self_test:
+            inject_faults(url, schema, recorder, visits)
+        store = read_store(url, schema)
+        logged = log_counts(adapter.log_path)
+        verdict = verify(store, recorder, visits, expected)
+        answers = {code: n for code, n in sorted(_codes(recorder).items())}
+        print(f"crash_kills={kills}")
+        print(f"crash_messages_acked={verdict.acked}")
+        print(f"crash_lost={verdict.lost}")
+        print(f"crash_duplicates={verdict.duplicates}")
+        print(f"crash_visits_completed={len(visits)}")
+        print(f"crash_visits_unfinished={len(recorder.unfinished_visits)}")
+        print(f"crash_messages_sent={recorder.sent} crash_messages_resent={recorder.resent}")
+        print("crash_answers=" + ",".join(f"{c}:{n}" for c, n in answers.items()))
+        print("crash_sender_errors=" + ",".join(f"{k}:{n}" for k, n in recorder.errors.items()))
+        print(f"crash_load_seconds={load_seconds:.1f}")
+        print(f"crash_msgs_per_s={verdict.acked / max(load_seconds, 0.001):.0f}")
+        print(
+            "crash_commit_without_ack="
+            f"{logged['stored-duplicate']} (resends the store already had: killed between"
+            " commit and ACK)"
+        )
+        print("crash_adapter_log=" + ",".join(f"{k}:{n}" for k, n in sorted(logged.items())))
+        print(f"crash_restart_ready_s_max={max(restart_seconds, default=0):.2f}")
+        print(f"crash_settle_s={settle_s:.1f} crash_unsettled={len(pending)}")
+        print(f"crash_shutdown_s={'hang' if shutdown_s is None else f'{shutdown_s:.2f}'}")
+        print(
+            f"crash_encounters={verdict.encounters} crash_claims={verdict.claims}"
+            f" crash_charge_items={verdict.charge_items}"
+        )
+        print(
+            f"crash_duplicate_messages={verdict.duplicate_messages}"
+            f" crash_extra_claims={verdict.extra_claims}"
+            f" crash_duplicate_charge_items={verdict.duplicate_charge_items}"
+        )
+        print(
+            f"crash_missing_claims={verdict.missing_claims}"
+            f" crash_missing_charge_items={verdict.missing_charge_items}"
+            f" crash_claim_mismatch={verdict.claim_mismatch}"
+            f" crash_task_mismatch={verdict.task_mismatch}"
+            f" crash_corrupt={verdict.corrupt} crash_stored_unknown={verdict.stored_unknown}"
+        )
+        print_problems(verdict)
+        ok = (
+            verdict.lost == 0
+            and verdict.duplicates == 0
+            and verdict.other_failures == 0
+            and finished
+            and not recorder.unfinished_visits
+            and not recorder.rejected
+            and shutdown_s is not None
+        )
+        if ns.self_test:
+            ok = verdict.lost == 1 and verdict.duplicates == 1
+            print(f"crash_self_test={'PASS' if ok else 'FAIL'}", flush=True)
+            return 0 if ok else 1
+        print(f"crash_result={'PASS' if ok else 'FAIL'}", flush=True)
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        print("crash_result=INTERRUPTED", flush=True)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("crash_result=ERROR", flush=True)
+        return 2
+    finally:
+        if load is not None:
+            load.abort.set()
+        adapter.kill9()
+        if not ns.keep:
+            if ns.store == "postgres":
+                try:
+                    pg_admin(ns.pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                except Exception as exc:
+                    print(f"warning: schema {schema} not dropped: {exc}", file=sys.stderr)
+            if ok:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _codes(recorder: Recorder) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _t, _cid, code in recorder.answers:
+        counts[code] = counts.get(code, 0) + 1
+    return counts
+
+
+if __name__ == "__main__":
+    sys.exit(main())
