@@ -67,6 +67,8 @@ from adapter.store.base import (
 )
 
 T = TypeVar("T")
+_Queued = tuple[NewMessage, tuple[Link, ...], "asyncio.Future[AddResult]"]
+MAX_GROUP = 64  # messages per group commit; bounds one transaction's time
 Conn = sqlite3.Connection
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -92,6 +94,8 @@ class SqliteStore:
         self._open_lock = asyncio.Lock()
         self._closed = False  # close() is final: a closed store never reconnects
         self._write_lock = asyncio.Lock()
+        self._queue: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -163,7 +167,35 @@ class SqliteStore:
     # --- inbound ----------------------------------------------------------------------
 
     async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
-        return await self._write(lambda conn: _add_message(conn, message, links))
+        """Group commit: messages queued while the previous transaction was committing go
+        into the next one together, so concurrent connections share one fsync. Each
+        caller still returns only after the transaction holding its message committed,
+        and a message that fails rolls back to its own savepoint, not the batch."""
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((message, tuple(links), future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await asyncio.shield(future)
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            try:
+                results = await self._write(lambda conn, b=batch: _add_batch(conn, b))
+            except BaseException as exc:  # the whole transaction failed: every caller hears it
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
         return await self._write(lambda conn: _insert_message(conn, message, error))
@@ -431,6 +463,20 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
         return AddResult(int(inserted[0][0]), duplicate=False)
     existing = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (message.dedup_key,))
     return AddResult(int(existing.fetchone()[0]), duplicate=True)
+
+
+def _add_batch(conn: Conn, batch: Sequence[_Queued]) -> list[AddResult | Exception]:
+    """Each message in its own savepoint: one bad message never costs the others."""
+    results: list[AddResult | Exception] = []
+    for message, links, _ in batch:
+        conn.execute("SAVEPOINT one_message")
+        try:
+            results.append(_add_message(conn, message, links))
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK TO one_message")
+            results.append(exc)
+        conn.execute("RELEASE one_message")
+    return results
 
 
 def _add_message(conn: Conn, message: NewMessage, links: Sequence[Link]) -> AddResult:
