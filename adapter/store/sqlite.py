@@ -18,6 +18,7 @@ to the same file; a busy timeout makes the other connection wait instead of fail
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -181,7 +182,7 @@ class SqliteStore:
         while self._queue:
             batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
             try:
-                results = await self._write(lambda conn, b=batch: _add_batch(conn, b))
+                results = await self._write(functools.partial(_add_batch, batch=batch))
             except BaseException as exc:  # the whole transaction failed: every caller hears it
                 for *_, future in batch:
                     if not future.done():
@@ -465,7 +466,7 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
     return AddResult(int(existing.fetchone()[0]), duplicate=True)
 
 
-def _add_batch(conn: Conn, batch: Sequence[_Queued]) -> list[AddResult | Exception]:
+def _add_batch(conn: Conn, *, batch: Sequence[_Queued]) -> list[AddResult | Exception]:
     """Each message in its own savepoint: one bad message never costs the others."""
     results: list[AddResult | Exception] = []
     for message, links, _ in batch:
