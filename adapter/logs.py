@@ -27,6 +27,33 @@ def drop_phi(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping
     return event
 
 
+class RedactLibraryRecord(logging.Filter):
+    """aiohttp logs request lines and exception texts that carry URLs (`?patient=...`):
+    keep the level, the logger and the exception type, drop the text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg = f"{record.name} {record.levelname.lower()}" + (
+            f": {type(exc).__name__}" if exc is not None else ""
+        )
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal",
+                   "aiohttp.client", "aiohttp.websocket")  # fmt: skip
+
+
+def redact_library_logs() -> None:
+    """Idempotent; called by the HTTP app factory, so tests and `serve` both get it."""
+    for name in AIOHTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactLibraryRecord) for f in logger.filters):
+            logger.addFilter(RedactLibraryRecord())
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Call once at start-up. `auto` = JSON unless stderr is a terminal.
 

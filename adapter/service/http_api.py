@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapter import __version__
+from adapter.logs import redact_library_logs
 from adapter.service import http_fhir, http_health, http_review, security
 from adapter.service.app import STATE
 from adapter.service.http_fhir import INBOUND_TYPES, OUTPUT_TYPES, fhir_base
@@ -56,6 +57,7 @@ def setup_routes(app: web.Application) -> None:
     Auth runs after the error middleware so its 401/403 leave as OperationOutcomes; it needs
     `security.install` to have run (create_app does), else every request fails closed (500).
     """
+    redact_library_logs()  # aiohttp's own error lines may quote URLs with patient ids
     app.middlewares.append(error_middleware)
     app.middlewares.append(security.auth_middleware)
     http_review.setup_review(app)
