@@ -1,0 +1,72 @@
+"""The baseline: a bare asyncio MLLP server that answers every frame with a canned AA.
+
+Same I/O stack as the adapter's listener (asyncio streams, `MllpDecoder`,
+`encode_frame`, one message at a time per connection, write + drain), but no
+parsing beyond MSH-10 (echoed in MSA-2 so the sender can check it), no store,
+no logging: what Python can do on this machine for this traffic. The adapter's
+throughput is reported as a ratio of this one, measured in the same run.
+
+Prints `port=N` on stdout once listening; stops on SIGTERM/SIGINT or after
+`--max-seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from adapter.service.mllp import Frame, MllpDecoder, encode_frame  # noqa: E402
+
+ACK_HEAD = b"MSH|^~\\&|BENCH|BENCH|EHR|EHR|20260101000000||ACK|BENCHACK|P|2.5.1\rMSA|AA|"
+
+
+def control_id(payload: bytes) -> bytes:
+    fields = payload.split(b"\r", 1)[0].split(b"|")
+    return fields[9] if len(fields) > 9 else b""
+
+
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    decoder = MllpDecoder()
+    try:
+        while data := await reader.read(64 * 1024):
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    writer.write(encode_frame(ACK_HEAD + control_id(item.payload) + b"\r"))
+                    await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main_async(host: str, port: int, max_seconds: float) -> None:
+    server = await asyncio.start_server(serve, host, port)
+    print(f"port={server.sockets[0].getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, default=900.0)
+    ns = parser.parse_args()
+    asyncio.run(main_async(ns.host, ns.port, ns.max_seconds))
+
+
+if __name__ == "__main__":
+    main()

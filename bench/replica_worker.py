@@ -1,0 +1,87 @@
+"""One adapter replica for `replicas.py`: start as `serve` does, wait for "go", drain, report.
+
+Runs `adapter.service.app.start_state` (PostgreSQL store, mappings, MLLP
+listener on a free port, the coder; its background task is cancelled before
+its first pass, which would otherwise start on the backlog), prints `ready`,
+waits for a `go` line on stdin (so that every replica starts coding at the
+same instant, after its start-up), runs `coder.run_once()` until no encounter
+is ready, and prints one JSON line: coded count, wall-clock start/end
+(time.time, comparable across processes) and CPU seconds. Bounded: it gives up
+waiting for `go` after `--wait` seconds.
+
+Usage (normally started by replicas.py):
+  python bench/replica_worker.py --schema S --replica-id R [--dsn URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import PG_URL, pause_background_coder  # noqa: E402
+
+
+async def run(ns: argparse.Namespace) -> dict[str, object]:
+    from adapter.config import Settings
+    from adapter.service.app import start_state, stop_state
+
+    settings = replace(
+        Settings(),
+        database_url=ns.dsn,
+        database_schema=ns.schema,
+        mllp_port=0,
+        http_port=0,
+        close_check_seconds=3600.0,
+        replica_id=ns.replica_id,
+    )
+    state = await start_state(settings)
+    pause_background_coder(state)  # no await before this: the task never runs
+    try:
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        line = await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), ns.wait)
+        if line.strip() != "go":
+            return {"replica": ns.replica_id, "error": f"expected go, got {line!r}"}
+        cpu0 = os.times()
+        start = time.time()
+        coded = await state.coder.run_once()
+        end = time.time()
+        cpu1 = os.times()
+        return {
+            "replica": ns.replica_id,
+            "coded": coded,
+            "start": start,
+            "end": end,
+            "cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 3),
+        }
+    finally:
+        await stop_state(state)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=PG_URL)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--replica-id", required=True)
+    parser.add_argument("--wait", type=float, default=180.0)
+    ns = parser.parse_args()
+    from adapter.cli import tune_gc
+    from adapter.logs import configure
+
+    configure("json", "warning")
+    tune_gc()  # as `serve` does
+    print(json.dumps(asyncio.run(run(ns))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Every service benchmark in one run: a table of the headline figures, then `key=value` lines.
+
+Parts, each a script of bench/ run in its own process (see bench/README.md):
+
+  machine   cores, memory, load; fsync and CPU probes before and after
+  stages    each step of the ingest path timed alone, in-process (stages.py)
+  ingest    MLLP load: baseline vs adapter on SQLite and PostgreSQL (ingest.py)
+  drain     coder draining a closed backlog, SQLite then PostgreSQL (drain.py)
+  replicas  two adapter processes on one PostgreSQL vs one (replicas.py)
+  whatif    (full run only) proposals measured, not guessed: SQLite group commit
+            (whatif_ingest.py); drain and replicas again with PostgreSQL custom plans
+  memory    adapter RSS as messages pile up (memory.py)
+
+Full run: about 20-25 minutes, most of it `memory` (capped by
+`--memory-max-seconds`, default 600). `--quick`: about 3-4 minutes, same
+figures on small counts (a smoke run: read its figures as indicative only).
+A part that fails is reported (`<part>_exit_status`) and the others still run;
+the PostgreSQL parts are retried once (the shared server is sometimes restarted
+by other sessions).
+
+Usage: python bench/run_all.py [--quick] [--only ingest,drain] [--memory-messages N]
+       [--memory-max-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import PG_URL, drop_run_schemas, print_keys, run_script  # noqa: E402
+from bench.machine import facts, probes  # noqa: E402
+
+PARTS = ("stages", "ingest", "drain", "replicas", "whatif", "memory")
+
+# (key, target text, check) for the headline table
+HEADLINES: list[tuple[str, str, str]] = [
+    ("ingest_ratio_sqlite", ">= 0.5", "ge:0.5"),
+    ("ingest_ratio_postgres", ">= 0.5", "ge:0.5"),
+    ("ingest_msg_per_s_baseline_8", "(baseline)", ""),
+    ("ingest_msg_per_s_sqlite_8", "", ""),
+    ("ingest_msg_per_s_postgres_8", "", ""),
+    ("ack_p99_ms_sqlite_8", "", ""),
+    ("ack_p99_ms_postgres_8", "", ""),
+    ("ack_p99_ms_at_500", "<= 20", "le:20"),
+    ("ack_p99_ms_at_500_postgres", "(extra)", ""),
+    ("logging_info_cost_pct", "(msg/s lost)", ""),
+    ("logging_info_cpu_cost_pct", "(CPU/msg added)", ""),
+    ("process_admin_per_s", ">= 1000 (SQLite)", "ge:1000"),
+    ("process_admin_per_s_postgres", ">= 1000", "ge:1000"),
+    ("replica_scaling", ">= 1.8 (2 cores)", "ge:1.8"),
+    ("replica_no_double_coding", "yes", "eq:yes"),
+    ("whatif_group_commit_ratio", "(what-if) >= 0.5", "ge:0.5"),
+    ("whatif_group_commit_gain", "(what-if)", ""),
+    ("whatif_group_commit_ack_p99_ms_at_500", "(what-if) <= 20", "le:20"),
+    ("whatif_pg_plans_process_admin_per_s_postgres", "(what-if) >= 1000", "ge:1000"),
+    ("whatif_pg_plans_replica_scaling", "(what-if) >= 1.8", "ge:1.8"),
+    ("whatif_pg_plans_replica_no_double_coding", "(what-if) yes", "eq:yes"),
+    ("rss_growth_pct", "<= 20", "le:20"),
+    ("rss_growth_pct_projected_1m", "<= 20", "le:20"),
+]
+
+
+def verdict(value: str | None, check: str) -> str:
+    if not check or value in (None, "", "None", "skipped"):
+        return ""
+    op, _, target = check.partition(":")
+    if op == "eq":
+        return "ok" if value == target else "MISS"
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except ValueError:
+        return ""
+    good = number >= float(target) if op == "ge" else number <= float(target)
+    return "ok" if good else "MISS"
+
+
+# What-if for the PostgreSQL figures: the same runs with custom plans for every statement
+# (the proposal in docs/performance.md), set through the connection URL only.
+CUSTOM_PLANS = {
+    "BENCH_PG_URL": PG_URL + ("&" if "?" in PG_URL else "?") + "plan_cache_mode=force_custom_plan"
+}
+
+
+def part_runs(
+    quick: bool, ns: argparse.Namespace
+) -> list[tuple[str, str, str, list[str], float, bool]]:
+    """(label, part, script, args, timeout, retry once on failure)."""
+    q = ["--quick"] if quick else []
+    memory_args = [*q]
+    if ns.memory_messages:
+        memory_args.append(f"--messages={ns.memory_messages}")
+    if ns.memory_checkpoint:
+        memory_args.append(f"--checkpoint={ns.memory_checkpoint}")
+    memory_seconds = ns.memory_max_seconds or (60.0 if quick else 600.0)
+    memory_args.append(f"--max-seconds={memory_seconds}")
+    return [
+        ("stages", "stages", "stages.py", q, 900, False),
+        ("ingest", "ingest", "ingest.py", q, 1800, False),
+        ("drain_sqlite", "drain", "drain.py", [*q, "--store=sqlite"], 1200, False),
+        ("drain_postgres", "drain", "drain.py", [*q, "--store=postgres"], 1200, True),
+        ("replicas", "replicas", "replicas.py", q, 1800, True),
+        *(
+            []
+            if quick
+            else [
+                ("whatif_group_commit", "whatif", "whatif_ingest.py", [], 900, False),
+                ("whatif_pg_plans_drain", "whatif", "drain.py", ["--store=postgres"], 1200, True),
+                ("whatif_pg_plans_replicas", "whatif", "replicas.py", [], 1800, True),
+            ]
+        ),
+        ("memory", "memory", "memory.py", memory_args, memory_seconds + 600, False),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="~3-4 minute smoke run")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {PARTS}")
+    parser.add_argument("--memory-messages", type=int, default=None)
+    parser.add_argument("--memory-checkpoint", type=int, default=None)
+    parser.add_argument("--memory-max-seconds", type=float, default=None)
+    ns = parser.parse_args()
+    only = {p.strip() for p in ns.only.split(",") if p.strip()}
+    unknown = only - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    started = time.monotonic()
+    run_id = f"r{os.getpid()}"
+    os.environ["BENCH_RUN_ID"] = run_id  # inherited by every part: names its schemas
+    keys: dict[str, str] = {
+        "bench_mode": "quick" if ns.quick else "full",
+        "bench_date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    keys.update({k: str(v) for k, v in facts().items()})
+    keys.update({k: str(v) for k, v in probes("before").items()})
+    details: list[str] = []
+    for label, part, script, args, timeout, retry in part_runs(ns.quick, ns):
+        if only and part not in only:
+            continue
+        print(f"--- {label}: {script} {' '.join(args)}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        custom = label.startswith("whatif_pg_plans")
+        for attempt in (1, 2):
+            try:
+                got, text = run_script(script, args, timeout, CUSTOM_PLANS if custom else None)
+            except subprocess.TimeoutExpired:
+                got, text = {}, ""
+                got[f"{label}_exit_status"] = "timeout"
+            statuses = [v for k, v in got.items() if k.endswith("_exit_status")]
+            if not (statuses and retry and attempt == 1):
+                break
+            print(f"--- {label} failed; retrying once", file=sys.stderr, flush=True)
+            time.sleep(10)
+        if custom:  # reported under the what-if's own names
+            got = {f"whatif_pg_plans_{k}": v for k, v in got.items()}
+            text = f"(what-if: PostgreSQL with plan_cache_mode=force_custom_plan)\n{text}"
+        if statuses:
+            got[f"{label}_exit_status"] = statuses[0]
+        keys.update(got)
+        keys[f"{label}_seconds"] = str(round(time.monotonic() - t0))
+        details.append("\n".join(ln for ln in text.splitlines() if ln and ln not in _kv(got)))
+    left = drop_run_schemas(run_id)
+    if left:
+        print(f"dropped leftover schemas: {left}", file=sys.stderr)
+    keys.update({k: str(v) for k, v in probes("after").items()})
+    keys["bench_seconds"] = str(round(time.monotonic() - started))
+    _print_summary(keys, details, ns.quick)
+
+
+def _kv(got: dict[str, str]) -> set[str]:
+    return {f"{k}={v}" for k, v in got.items()}
+
+
+def _print_summary(keys: dict[str, str], details: list[str], quick: bool) -> None:
+    for block in details:
+        print(block)
+    print(
+        f"\n== summary ({keys['bench_mode']} run, {keys['bench_date']},"
+        f" {keys['machine_cores']} cores, {keys['machine_mem_gib']} GiB,"
+        f" load {keys['machine_loadavg_1m_before']} -> {keys['machine_loadavg_1m_after']},"
+        f" fsync {keys['probe_fsync_ms_before']} -> {keys['probe_fsync_ms_after']} ms)"
+    )
+    rows = [
+        (k, keys.get(k, "n/a"), target, verdict(keys.get(k), check))
+        for k, target, check in HEADLINES
+        if k in keys or not k.startswith("whatif_")  # what-ifs run in the full run only
+    ]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"{'figure':<{width}}  {'value':>{vwidth}}  {'target':<17} verdict")
+    for key, value, target, mark in rows:
+        print(f"{key:<{width}}  {value:>{vwidth}}  {target:<17} {mark}")
+    if "memory_messages" in keys:
+        print(
+            f"(memory: rss_growth_pct measured {keys.get('memory_checkpoint_messages')} ->"
+            f" {keys.get('memory_messages')} messages)"
+        )
+    if quick:
+        print("(quick run: small counts, one round; indicative only)")
+    failures = sorted(k for k in keys if k.endswith("_exit_status"))
+    if failures:
+        print("failed parts: " + ", ".join(f"{k}={keys[k]}" for k in failures))
+    print()
+    print_keys(dict(keys))
+
+
+if __name__ == "__main__":
+    main()
