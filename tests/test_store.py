@@ -413,6 +413,7 @@ async def test_two_replicas_leasing_in_parallel_never_get_the_same_encounter(
                 leased.append((owner, lease.encounter.key))
                 result = await store.save_coding(lease, CODED, "", [], T0, None)
                 assert not result.stale
+            await asyncio.sleep(0.005)  # as a coder yields between batches: lets the other in
 
     await asyncio.gather(replica(replica_a, "a"), replica(replica_b, "b"))
 
