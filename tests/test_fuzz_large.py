@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,11 +151,13 @@ def test_decoder_matches_the_model_however_the_stream_is_cut(
 @PURE
 @given(message=hostile_messages())
 def test_hl7_reader_on_hostile_messages(message: HostileMessage) -> None:
-    """Never raises, never a reader defect, never the patient's data in an error."""
+    """Never raises, never a reader defect, never the patient's data in an error (apart from
+    what sits where MSH-10 is read: PHI-MSH10, pinned in test_hostile_input)."""
     for inbound in read_hl7(message.with_id(fresh_id("R")), MAPPINGS, NY, "fuzz"):
         assert inbound.dedup_key
         if inbound.error is not None:
-            text = f"{inbound.error.location} {inbound.error.message}".encode()
+            location = re.sub(r"\(MSH-10 [^)]*\)", "", inbound.error.location)
+            text = f"{location} {inbound.error.message}".encode()
             assert not any(marker.encode() in text for marker in DEFECT_MARKERS), text
             assert not any(phi in text for phi in TEMPLATE_PHI), text
 

@@ -795,7 +795,9 @@ def contract_refusal(endpoint: Endpoint, body: bytes) -> bool:
     or Bundle.entry unusable, resourceType or id different from the URL), or an empty body."""
     try:
         document = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except RecursionError:  # deeper than this thread's stack allows; the server's may differ
+        return True
+    except (UnicodeDecodeError, ValueError):
         return not body.decode("utf-8-sig", "replace").strip()
     if not isinstance(document, dict):
         return True
@@ -1218,6 +1220,41 @@ def test_a_frame_without_its_trailing_cr_is_answered_at_once(small_service: Live
 
     ack = small_service.run(send_and_wait())
     assert read_msa(ack.strip(b"\x0b\x1c")) == ("AA", control_id)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG-ACKTYPE: an MSH-15 outside table 0155 ('XX', 'al', ' AL') means enhanced mode "
+    "and neither acknowledgment is sent: the frame is never answered",
+    raises=TimeoutError,
+)
+@pytest.mark.parametrize("accept", ["XX", "al", " AL"])
+def test_an_unknown_accept_ack_type_still_gets_an_answer(
+    small_service: LiveService, accept: str
+) -> None:
+    control_id = fresh_id("ACKT")
+    message = hl7_message(control_id).replace(b"|P|2.5.1", f"|P|2.5.1|||{accept}".encode())
+    acks = small_service.run(exchange(small_service.mllp_port, [encode_frame(message)], 1, 2.0))
+    assert read_msa(acks[0])[1] == control_id
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="PHI-MSH10: a header cut short and glued to the PID (segment break lost) puts "
+    "PID-3 where MSH-10 is read, and mllp.message / message.dead_letter log it as control_id",
+)
+def test_a_garbled_header_does_not_put_patient_data_in_the_logs(
+    small_service: LiveService, session_log_lines: list[str]
+) -> None:
+    mrn = "ZZMRN" + fresh_id("")  # not fixture PHI: the session-wide PHI check stays clean
+    message = (
+        f"MSH|^~\\&|EPIC|NRH_ONC|CHGCAP|NRH_BILLING|2025PID|1||{mrn}^^^NRH^MR||DOE^JANE||"
+        "19700101\rPV1|1|O|ONCINF\r"
+    ).encode()
+    start = len(session_log_lines)
+    (ack,) = small_service.run(exchange(small_service.mllp_port, [encode_frame(message)], 1))
+    assert read_msa(ack)[0] == "AE"
+    assert not any(mrn in line for line in session_log_lines[start:])
 
 
 @pytest.mark.xfail(
