@@ -1257,11 +1257,6 @@ def test_a_garbled_header_does_not_put_patient_data_in_the_logs(
     assert not any(mrn in line for line in session_log_lines[start:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG-DEADKEY: a fixed resend of a refused message is "
-    "acknowledged AA but never stored (its dedup key is the dead letter's)",
-)
 def test_a_corrected_resend_with_the_same_control_id_is_stored(large_service: LiveService) -> None:
     control_id = fresh_id("FIX")
     good = hl7_message(control_id)

@@ -117,7 +117,10 @@ class Ingestor:
         control_id = _control_id(first)
         rejection = _hl7_rejection(first)
         if rejection is not None:
-            await self._dead(raw, "hl7", first.kind, first.dedup_key, control_id, rejection.message)
+            # keyed by content, not MSH-10: the sender's corrected resend with the same
+            # control id must be stored, while an identical bad resend stays one dead letter
+            dead_key = _hash_key("hl7-dead", raw)
+            await self._dead(raw, "hl7", first.kind, dead_key, control_id, rejection.message)
             self.metrics.message("hl7", first.kind, "rejected")
             return Hl7Result(rejection.ack_code, control_id, False, rejection)
         duplicate = await self._keep(raw, "hl7", first, control_id)
