@@ -107,24 +107,6 @@ def machine_cpu() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
-def processes_cpu(name: str) -> float:
-    """CPU seconds of every process whose command name is `name` (e.g. the PostgreSQL
-    backends, whoever's session they serve)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = text[text.find("(") + 1 : text.rfind(")")]
-        if comm == name:
-            fields = text.rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
 @dataclass
 class Adapter:
     proc: subprocess.Popen[bytes]

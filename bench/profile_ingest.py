@@ -52,8 +52,10 @@ def main() -> None:
     out = ns.out or workdir
     out.mkdir(parents=True, exist_ok=True)
     schema = new_schema("profile") if ns.store == "postgres" else ""
-    kwargs = {"database_url": PG_URL, "schema": schema} if schema else {}
-    adapter = start_adapter(workdir, "profiled", log_level=ns.log_level, **kwargs)
+    url = PG_URL if schema else None
+    adapter = start_adapter(
+        workdir, "profiled", log_level=ns.log_level, database_url=url, schema=schema or None
+    )
     try:
         for n, idle in enumerate((False, True)):
             name = f"{ns.store}-{ns.log_level}-c{ns.connections}-{'idle' if idle else 'cpu'}.txt"
@@ -93,8 +95,9 @@ def main() -> None:
         adapter.stop()
         if schema:
             drop_schema(schema)
-        if ns.out is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(
+            workdir, ignore_errors=True
+        )  # the adapter's files (and profiles unless --out)
 
 
 if __name__ == "__main__":

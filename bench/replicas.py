@@ -49,7 +49,6 @@ from bench.common import (  # noqa: E402
     pg_fetch,
     print_keys,
     print_table,
-    processes_cpu,
 )
 from bench.drain import ingest_backlog  # noqa: E402
 from bench.traffic import ADMINS_PER_DRAIN_VISIT  # noqa: E402
@@ -161,10 +160,8 @@ def one_run(replicas: int, encounters: int, timeout: float) -> dict[str, Any]:
         asyncio.run(load_backlog(schema, encounters))
         ingest_s = time.perf_counter() - t0
         busy0, total0 = machine_cpu()
-        pg0 = processes_cpu("postgres")
         results = drain(schema, replicas, timeout)
         busy1, total1 = machine_cpu()
-        pg_cpu = processes_cpu("postgres") - pg0
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise RuntimeError(f"replica failed: {errors}")
@@ -180,10 +177,9 @@ def one_run(replicas: int, encounters: int, timeout: float) -> dict[str, Any]:
         "admin_per_s": encounters * ADMINS_PER_DRAIN_VISIT / wall,
         "replica_cpu_pct": [round(100 * r["cpu_s"] / wall) for r in results],
         "replica_cpu_total_pct": round(100 * cpu / wall),
-        # the whole machine over the drain (replica start-up included, a few %): are the
-        # 2 cores saturated? and PostgreSQL's backends (all sessions') share, % of one core
+        # the whole machine over the drain (replica start-up included): are both cores
+        # busy? (replicas, PostgreSQL, and whatever other sessions run meanwhile)
         "machine_busy_pct": round(100 * (busy1 - busy0) / max(1e-9, total1 - total0)),
-        "postgres_cpu_pct": round(100 * pg_cpu / wall),
         **check,
     }
 
@@ -229,7 +225,6 @@ def main() -> None:
                     f"{replicas} replica(s)",
                     f"{res['admin_per_s']:,.0f} admin/s; drain {res['wall_s']:.1f} s;"
                     f" replica CPU {res['replica_cpu_pct']}% of one core;"
-                    f" PostgreSQL {res['postgres_cpu_pct']}% of one core;"
                     f" machine {res['machine_busy_pct']}% busy (both cores);"
                     f" coded by replica {res['coded_by_replicas']}",
                 )
@@ -251,7 +246,6 @@ def main() -> None:
     keys["replica_cpu_total_pct_2"] = median([r["replica_cpu_total_pct"] for r in runs[2]])
     for n in (1, 2):
         keys[f"replica_machine_busy_pct_{n}"] = median([r["machine_busy_pct"] for r in runs[n]])
-        keys[f"replica_postgres_cpu_pct_{n}"] = median([r["postgres_cpu_pct"] for r in runs[n]])
     keys["replica_no_double_coding"] = "yes" if all_ok else "NO"
     keys["replica_encounters"] = encounters
     print_table(

@@ -11,9 +11,9 @@ Parts, each a script of bench/ run in its own process (see bench/README.md):
             (whatif_ingest.py); drain and replicas again with PostgreSQL custom plans
   memory    adapter RSS as messages pile up (memory.py)
 
-Full run: about 20-25 minutes, most of it `memory` (capped by
-`--memory-max-seconds`, default 600). `--quick`: about 3-4 minutes, same
-figures on small counts (a smoke run: read its figures as indicative only).
+Full run: about 22 minutes, 10 of them `memory` (capped by
+`--memory-max-seconds`, default 600). `--quick`: about 2-3 minutes, the same
+figures on small counts and without the what-ifs (a smoke run: indicative only).
 A part that fails is reported (`<part>_exit_status`) and the others still run;
 the PostgreSQL parts are retried once (the shared server is sometimes restarted
 by other sessions).
@@ -75,7 +75,7 @@ def verdict(value: str | None, check: str) -> str:
     if op == "eq":
         return "ok" if value == target else "MISS"
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value or "")
     except ValueError:
         return ""
     good = number >= float(target) if op == "ge" else number <= float(target)
@@ -122,7 +122,7 @@ def part_runs(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="~3-4 minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="~2-3 minute smoke run")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {PARTS}")
     parser.add_argument("--memory-messages", type=int, default=None)
     parser.add_argument("--memory-checkpoint", type=int, default=None)

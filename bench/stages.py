@@ -280,24 +280,30 @@ def sqlite_batch_cost(
 ) -> float:
     """The store's own per-message statements, `size` messages per transaction (FULL)."""
     from adapter.store import sqlite as sq
+    from adapter.store._common import load_migrations
 
     path = workdir / f"batch-{size}.db"
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    sq._transaction(conn, lambda c: sq._migrate(c, sq.load_migrations("sqlite")), "BEGIN IMMEDIATE")
+    migrations = load_migrations("sqlite")
+
+    def migrate(c: sqlite3.Connection) -> None:
+        sq._migrate(c, migrations)
+
+    sq._transaction(conn, migrate, "BEGIN IMMEDIATE")
     counter = iter(range(10**9))
 
     def insert() -> int:
         work = _renamed(batches, f"b{size}-{next(counter)}")
         for start in range(0, len(work), size):
             chunk = work[start : start + size]
-            sq._transaction(
-                conn,
-                lambda c, ch=chunk: [sq._add_message(c, m, lk) for m, lk in ch],
-                "BEGIN IMMEDIATE",
-            )
+
+            def add(c: sqlite3.Connection, ch: list[Any] = chunk) -> list[Any]:
+                return [sq._add_message(c, m, lk) for m, lk in ch]
+
+            sq._transaction(conn, add, "BEGIN IMMEDIATE")
         return len(work)
 
     try:

@@ -122,7 +122,7 @@ async def start(workdir: Path, variant: str) -> tuple[Any, GroupCommit | None]:
     group = None
     if variant == "group_commit":
         group = GroupCommit(state.store)
-        state.store.add_message = group.add_message  # this instance only
+        setattr(state.store, "add_message", group.add_message)  # noqa: B010 (this instance only)
     return state, group
 
 
