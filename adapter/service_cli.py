@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from adapter.config import Settings, SettingsError, load_settings
@@ -74,12 +75,17 @@ def serve(settings: Settings) -> int:
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of
 
-    tune_gc()
     try:
         app = create_app(settings)  # loads the TLS files and tokens
     except SettingsError as exc:
         print(f"charge-adapter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+    async def freeze_startup_objects(_: web.Application) -> AsyncIterator[None]:
+        tune_gc()  # after the app's start-up loaded the tables, so they are frozen too
+        yield
+
+    app.cleanup_ctx.append(freeze_startup_objects)
     web.run_app(
         app,
         host=settings.host,
