@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adapter.readers.er7 import Message, parse_message, split_messages
 from adapter.service.ack import (
     AckError,
+    AckIds,
     MshInfo,
     ack_from_header,
     build_ack,
@@ -309,6 +310,18 @@ class TestErrorAckCode:
     @pytest.mark.parametrize("msh15", ["NE", "SU"])
     def test_enhanced_mode_without_error_answers(self, msh15: str) -> None:
         assert error_ack_code(self.header(msh15), reject=False) is None
+
+    @pytest.mark.parametrize(("msh15", "read_as"), [("al", "AL"), (" NE ", "NE"), ("XX", "AL")])
+    def test_msh_15_outside_table_0155_reads_as_al_so_the_sender_gets_an_answer(
+        self, msh15: str, read_as: str
+    ) -> None:
+        assert self.header(msh15).accept_ack_type == read_as
+
+    def test_ack_ids_are_unique_twenty_characters_and_differ_between_processes(self) -> None:
+        ids, other = AckIds(), AckIds()
+        taken = [ids() for _ in range(1000)]
+        assert len(set(taken)) == 1000 and all(len(i) == 20 for i in taken)
+        assert other() not in taken
 
     def test_ack_from_a_header_read_once(self) -> None:
         info = read_msh(INBOUND)

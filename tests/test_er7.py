@@ -12,6 +12,7 @@ from adapter.readers.er7 import (
     Encoding,
     Er7Error,
     Segment,
+    implausible_header_field,
     parse_message,
     peek_charset,
     split_messages,
@@ -271,3 +272,36 @@ def test_tokenizer_fails_only_with_er7_error(text: str) -> None:
     for chunk in split_messages(text):
         with contextlib.suppress(Er7Error):
             parse_message(chunk.lines)
+
+
+class TestOneFrame:
+    def test_a_blank_line_inside_a_frame_is_an_empty_segment_not_a_message_break(self) -> None:
+        """A file uses blank lines between messages; an MLLP frame holds one message."""
+        text = f"{MSH}\r\r{PID}\r"
+        assert len(split_messages(text)) == 2
+        (chunk,) = split_messages(text, blank_line_ends=False)
+        assert chunk.lines == (MSH, PID)
+
+    def test_a_second_msh_still_starts_a_message_inside_a_frame(self) -> None:
+        assert len(split_messages(f"{MSH}\r{PID}\r{MSH}\r", blank_line_ends=False)) == 2
+
+
+class TestHeaderShape:
+    """A lost segment break slides patient fields into the header (PHI in MSH-10)."""
+
+    @pytest.mark.parametrize(
+        ("header", "field"),
+        [
+            (MSH, 0),
+            ("MSH|^~\\&|A|B|C|D|201305330||VXU^V04|X1|P|2.5.1", 0),  # odd-length MSH-7: seen
+            ("MSH|^~\\&|A|B|C|D|||ADT^A01|X1|P|", 0),  # empty fields are reported elsewhere
+            ("MSH|^~\\&|EPIC|ONC|CHG|BILL|2025PID|1||MRN1^^^NRH^MR||DOE^JANE", 7),
+            ("MSH|^~\\&|A|B|C|D|20250314||PATIENT^A01|X1|P|2.5.1", 9),
+            ("MSH|^~\\&|A|B|C|D|20250314||ADT^A01|MRN1^^^NRH^MR|P|2.5.1", 10),
+            ("MSH|^~\\&|A|B|C|D|20250314||ADT^A01|X1|P|DOE^JANE", 12),
+        ],
+    )
+    def test_the_first_field_with_an_impossible_shape_is_named(
+        self, header: str, field: int
+    ) -> None:
+        assert implausible_header_field(parse_message([header]).msh) == field

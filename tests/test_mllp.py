@@ -120,13 +120,15 @@ class TestDecoder:
         items = MllpDecoder().feed(b"\x0b" + MSG_A + b"\x1c\n" + encode_frame(MSG_B))
         assert items == [Frame(MSG_A, missing_cr=True), Frame(MSG_B, skipped=1)]
 
-    def test_end_block_at_the_end_of_a_read_waits_for_the_next_byte(self) -> None:
+    def test_end_block_at_the_end_of_a_read_completes_the_frame_at_once(self) -> None:
         decoder = MllpDecoder()
-        assert decoder.feed(b"\x0b" + MSG_A + b"\x1c") == []
-        assert decoder.in_frame
-        assert decoder.feed(b"\x0b") == [Frame(MSG_A, missing_cr=True)]
-        assert decoder.feed(MSG_B + b"\x1c") == []
-        assert decoder.feed(b"\r") == [Frame(MSG_B)]
+        assert decoder.feed(b"\x0b" + MSG_A + b"\x1c") == [Frame(MSG_A)]
+        assert not decoder.in_frame
+        assert decoder.feed(b"\x0b") == []  # no CR came: counted, the frame was already out
+        assert decoder.missing_cr == 1
+        assert decoder.feed(MSG_B + b"\x1c") == [Frame(MSG_B)]
+        assert decoder.feed(b"\r") == []  # the late CR is the end of that frame, not a stray
+        assert decoder.skipped_bytes == 0 and decoder.missing_cr == 1
 
     def test_start_block_inside_a_frame_abandons_the_partial_frame(self) -> None:
         decoder = MllpDecoder()

@@ -25,6 +25,7 @@ __all__ = [
     "Er7Error",
     "Message",
     "Segment",
+    "implausible_header_field",
     "parse_message",
     "peek_charset",
     "split_messages",
@@ -37,6 +38,9 @@ BOM = "\ufeff"
 _NULL = '""'  # HL7 explicit null: read as empty
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _BATCH_ENVELOPE = frozenset({"FHS", "FTS", "BHS", "BTS"})
+_TIMESTAMP = re.compile(r"\d{4,14}(?:\.\d{1,4})?(?:[+-]\d{4})?\Z")  # MSH-7.1, loosely
+_MESSAGE_CODE = re.compile(r"[A-Za-z0-9]{3}\Z")  # MSH-9.1
+_VERSION_SHAPE = re.compile(r"[vV]?\d+(?:\.\d+)*\Z")  # MSH-12.1
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -167,12 +171,16 @@ class Chunk:
     lines: tuple[str, ...]
 
 
-def split_messages(text: str) -> list[Chunk]:
+def split_messages(text: str, *, blank_line_ends: bool = True) -> list[Chunk]:
     """Cut a file into messages.
 
     A message starts at an MSH segment, an MLLP start byte or after a blank
     line; batch envelopes (FHS/BHS/BTS/FTS) are dropped. Lines before the first
     MSH form a chunk of their own, so the caller can report them as an error.
+
+    `blank_line_ends=False` is for one MLLP frame or HTTP body, which holds one
+    message: there a blank line is an empty segment (noise some engines emit),
+    and cutting at it would leave the segments after it unread.
     """
     if text.startswith(BOM):
         text = text[1:]
@@ -184,7 +192,8 @@ def split_messages(text: str) -> list[Chunk]:
     for line in lines:
         stripped = line.lstrip(" \t\ufeff")
         if not stripped.strip():
-            _close(chunks, current)
+            if blank_line_ends:
+                _close(chunks, current)
             continue
         if stripped[:3] in _BATCH_ENVELOPE:
             _close(chunks, current)
@@ -200,6 +209,29 @@ def _close(chunks: list[Chunk], current: list[str]) -> None:
     if current:
         chunks.append(Chunk(len(chunks) + 1, tuple(current)))
         current.clear()
+
+
+def implausible_header_field(msh: Segment) -> int:
+    """The first MSH field whose shape is impossible (7, 9, 10 or 12), or 0 when none is.
+
+    Why: when a segment break is lost, the next segment's fields slide into the
+    header (`...|2025PID|1||MRN^^^NRH^MR||DOE^JANE`), and MSH-10 would then be a
+    patient identifier that ends up in logs and keys. A real header has a
+    timestamp in MSH-7, a three-character code in MSH-9.1, no components in
+    MSH-10 (an ST) and a version number in MSH-12.1. Only shapes are checked, and
+    empty fields pass (they are reported on their own): a header that passes may
+    still lack a type or name an unsupported one.
+    """
+    when, code, version = msh.get(7).strip(), msh.get(9).strip(), msh.get(12).strip()
+    if when and not _TIMESTAMP.match(when):
+        return 7
+    if code and not _MESSAGE_CODE.match(code):
+        return 9
+    if msh.encoding.component in msh.raw(10):
+        return 10
+    if version and not _VERSION_SHAPE.match(version):
+        return 12
+    return 0
 
 
 def parse_message(lines: Iterable[str], charset: str = "utf-8") -> Message:

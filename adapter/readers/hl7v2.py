@@ -45,13 +45,14 @@ from adapter.readers.er7 import (
     Er7Error,
     Message,
     Segment,
+    implausible_header_field,
     parse_message,
     peek_charset,
     split_messages,
 )
 from adapter.readers.hl7_time import TimestampError, parse_ts
 
-__all__ = ["DISCARDED_AMOUNT", "read_hl7"]
+__all__ = ["DISCARDED_AMOUNT", "UNREAD_KEY_PREFIX", "read_hl7"]
 
 DISCARDED_AMOUNT = "discarded-amount"  # meaning of an OBX-3 code in mappings.observation_codes
 _BOM_BYTES = b"\xef\xbb\xbf"
@@ -60,6 +61,7 @@ _RATE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*)\Z", re.ASCII | re.DOT
 _TIME_UNIT_CODE = re.compile(r"[SMHDWL]\d+\Z")  # RXA-12 as HL7 defines it ("H1"): not a rate
 _TQ_DURATION = re.compile(r"([SMHDW])(\d+)\Z")
 _VERSION = re.compile(r"2\.[3-8](?:\.\d+)*\Z")
+UNREAD_KEY_PREFIX = "hl7:unread:"  # dedup key of a message whose header could not be trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class _Header:
     message_type: str
     trigger: str
     version: str
+    plausible: bool = True  # see `implausible_header_field`
 
     @property
     def kind(self) -> str:
@@ -126,24 +129,36 @@ _Handler = Callable[[Message, _Header, _Context], Outcome]
 
 
 def read_hl7(
-    data: str | bytes, mappings: Mappings, site_tz: tzinfo, origin: str = ""
+    data: str | bytes,
+    mappings: Mappings,
+    site_tz: tzinfo,
+    origin: str = "",
+    *,
+    frame: bool = False,
 ) -> tuple[InboundMessage, ...]:
-    """Read every message in `data`; never raises for bad input."""
+    """Read every message in `data`; never raises for bad input.
+
+    `frame=True` reads one MLLP frame (or HTTP body): blank lines are empty
+    segments, not message breaks (see `split_messages`).
+    """
     context = _Context(mappings, site_tz)
-    return tuple(_read_chunk(chunk, charset, context, origin) for chunk, charset in _decode(data))
+    chunks = _decode(data, blank_line_ends=not frame)
+    return tuple(_read_chunk(chunk, charset, context, origin) for chunk, charset in chunks)
 
 
 # --- bytes, charsets and message boundaries -------------------------------------------
 
 
-def _decode(data: str | bytes) -> list[tuple[Chunk, str]]:
+def _decode(data: str | bytes, *, blank_line_ends: bool) -> list[tuple[Chunk, str]]:
     """Split into messages; bytes are decoded per message, as its MSH-18 says."""
     if isinstance(data, str):
-        return [(c, _codec(peek_charset(c.lines[0]))) for c in split_messages(data)]
+        chunks = split_messages(data, blank_line_ends=blank_line_ends)
+        return [(c, _codec(peek_charset(c.lines[0]))) for c in chunks]
     if data.startswith(_BOM_BYTES):
         data = data[len(_BOM_BYTES) :]
     # latin-1 maps every byte to one char, so cutting here then re-decoding is lossless
-    return [_redecode(chunk) for chunk in split_messages(data.decode("latin-1"))]
+    text = data.decode("latin-1")
+    return [_redecode(c) for c in split_messages(text, blank_line_ends=blank_line_ends)]
 
 
 def _redecode(chunk: Chunk) -> tuple[Chunk, str]:
@@ -200,6 +215,8 @@ def _failure(
     chunk: Chunk, header: _Header | None, origin: str, where: str, reason: str
 ) -> InboundMessage:
     """An error result; the dedup key falls back to a digest so a re-sent bad message matches."""
+    if header is not None and not header.plausible:  # its MSH-10 may be patient data
+        header = None
     control_id = header.control_id if header else ""
     parts = [origin] if origin else []
     parts.append(f"message {chunk.ordinal}")
@@ -211,7 +228,7 @@ def _failure(
         key = header.dedup_key
     else:
         digest = hashlib.sha256("\r".join(chunk.lines).encode("utf-8", "replace")).hexdigest()
-        key = f"hl7:unread:{digest[:32]}"
+        key = f"{UNREAD_KEY_PREFIX}{digest[:32]}"
     return InboundMessage(
         dedup_key=key,
         kind=_safe(header.kind) if header else "",
@@ -231,6 +248,7 @@ def _header(msh: Segment) -> _Header:
         message_type=msh.get(9, 1).strip().upper(),
         trigger=msh.get(9, 2).strip().upper(),
         version=msh.get(12, 1).strip(),
+        plausible=not implausible_header_field(msh),
     )
 
 
@@ -244,6 +262,17 @@ def _check_header(msh: Segment, header: _Header) -> None:
         raise _fault(msh, 9, "message type is empty")
     if not header.control_id:
         raise _fault(msh, 10, "message control id is empty")
+    field = implausible_header_field(msh)
+    if field:
+        raise _fault(msh, field, _IMPLAUSIBLE[field])
+
+
+_IMPLAUSIBLE = {
+    7: "message date/time is not an HL7 timestamp (was a segment break lost?)",
+    9: "message type is not a three-character code (was a segment break lost?)",
+    10: "message control id has components (was a segment break lost?)",
+    12: "version id is not a version number (was a segment break lost?)",
+}
 
 
 def _fault(segment: Segment, field: int, reason: str) -> Er7Error:

@@ -12,17 +12,27 @@ Nothing here raises for bad input: an ACK must always be possible.
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapter.readers.er7 import Encoding, Er7Error, Segment, parse_message, split_messages
+from adapter.readers.er7 import (
+    Encoding,
+    Er7Error,
+    Segment,
+    implausible_header_field,
+    parse_message,
+    split_messages,
+)
 
 __all__ = [
     "ACK_CODES",
     "DEFAULT_VERSION",
     "TABLE_0357",
     "AckError",
+    "AckIds",
     "MshInfo",
     "ack_from_header",
     "build_ack",
@@ -52,6 +62,7 @@ TABLE_0357 = {  # HL7 table 0357, message error condition codes (ERR-3)
 _HEADER_WINDOW = 64 * 1024  # an MSH starts within this many bytes or the message has none
 _HEADER_LINE = re.compile(rb"(?:\A|[\r\n\x0b])[ \t]*(?:\xef\xbb\xbf)?(MSH[^\r\n\x0b\x1c]*)")
 _FLATTEN = str.maketrans("\r\n\x0b\x1c", "    ")  # segment breaks and MLLP block bytes
+_TABLE_0155 = frozenset({"AL", "NE", "ER", "SU"})  # accept/application acknowledgment conditions
 _VERSION_NUMBER = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -92,11 +103,33 @@ class MshInfo:
     app_ack_type: str  # MSH-16
     header: Segment
     charset: str  # codec the header was decoded with; the ACK is encoded with it
+    plausible: bool = True  # False: fields slid (lost segment break); MSH-10 may be PHI
+
+    @property
+    def loggable_control_id(self) -> str:
+        """MSH-10 when the header has a real header's shape, else '' (see `plausible`)."""
+        return self.control_id if self.plausible else ""
 
     @property
     def enhanced_mode(self) -> bool:
         """HL7's rule: enhanced acknowledgment mode when MSH-15 or MSH-16 is valued."""
         return bool(self.accept_ack_type or self.app_ack_type)
+
+
+class AckIds:
+    """MSH-10 for the ACKs we send: a random per-process prefix and a counter, 20 characters.
+
+    Why not uuid4 per ACK: it was a measurable part of each ACK (a system call
+    for randomness on every message); a prefix drawn once keeps ids unique across
+    restarts and replicas, the counter within a process. 20 is MSH-10's length in v2.5.1.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):012d}"[:20]
 
 
 def read_msh(message: bytes) -> MshInfo | None:
@@ -128,11 +161,25 @@ def _info(header: Segment, charset: str) -> MshInfo:
         structure=header.get(9, 3),
         version=header.get(12),
         processing_id=header.get(11),
-        accept_ack_type=header.get(15),
-        app_ack_type=header.get(16),
+        accept_ack_type=_ack_condition(header.get(15)),
+        app_ack_type=_ack_condition(header.get(16)),
         header=header,
         charset=charset,
+        plausible=not implausible_header_field(header),
     )
+
+
+def _ack_condition(value: str) -> str:
+    """MSH-15/16 read leniently: ' al' is AL; a value outside table 0155 counts as AL.
+
+    Why AL: an unknown condition still asks for enhanced mode, and a sender left
+    without any answer waits and resends forever, while an ACK it did not want
+    is at worst ignored.
+    """
+    value = value.strip().upper()
+    if not value or value in _TABLE_0155:
+        return value
+    return "AL"
 
 
 def read_msa(ack: bytes) -> tuple[str, str]:

@@ -81,11 +81,12 @@ def internal_error(raw: bytes, now: datetime) -> HandlerResult:
     """AE 207 (CE in enhanced mode, nothing when MSH-15 says NE/SU): resend later."""
     msh = read_msh(raw)
     code = error_ack_code(msh, reject=False)
+    control_id = msh.loggable_control_id if msh else ""
     if code is None:
-        return HandlerResult(None, "-", msh.control_id if msh else "")
+        return HandlerResult(None, "-", control_id)
     error = AckError(code="207", message="message could not be stored; resend later")
     ack = ack_from_header(msh, code, error=error, now=now, control_id=f"ACK{now:%H%M%S%f}")
-    return HandlerResult(ack, code, msh.control_id if msh else "")
+    return HandlerResult(ack, code, control_id)
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:

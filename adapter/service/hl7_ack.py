@@ -10,16 +10,13 @@ with the same outcome.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
-from adapter.service.ack import AckError, MshInfo, ack_from_header, read_msh
+from adapter.service.ack import AckError, AckIds, MshInfo, ack_from_header, read_msh
 from adapter.service.ingest import Hl7Result, Rejection
 from adapter.service.mllp import HandlerResult
 
-
-def _control_id() -> str:
-    return uuid.uuid4().hex[:20]
+_control_id = AckIds()  # the process's ACK MSH-10 sequence
 
 
 def ack_for(raw: bytes, result: Hl7Result, now: datetime) -> HandlerResult:

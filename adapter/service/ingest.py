@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 
@@ -22,7 +22,7 @@ import structlog
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError
 from adapter.readers.fhir import read_fhir
-from adapter.readers.hl7v2 import read_hl7
+from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
 from adapter.service.links import links_for, patient_key
 from adapter.service.metrics import Metrics
 from adapter.store.base import NewMessage, Store
@@ -109,14 +109,14 @@ class Ingestor:
 
     async def receive_hl7(self, raw: bytes, origin: str = "mllp") -> Hl7Result:
         """Read and keep one HL7 v2 message (a frame); the result decides the ACK."""
-        messages = read_hl7(raw, self.mappings, self.tz, origin)
+        messages = read_hl7(raw, self.mappings, self.tz, origin, frame=True)
         if not messages:
             empty = Rejection("AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message")
             await self._dead(raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message)
             return Hl7Result("AR", "", False, empty)
         first = messages[0]
         control_id = _control_id(first)
-        rejection = _hl7_rejection(first)
+        rejection = _hl7_rejection(first) or _one_message_per_frame(messages)
         if rejection is not None:
             # keyed by content, not MSH-10: the sender's corrected resend with the same
             # control id must be stored, while an identical bad resend stays one dead letter
@@ -199,8 +199,30 @@ class Ingestor:
 
 
 def _control_id(message: InboundMessage) -> str:
-    """MSH-10 from the dedup key `hl7:<sender>:<MSH-10>` (never PHI)."""
-    return message.dedup_key.rpartition(":")[2] if message.dedup_key.startswith("hl7:") else ""
+    """MSH-10 from the dedup key `hl7:<sender>:<MSH-10>`; empty when the header was unreadable.
+
+    The reader keys a message by MSH-10 only when its header is plausible (see
+    `header_is_plausible`), so a garbled header cannot put patient data here, and
+    this value is logged.
+    """
+    key = message.dedup_key
+    if not key.startswith("hl7:") or key.startswith(UNREAD_KEY_PREFIX):
+        return ""
+    return key.rpartition(":")[2]
+
+
+def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | None:
+    """A frame holding a second MSH is refused whole: one ACK cannot answer two messages.
+
+    Accepting the first and dropping the rest would be an AA for data never read;
+    accepting both would ACK a message the sender does not know was taken. The
+    frame is kept as a dead letter, so nothing is lost; the sender's interface
+    should send one message per frame (or an analyst replays them one by one).
+    """
+    if len(messages) < 2:
+        return None
+    text = f"{len(messages)} messages in one frame; MLLP carries one message per frame"
+    return Rejection("AR", ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0)
 
 
 def _hl7_rejection(message: InboundMessage) -> Rejection | None:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import ssl
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ import structlog
 
 from adapter.service.ack import (
     AckError,
+    AckIds,
     MshInfo,
     ack_from_header,
     error_ack_code,
@@ -113,6 +113,11 @@ class MllpDecoder:
     `missing_cr` and, unless it is a start block, skipped); a start block inside
     a payload abandons the partial payload (counted as skipped) and starts anew,
     since neither 0x0B nor 0x1C can occur in HL7 text.
+
+    A 0x1C that ends a read completes the frame at once: a sender that omits the
+    CR must not wait for its ACK until it sends something else. The CR, when it
+    comes in the next read, is consumed silently; when it does not come, only
+    the connection's `missing_cr` counter says so (the frame was already handed on).
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
@@ -127,7 +132,7 @@ class MllpDecoder:
         self._state = _State.OUTSIDE
         self._buffer = bytearray()
         self._size = 0  # payload bytes of the current frame (buffered or discarded)
-        self._pending_end = False  # 0x1C seen as the last byte of the previous chunk
+        self._expect_cr = False  # the previous read ended with 0x1C: a CR may follow
         self._skipped = 0  # skipped since the last item
 
     @property
@@ -149,9 +154,12 @@ class MllpDecoder:
         """Consume one chunk; returns the items it completed, in order."""
         items: list[Item] = []
         pos = 0
-        if self._pending_end and data:
-            self._pending_end = False
-            pos = self._finish(items, data, 0)
+        if self._expect_cr and data:
+            self._expect_cr = False
+            if data[0] == CARRIAGE_RETURN:
+                pos = 1
+            else:
+                self.missing_cr += 1
         size = len(data)
         while pos < size:
             if self._state is _State.OUTSIDE:
@@ -187,8 +195,9 @@ class MllpDecoder:
         self._append(data, pos, limit)
         if end < 0:
             return len(data)
-        if end + 1 == len(data):
-            self._pending_end = True
+        if end + 1 == len(data):  # the CR, if any, is in the next read: answer now anyway
+            self._expect_cr = True
+            self._close(items, missing_cr=False)
             return len(data)
         return self._finish(items, data, end + 1)
 
@@ -211,14 +220,17 @@ class MllpDecoder:
     def _finish(self, items: list[Item], data: bytes, after: int) -> int:
         """Close the frame whose end block preceded `after`; returns where to go on."""
         missing_cr = data[after] != CARRIAGE_RETURN
-        items.append(self._item(missing_cr))
-        self._state = _State.OUTSIDE
-        self._buffer.clear()
-        self._size = 0
+        self._close(items, missing_cr)
         if missing_cr:
             self.missing_cr += 1
             return after  # a start block there is seen by `_seek_start`; other bytes skipped
         return after + 1
+
+    def _close(self, items: list[Item], missing_cr: bool) -> None:
+        items.append(self._item(missing_cr))
+        self._state = _State.OUTSIDE
+        self._buffer.clear()
+        self._size = 0
 
     def _item(self, missing_cr: bool) -> Item:
         skipped, self._skipped = self._skipped, 0
@@ -258,7 +270,8 @@ class HandlerResult:
 
     None is for enhanced mode when the accept-acknowledgment type says no answer
     (MSH-15 NE, or SU after a failure); `ack_code` and `control_id` only feed the
-    log line, and are read from the ACK's MSA when left empty. `more_acks` are
+    log line, and are read from the ACK's MSA when `ack_code` is empty (a handler
+    that gives a code and no control id means "do not log one": it may be PHI). `more_acks` are
     written right after `ack`, in order, on the same connection: in enhanced
     mode, the application acknowledgment that follows the accept acknowledgment.
     """
@@ -287,9 +300,7 @@ def _local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-def _new_control_id() -> str:
-    """MSH-10 of the ACKs the server builds itself: unique, 20 characters (ST in 2.5.1)."""
-    return uuid.uuid4().hex[:20]
+_new_control_id = AckIds()  # MSH-10 of the ACKs the server builds itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,7 +496,7 @@ class MllpServer:
 
     def _own_reply(self, msh: MshInfo | None, *, reject: bool, error: AckError) -> _Reply:
         """An ACK the server builds itself, in the mode (original or enhanced) the sender asked."""
-        control_id = msh.control_id if msh is not None else ""
+        control_id = msh.loggable_control_id if msh is not None else ""
         code = error_ack_code(msh, reject=reject)
         if code is None:  # enhanced mode, MSH-15 NE or SU: the sender wants no answer
             return _Reply(None, "-", control_id)
@@ -502,9 +513,8 @@ def _reply(result: HandlerResult) -> _Reply:
         return _Reply(None, result.ack_code or "-", result.control_id)
     frame = b"".join(encode_frame(ack) for ack in acks)
     code, control_id = result.ack_code, result.control_id
-    if not (code and control_id):
-        msa_code, msa_control_id = read_msa(acks[0])
-        code, control_id = code or msa_code, control_id or msa_control_id
+    if not code:  # a bare ACK from the handler: log what its MSA says
+        code, control_id = read_msa(acks[0])
     return _Reply(frame, code, control_id)
 
 
