@@ -27,7 +27,7 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_OK
     if ns.command == "health":
         return health(settings, ns.timeout)
-    configure(settings.log_format, settings.log_level)
+    configure(settings.log_format, settings.log_level, cache_loggers=True)
     if ns.command == "serve":
         return serve(settings)
     try:

@@ -13,6 +13,7 @@ messages, messages into segments, and hands out decoded leaf values.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -222,12 +223,13 @@ def implausible_header_field(msh: Segment) -> int:
     empty fields pass (they are reported on their own): a header that passes may
     still lack a type or name an unsupported one.
     """
-    when, code, version = msh.get(7).strip(), msh.get(9).strip(), msh.get(12).strip()
+    component = msh.encoding.component
+    when, code, version = (msh.raw(f).split(component, 1)[0].strip() for f in (7, 9, 12))
     if when and not _TIMESTAMP.match(when):
         return 7
     if code and not _MESSAGE_CODE.match(code):
         return 9
-    if msh.encoding.component in msh.raw(10):
+    if component in msh.raw(10):
         return 10
     if version and not _VERSION_SHAPE.match(version):
         return 12
@@ -268,8 +270,27 @@ def _encoding(msh_line: str, charset: str) -> Encoding:
     """MSH-1/MSH-2, validated by hl7apy (duplicates, count per version) plus our own checks."""
     if len(msh_line) < 4 or msh_line[3].isalnum() or msh_line[3].isspace():
         raise Er7Error("segment MSH #1 field MSH-1", "invalid field separator")
+    fs = msh_line[3]
+    end = msh_line.find(fs, 4)
+    msh2 = msh_line[4:end] if end >= 0 else msh_line[4:]
+    version = None
+    if len(msh2) == 5:  # hl7apy takes a 5th (truncation) character only when MSH-12 >= 2.7
+        fields = msh_line.split(fs, 12)
+        version = fields[11] if len(fields) > 11 else ""
+    return _encoding_of(fs, msh2, version, charset)
+
+
+@functools.lru_cache(maxsize=256)
+def _encoding_of(fs: str, msh2: str, version: str | None, charset: str) -> Encoding:
+    """The checks of `_encoding` on just what they depend on, memoized.
+
+    Why: hl7apy's check re-split every header (~14 µs, twice per message: read
+    and ACK); a feed uses one or two headers' worth of delimiters. The header
+    rebuilt here holds the same MSH-1, MSH-2 and (when it matters) MSH-12.
+    """
+    header = f"MSH{fs}{msh2}" + ("" if version is None else f"{fs * 10}{version}")
     try:
-        chars = get_message_info(msh_line)[0]
+        chars = get_message_info(header)[0]
     except Exception as exc:  # hl7apy raises several types, and IndexError on short headers
         raise Er7Error("segment MSH #1 field MSH-2", "invalid encoding characters") from exc
     values = (chars["COMPONENT"], chars["REPETITION"], chars["ESCAPE"], chars["SUBCOMPONENT"])

@@ -262,8 +262,8 @@ def _check_header(msh: Segment, header: _Header) -> None:
         raise _fault(msh, 9, "message type is empty")
     if not header.control_id:
         raise _fault(msh, 10, "message control id is empty")
-    field = implausible_header_field(msh)
-    if field:
+    if not header.plausible:
+        field = implausible_header_field(msh)
         raise _fault(msh, field, _IMPLAUSIBLE[field])
 
 

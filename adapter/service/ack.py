@@ -87,33 +87,80 @@ class AckError:
 
 @dataclass(frozen=True, slots=True)
 class MshInfo:
-    """What an inbound MSH says, decoded; `header` keeps the raw fields for echoing."""
+    """What an inbound MSH says; `header` keeps the raw fields for echoing.
 
-    sending_application: str
-    sending_facility: str
-    receiving_application: str
-    receiving_facility: str
-    control_id: str
-    message_type: str
-    trigger: str
-    structure: str
-    version: str
-    processing_id: str
-    accept_ack_type: str  # MSH-15: AL, NE, ER, SU; empty in original mode
-    app_ack_type: str  # MSH-16
+    The decoded values are properties, read on demand: an ACK in original mode
+    needs only the raw fields, and decoding all twelve on every message cost a
+    third of building the ACK.
+    """
+
     header: Segment
     charset: str  # codec the header was decoded with; the ACK is encoded with it
-    plausible: bool = True  # False: fields slid (lost segment break); MSH-10 may be PHI
 
     @property
-    def loggable_control_id(self) -> str:
-        """MSH-10 when the header has a real header's shape, else '' (see `plausible`)."""
-        return self.control_id if self.plausible else ""
+    def sending_application(self) -> str:
+        return self.header.get(3)
+
+    @property
+    def sending_facility(self) -> str:
+        return self.header.get(4)
+
+    @property
+    def receiving_application(self) -> str:
+        return self.header.get(5)
+
+    @property
+    def receiving_facility(self) -> str:
+        return self.header.get(6)
+
+    @property
+    def control_id(self) -> str:
+        return self.header.get(10)
+
+    @property
+    def message_type(self) -> str:
+        return self.header.get(9, 1)
+
+    @property
+    def trigger(self) -> str:
+        return self.header.get(9, 2)
+
+    @property
+    def structure(self) -> str:
+        return self.header.get(9, 3)
+
+    @property
+    def version(self) -> str:
+        return self.header.get(12)
+
+    @property
+    def processing_id(self) -> str:
+        return self.header.get(11)
+
+    @property
+    def accept_ack_type(self) -> str:
+        """MSH-15: AL, NE, ER, SU; empty in original mode (see `_ack_condition`)."""
+        return _ack_condition(self.header.raw(15))
+
+    @property
+    def app_ack_type(self) -> str:
+        """MSH-16, read as MSH-15 is."""
+        return _ack_condition(self.header.raw(16))
+
+    @property
+    def plausible(self) -> bool:
+        """False when fields slid (a lost segment break): MSH-10 may then be PHI."""
+        return not implausible_header_field(self.header)
 
     @property
     def enhanced_mode(self) -> bool:
         """HL7's rule: enhanced acknowledgment mode when MSH-15 or MSH-16 is valued."""
         return bool(self.accept_ack_type or self.app_ack_type)
+
+    @property
+    def loggable_control_id(self) -> str:
+        """MSH-10 when the header has a real header's shape, else '' (see `plausible`)."""
+        return self.control_id if self.plausible else ""
 
 
 class AckIds:
@@ -150,33 +197,19 @@ def read_msh(message: bytes) -> MshInfo | None:
 
 
 def _info(header: Segment, charset: str) -> MshInfo:
-    return MshInfo(
-        sending_application=header.get(3),
-        sending_facility=header.get(4),
-        receiving_application=header.get(5),
-        receiving_facility=header.get(6),
-        control_id=header.get(10),
-        message_type=header.get(9, 1),
-        trigger=header.get(9, 2),
-        structure=header.get(9, 3),
-        version=header.get(12),
-        processing_id=header.get(11),
-        accept_ack_type=_ack_condition(header.get(15)),
-        app_ack_type=_ack_condition(header.get(16)),
-        header=header,
-        charset=charset,
-        plausible=not implausible_header_field(header),
-    )
+    return MshInfo(header, charset)
 
 
-def _ack_condition(value: str) -> str:
+def _ack_condition(raw: str) -> str:
     """MSH-15/16 read leniently: ' al' is AL; a value outside table 0155 counts as AL.
 
     Why AL: an unknown condition still asks for enhanced mode, and a sender left
     without any answer waits and resends forever, while an ACK it did not want
     is at worst ignored.
     """
-    value = value.strip().upper()
+    if not raw:
+        return ""
+    value = raw.strip().upper()
     if not value or value in _TABLE_0155:
         return value
     return "AL"

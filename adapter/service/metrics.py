@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+MAX_MESSAGE_SERIES = 200  # distinct (format, type, outcome) label sets before "other"
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -51,6 +54,7 @@ class Metrics:
             ["destination"],
             registry=self.registry,
         )
+        self._message_series: dict[tuple[str, str, str], Any] = {}
         self.table_warnings = Counter(
             "adapter_stale_table_total",
             "Encounters coded with a CMS table past its period (D27)",
@@ -59,7 +63,20 @@ class Metrics:
         )
 
     def message(self, fmt: str, kind: str, outcome: str) -> None:
-        self.messages.labels(fmt, kind, outcome).inc()
+        """Count one inbound message; `kind` comes off the wire, so its series are bounded.
+
+        Past `MAX_MESSAGE_SERIES` label sets, new kinds count as "other": a feed of
+        garbage types must not grow the registry (and /metrics) without limit. The
+        children are kept, since `labels()` costs a lock and a dict walk per message.
+        """
+        key = (fmt, kind, outcome)
+        child = self._message_series.get(key)
+        if child is None:
+            if len(self._message_series) >= MAX_MESSAGE_SERIES:
+                key = (fmt, "other", outcome)
+            child = self._message_series.get(key) or self.messages.labels(*key)
+            self._message_series[key] = child
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
