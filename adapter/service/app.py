@@ -153,6 +153,9 @@ async def start_state(
         max_frame_bytes=settings.mllp_max_frame_bytes,
         metrics=metrics,
         clock=clock,
+        keep_oversize=lambda item, _peer: ingestor.keep_oversize(
+            item.head, item.size, settings.mllp_max_frame_bytes
+        ),
     )
     await state.mllp.start(settings.host, settings.mllp_port, ssl=tls)
     state.tasks.append(

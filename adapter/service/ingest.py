@@ -128,6 +128,17 @@ class Ingestor:
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
         return Hl7Result("AA", control_id, duplicate)
 
+    async def keep_oversize(self, head: bytes, size: int, limit: int) -> None:
+        """Keep the first bytes of a message refused for its size, as a dead letter.
+
+        Only the head was buffered (the limit protects memory), so this cannot be
+        reprocessed as is; it tells the analyst which message (its MSH) was refused
+        and how large it was, so the sender can be asked to split or resend it.
+        """
+        reason = f"message of {size} bytes over the {limit}-byte limit; first {len(head)} kept"
+        key = _hash_key("hl7-oversize", head + str(size).encode())
+        await self._dead(head, "hl7", "oversize", key, "", reason)
+
     async def receive_fhir(self, raw: bytes, origin: str = "http") -> FhirResult:
         """Read and keep a FHIR payload (resource, Bundle or NDJSON) as one stored message.
 

@@ -283,6 +283,7 @@ class HandlerResult:
 
 
 Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult | bytes]]
+OversizeKeeper = Callable[["Oversize", PeerInfo], Awaitable[None]]
 
 
 class _Observer(Protocol):
@@ -335,7 +336,9 @@ class MllpServer:
     is answered AR, or CR in enhanced mode, ERR-3 207, without calling the
     handler). A handler returns a `HandlerResult` or just the ACK bytes.
     `clock` and `control_ids` feed the ACKs the server builds itself;
-    `metrics` (optional) observes the frame-to-ACK latency.
+    `metrics` (optional) observes the frame-to-ACK latency; `keep_oversize`
+    (optional) is given each oversize frame's head before it is refused, so the
+    refusal leaves a trace an analyst can find (the rest was never buffered).
     """
 
     def __init__(
@@ -348,6 +351,7 @@ class MllpServer:
         metrics: AckMetrics | None = None,
         clock: Callable[[], datetime] = _local_now,
         control_ids: Callable[[], str] = _new_control_id,
+        keep_oversize: OversizeKeeper | None = None,
     ) -> None:
         if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1:
             raise ValueError("MLLP limits must be positive")
@@ -358,6 +362,7 @@ class MllpServer:
         self.metrics = metrics
         self.clock = clock
         self.control_ids = control_ids
+        self.keep_oversize = keep_oversize
         self._server: asyncio.Server | None = None
         self._connections: dict[int, _Connection] = {}
         self._sequence = 0
@@ -465,6 +470,7 @@ class MllpServer:
         """Handle one item and write its ACK before the next item is looked at."""
         started = time.perf_counter()
         if isinstance(item, Oversize):
+            await self._keep_oversize(item, connection.peer)
             reply = self._oversize_reply(item)
         else:
             reply = await self._handler_reply(item.payload, connection.peer)
@@ -488,6 +494,17 @@ class MllpServer:
             log.error("mllp.handler_failed", peer=str(peer), error=type(exc).__name__)
             error = AckError(code="207", message="internal error; resend later")
             return self._own_reply(read_msh(payload), reject=False, error=error)
+
+    async def _keep_oversize(self, item: Oversize, peer: PeerInfo) -> None:
+        """Best effort: the AR goes out whether or not the head could be kept."""
+        if self.keep_oversize is None:
+            return
+        try:
+            await self.keep_oversize(item, peer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("mllp.oversize_not_kept", peer=str(peer), error=type(exc).__name__)
 
     def _oversize_reply(self, item: Oversize) -> _Reply:
         """AR (resending the same bytes cannot succeed); ERR-3 207: table 0357 has no size code."""
