@@ -23,6 +23,7 @@ from adapter.core.infusion_time import (
     Interval,
     additional_hours,
     hydration_reportable,
+    local_date,
     overlap_minutes,
     subsequent_hydration_units,
     subtract,
@@ -178,7 +179,7 @@ def _line(
 
 
 def _start_date(c: Classified, state: _Encounter) -> date:
-    return c.admin.start.astimezone(state.site_tz).date()
+    return local_date(c.admin.start, state.site_tz)
 
 
 def _initial_lines(c: Classified, group: _Group, state: _Encounter) -> list[ChargeLine]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 
+from adapter.core.infusion_time import local_date
 from adapter.core.model import (
     Action,
     Administration,
@@ -44,7 +45,7 @@ def encounter_key(admin: Administration, site_tz: tzinfo) -> str:
     """Visit number when known; else patient + local service date + location."""
     if admin.visit_id:
         return f"visit:{admin.visit_id}"
-    day = admin.start.astimezone(site_tz).date().isoformat()
+    day = local_date(admin.start, site_tz).isoformat()
     return f"day:{admin.patient_id}|{day}|{admin.location or ''}"
 
 

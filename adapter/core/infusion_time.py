@@ -108,6 +108,19 @@ def unit_dates(
     with the first hour of a hydration.
     """
     return tuple(
-        clock_at(segments, (first_block + i) * HOUR).astimezone(site_tz).date()
-        for i in range(units)
+        local_date(clock_at(segments, (first_block + i) * HOUR), site_tz) for i in range(units)
     )
+
+
+def local_date(moment: datetime, site_tz: tzinfo) -> date:
+    """The site-local calendar date of an instant (a service date, an encounter's day).
+
+    The readers refuse years outside 1900-2200, so for what they produce the conversion
+    cannot overflow. An instant at the very ends of the datetime range built some other way
+    gets the date written in its own offset instead of an OverflowError: one bad time must
+    not stop its whole encounter from being keyed or coded.
+    """
+    try:
+        return moment.astimezone(site_tz).date()
+    except OverflowError:
+        return moment.date()

@@ -17,6 +17,7 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from adapter.core.model import Code, CodeSystem, Quantity
+from adapter.readers.time_range import RANGE_TEXT, year_in_range
 
 JsonObject = Mapping[str, object]
 
@@ -139,12 +140,15 @@ def parse_datetime(text: str, path: str, site_tz: tzinfo) -> datetime:
 
     Partial dates (`2025`, `2025-03`, `2025-03-01`) mean their first instant;
     anything without an offset is local to the site (D25). Seconds are optional
-    because real feeds drop them even though FHIR requires them.
+    because real feeds drop them even though FHIR requires them. Years outside
+    1900-2200 are refused (why: `time_range`).
     """
     match = _DATETIME.fullmatch(text)
     if match is None:
         raise ReadError(path, _invalid_datetime(text))
     year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if not year_in_range(int(year)):
+        raise ReadError(path, f"dateTime out of range (year outside {RANGE_TEXT})")
     try:
         micro = int((fraction or "0")[:6].ljust(6, "0"))
         moment = datetime(

@@ -1,7 +1,8 @@
 """HL7 v2 TS/DTM values to aware datetimes.
 
 A timestamp without a UTC offset is site-local time (D25): the reader never
-produces a naive datetime, so everything downstream can compare times.
+produces a naive datetime, so everything downstream can compare times. Years outside
+1900-2200 are refused as input errors (why: `time_range`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
+
+from adapter.readers.time_range import RANGE_TEXT, year_in_range
 
 __all__ = ["TimestampError", "parse_ts"]
 
@@ -29,6 +32,8 @@ def parse_ts(text: str, site_tz: tzinfo) -> datetime:
     if match is None:
         raise TimestampError("not an HL7 timestamp (YYYYMMDDHHMMSS[+/-ZZZZ])")
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    if not year_in_range(int(year)):
+        raise TimestampError(f"timestamp out of range (year outside {RANGE_TEXT})")
     tz = _offset(sign, off_h, off_m) if sign else site_tz
     try:
         return datetime(

@@ -28,9 +28,18 @@ from aiohttp import web
 
 from adapter import __version__
 from adapter.logs import redact_library_logs
+from adapter.readers.time_range import RANGE_TEXT
 from adapter.service import http_fhir, http_health, http_review, security
 from adapter.service.app import STATE
-from adapter.service.http_fhir import INBOUND_TYPES, OUTPUT_TYPES, fhir_base
+from adapter.service.http_fhir import (
+    DEFAULT_COUNT,
+    INBOUND_TYPES,
+    MAX_COUNT,
+    MAX_OFFSET,
+    OUTPUT_TYPES,
+    fhir_base,
+    refusals_kept,
+)
 from adapter.service.operation_outcome import (
     JSON,
     ApiError,
@@ -86,9 +95,11 @@ async def post_hl7(request: web.Request) -> web.Response:
     The ACK code (AA/AE/AR) is the outcome; the HTTP status says only that an ACK came.
     One request gets one answer: in enhanced mode the application acknowledgement when
     MSH-16 asks for one, else the accept acknowledgement; 204 when MSH-15/16 ask for none.
+    A body refused for its Content-Type (415) is kept as a dead letter all the same.
     """
-    require_content_type(request, HL7_TYPES, "POST /hl7")
     raw = await read_body(request)
+    async with refusals_kept(request.app[STATE], raw, "hl7"):
+        require_content_type(request, HL7_TYPES, "POST /hl7")
     result = await request.app[STATE].handle_hl7(raw, f"http {request.remote or ''}".strip())
     acks = [ack for ack in (result.ack, *result.more_acks) if ack]
     if not acks:  # enhanced mode, and the sender asked for no acknowledgement
@@ -178,8 +189,10 @@ def capability_statement(base_url: str, date: str) -> JSON:
 _TRANSACTION = "all or nothing: any unreadable entry refuses the whole Bundle (422)"
 _REST_DOCUMENTATION = (
     "Search is strict: an unknown search parameter is answered 400 unless the request "
-    "sends 'Prefer: handling=lenient'. Result parameters: _count (default 50, max 500), "
-    "_offset. Without a time zone, _lastUpdated values are read in the site time zone. "
+    "sends 'Prefer: handling=lenient'. Result parameters: "
+    f"_count (default {DEFAULT_COUNT}, max {MAX_COUNT}), _offset (at most {MAX_OFFSET}). "
+    "Without a time zone, _lastUpdated values are read in the site time zone; years outside "
+    f"{RANGE_TEXT} are refused. "
     "Inbound resources are kept for charge capture and not served back."
 )
 

@@ -2,9 +2,11 @@
 
 Inbound (`POST /fhir`, `POST /fhir/{type}`, `PUT /fhir/{type}/{id}`) hands the raw body to
 the ingestor, which keeps it before anything is answered; these handlers only check what
-the HTTP contract needs (JSON, the right type and id) and translate the ingestor's
-per-resource result into FHIR responses. Outbound (read, vread, history, search) serves
-the versions the coder stored, as stored.
+the HTTP contract needs (content type, one JSON document, the right type and id) and
+translate the ingestor's per-resource result into FHIR responses. A body the contract
+refuses is kept as a dead letter before the 4xx is answered (`refusals_kept`), like any
+input the ingestor cannot read. Outbound (read, vread, history, search) serves the versions
+the coder stored, as stored.
 
 Search is strict: a parameter this server does not implement is a 400, because silently
 ignoring it would return more Claims than the caller asked for. `Prefer: handling=lenient`
@@ -14,10 +16,11 @@ asks for the FHIR lenient behaviour instead (unknown parameters ignored and repo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import format_datetime
 from typing import Any
@@ -29,6 +32,7 @@ from multidict import MultiMapping
 
 from adapter.core.ids import is_fhir_id
 from adapter.readers.fhir import read_fhir
+from adapter.readers.time_range import RANGE_TEXT, year_in_range
 from adapter.service.app import STATE, AppState
 from adapter.service.ingest import FhirEntryResult, FhirResult
 from adapter.service.operation_outcome import (
@@ -52,7 +56,8 @@ OUTPUT_TYPES = ("Claim", "ChargeItem", "Task")
 SEARCH_PARAMS = ("patient", "encounter", "status", "_lastUpdated", "_count", "_offset")
 RESULT_PARAMS = frozenset({"_count", "_offset", "_format"})
 DEFAULT_COUNT = 50
-MAX_COUNT = 500
+MAX_COUNT = 500  # a larger _count is served as this many (FHIR lets the server page less)
+MAX_OFFSET = 1_000_000_000  # far above any table here, far below the stores' 2**63 limit
 ORIGIN = "http"  # prefixes the readers' error locations and dead-letter details
 
 _RESPONSE_TYPE = {
@@ -78,11 +83,11 @@ async def post_bundle(request: web.Request) -> web.Response:
     A transaction is all or nothing: with any unreadable entry nothing is accepted (the
     payload is kept as a dead letter) and the whole request is answered 422.
     """
-    require_content_type(request, FHIR_JSON_TYPES, "POST /fhir")
     state = request.app[STATE]
     raw = await read_body(request)
-    document = await _parse_or_keep(state, raw)
-    bundle_type, entries = _bundle_parts(document)
+    async with refusals_kept(state, raw):
+        require_content_type(request, FHIR_JSON_TYPES, "POST /fhir")
+        bundle_type, entries = _bundle_parts(parse_json(raw))
     if bundle_type == "transaction":
         await _refuse_unreadable_transaction(state, raw)
     result = await state.ingestor.receive_fhir(raw, ORIGIN)
@@ -115,13 +120,14 @@ async def update(request: web.Request) -> web.Response:
 async def _ingest_resource(request: web.Request, url_id: str | None) -> web.Response:
     rtype = request.match_info["type"]
     verb = "PUT" if url_id is not None else "POST"
-    require_content_type(request, FHIR_JSON_TYPES, f"{verb} /fhir/{rtype}")
-    if url_id is not None and not is_fhir_id(url_id):
-        raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id")
     state = request.app[STATE]
     raw = await read_body(request)
-    resource = _resource_object(await _parse_or_keep(state, raw), rtype)
-    body_id = _checked_id(resource, url_id)
+    async with refusals_kept(state, raw):
+        require_content_type(request, FHIR_JSON_TYPES, f"{verb} /fhir/{rtype}")
+        if url_id is not None and not is_fhir_id(url_id):
+            raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id")
+        resource = _resource_object(parse_json(raw), rtype)
+        body_id = _checked_id(resource, url_id)
     result = await state.ingestor.receive_fhir(raw, ORIGIN)
     errors = [issue for entry in result.entries for issue in _error_issues(entry)]
     if errors:
@@ -144,17 +150,46 @@ def _stored_text(rtype: str, result: FhirResult) -> str:
     return f"{rtype} {what}"
 
 
-async def _parse_or_keep(state: AppState, raw: bytes) -> object:
-    """The parsed body; unparseable input is still handed to the ingestor (a dead letter)."""
+@contextlib.asynccontextmanager
+async def refusals_kept(state: AppState, raw: bytes, fmt: str = "fhir") -> AsyncIterator[None]:
+    """Keep the body as a dead letter when the checks run inside refuse it (`ApiError`).
+
+    Every bad input is kept for reprocessing (`charge-adapter replay`), also when the HTTP
+    contract refuses it before the ingestor reads it: a wrong Content-Type (415), a body
+    that is not one JSON document (400; NDJSON included, which the batch reader would
+    accept: answering 400 must never leave resources accepted), or JSON of the wrong shape
+    for the URL. A body over the size limit (413) is not kept: aiohttp stops reading it
+    at the limit, and a truncated prefix could not be reprocessed.
+    """
     try:
-        return parse_json(raw)
-    except ApiError:
-        await state.ingestor.receive_fhir(raw, ORIGIN)
+        yield
+    except ApiError as error:
+        await _keep_refused(state, raw, fmt, error)
         raise
 
 
+async def _keep_refused(state: AppState, raw: bytes, fmt: str, error: ApiError) -> None:
+    """One dead letter per distinct refused body (keyed by its hash, as the ingestor's); a
+    blank body is not kept, there is nothing in it to reprocess."""
+    if not raw.strip():
+        return
+    reasons = "; ".join(issue.diagnostics for issue in error.issues)
+    kind = "Bundle" if fmt == "fhir" else "unknown"  # as the ingestor names its dead letters
+    new = NewMessage(_dead_key(raw, fmt), fmt, kind, raw, state.clock(), "", "")
+    result = await state.store.add_dead_letter(new, f"{ORIGIN}: refused {error.status}: {reasons}")
+    state.metrics.message(fmt, "payload", "rejected")
+    log.info(
+        "http.refused_kept",
+        format=fmt,
+        status=error.status,
+        message_id=result.message_id,
+        duplicate=result.duplicate,
+    )
+
+
 def parse_json(raw: bytes) -> object:
-    """JSON, or a 400 naming line and column (never echoing content: it can be PHI)."""
+    """One JSON document, or a 400 naming line and column (never echoing content: it can be
+    PHI). Several documents (NDJSON) are a 400 too: a FHIR REST body is one resource."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -223,7 +258,7 @@ async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
     if not bad:
         return
     detail = "; ".join(f"{m.error.location}: {m.error.message}" for m in bad if m.error)
-    new = NewMessage(_dead_key(raw), "fhir", "Bundle", raw, state.clock(), "", "")
+    new = NewMessage(_dead_key(raw, "fhir"), "fhir", "Bundle", raw, state.clock(), "", "")
     await state.store.add_dead_letter(new, detail)
     state.metrics.message("fhir", "payload", "rejected")
     issues = [_issue(m.error.location, m.error.message) for m in bad if m.error]
@@ -232,9 +267,9 @@ async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
     raise ApiError(422, [summary, *issues])
 
 
-def _dead_key(raw: bytes) -> str:
-    """The ingestor's dead-letter key, so a re-sent refused transaction is kept once."""
-    return f"fhir-dead:sha256:{hashlib.sha256(raw).hexdigest()}"
+def _dead_key(raw: bytes, fmt: str) -> str:
+    """The ingestor's dead-letter key, so a re-sent refused body is kept once."""
+    return f"{fmt}-dead:sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 def _group_by_entry(
@@ -269,6 +304,8 @@ def _results_for(entry: object, depth: int) -> int:
     if not isinstance(resource, dict):
         return 1
     rtype = resource.get("resourceType")
+    if not isinstance(rtype, str):  # an array or object is not hashable: the reader's one error
+        return 1
     if rtype in _RESOLUTION_ONLY:
         return 0
     if rtype != "Bundle" or depth >= _MAX_BUNDLE_DEPTH:
@@ -454,8 +491,8 @@ def parse_search(
         status=values.get("status"),
         last_updated_ge=max(lower, default=None),
         last_updated_le=min(upper, default=None),
-        count=min(_non_negative(values, "_count", DEFAULT_COUNT), MAX_COUNT),
-        offset=_non_negative(values, "_offset", 0),
+        count=_count(values),
+        offset=_offset(values),
     )
     echo += [(k, values[k]) for k in ("patient", "encounter", "status") if k in values]
     return ParsedSearch(query, echo, ignored)
@@ -481,13 +518,31 @@ def _check_single(name: str, value: str, seen: Mapping[str, str]) -> None:
         raise ApiError.of(400, "not-supported", f"{name}: several values (a,b) are not supported")
 
 
-def _non_negative(values: Mapping[str, str], name: str, default: int) -> int:
-    raw = values.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
+def _count(values: Mapping[str, str]) -> int:
+    """`_count`, at most MAX_COUNT (a larger page size asked for is served as the largest)."""
+    raw = values.get("_count")
+    return DEFAULT_COUNT if raw is None else _non_negative("_count", raw, MAX_COUNT)
+
+
+def _offset(values: Mapping[str, str]) -> int:
+    """`_offset`, refused past MAX_OFFSET: the stores cannot take a number of any size."""
+    offset = _non_negative("_offset", values.get("_offset", "0"), MAX_OFFSET + 1)
+    if offset > MAX_OFFSET:
+        raise ApiError.of(400, "invalid", f"_offset must be at most {MAX_OFFSET}")
+    return offset
+
+
+def _non_negative(name: str, raw: str, ceiling: int) -> int:
+    """The number, or `ceiling` when it is larger.
+
+    ASCII digits only: `str.isdigit` also takes '²', which `int` refuses. A number with
+    more digits than the ceiling is the ceiling without parsing it (`int` refuses over
+    4300 digits, and has no reason to read them).
+    """
+    if not (raw.isascii() and raw.isdigit()):
         raise ApiError.of(400, "invalid", f"{name} must be a non-negative integer")
-    return int(raw)
+    digits = raw.lstrip("0")
+    return ceiling if len(digits) > len(str(ceiling)) else min(int(digits or "0"), ceiling)
 
 
 def _patient(value: str | None) -> str | None:
@@ -518,7 +573,9 @@ def date_bounds(value: str, site_tz: tzinfo) -> tuple[datetime | None, datetime 
     """`_lastUpdated` with a prefix → inclusive (lower, upper) instants.
 
     A value stands for the whole range of its precision (`2026-01` is all of January);
-    without a zone it is read in the site time zone. `ne`, `sa`, `eb`, `ap` are refused.
+    without a zone it is read in the site time zone. `ne`, `sa`, `eb`, `ap` are refused, and
+    so are years outside the range the readers accept (adapter.readers.time_range): nothing
+    is stored outside it, and near datetime's own limits the bounds would overflow.
     """
     text = value.strip().replace(" ", "+")  # an unescaped '+' in a query string is a space
     prefix = text[:2] if text[:2].isalpha() else "eq"
@@ -541,6 +598,8 @@ def _date_range(text: str, site_tz: tzinfo) -> tuple[datetime, datetime]:
     if match is None:
         raise ApiError.of(400, "invalid", "_lastUpdated: not a FHIR date or dateTime")
     parts = {k: int(v) for k, v in match.groupdict().items() if v and k not in ("f", "z")}
+    if not year_in_range(parts["y"]):
+        raise ApiError.of(400, "invalid", f"_lastUpdated: year outside {RANGE_TEXT}")
     zone = _zone(match["z"], site_tz)
     try:
         start = datetime(
@@ -557,12 +616,16 @@ def _micros(fraction: str | None) -> int:
 
 
 def _zone(text: str | None, site_tz: tzinfo) -> tzinfo:
+    """The value's zone; an offset beyond ±14:00 (FHIR's range) or with 60+ minutes is a 400."""
     if text is None:
         return site_tz
     if text == "Z":
         return UTC
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 14 or minutes > 59:
+        raise ApiError.of(400, "invalid", "_lastUpdated: UTC offset out of range")
     sign = -1 if text[0] == "-" else 1
-    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 def _range_end(start: datetime, match: re.Match[str]) -> datetime:

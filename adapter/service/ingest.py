@@ -11,6 +11,7 @@ parallel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ ERR_DATA_TYPE = "102"
 ERR_UNSUPPORTED_TYPE = "200"
 ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
+
+READ_ON_LOOP_MAX_BYTES = 64 * 1024  # larger payloads are read on a worker thread
 
 _LOCATION = re.compile(
     r"segment (?P<seg>[A-Z0-9]{3}) #(?P<seq>\d+)(?: field [A-Z0-9]{3}-(?P<field>\d+))?"
@@ -109,7 +112,9 @@ class Ingestor:
 
     async def receive_hl7(self, raw: bytes, origin: str = "mllp") -> Hl7Result:
         """Read and keep one HL7 v2 message (a frame); the result decides the ACK."""
-        messages = read_hl7(raw, self.mappings, self.tz, origin, frame=True)
+        messages = await self._off_loop_if_large(
+            raw, functools.partial(read_hl7, raw, self.mappings, self.tz, origin, frame=True)
+        )
         if not messages:
             empty = Rejection("AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message")
             await self._dead(raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message)
@@ -145,7 +150,9 @@ class Ingestor:
         Per-resource dedup (type/id/version) is applied when the encounter is coded
         (`collect`), so a resource re-sent in another Bundle never bills twice.
         """
-        messages = read_fhir(raw, self.mappings, self.tz, origin)
+        messages = await self._off_loop_if_large(
+            raw, functools.partial(read_fhir, raw, self.mappings, self.tz, origin)
+        )
         entries = tuple(_fhir_entry(m) for m in messages)
         good = [m for m in messages if m.error is None]
         errors = [m for m in messages if m.error is not None]
@@ -165,6 +172,23 @@ class Ingestor:
                 for e in entries
             )
         return FhirResult(entries, True, duplicate)
+
+    @staticmethod
+    async def _off_loop_if_large(
+        raw: bytes, read: Callable[[], tuple[InboundMessage, ...]]
+    ) -> tuple[InboundMessage, ...]:
+        """Read a large payload on a worker thread, a usual one on the loop.
+
+        Why: reading is CPU work on the event loop, ~0.1 ms for a real message but
+        seconds for a hostile megabyte (escape characters, thousands of segments),
+        which would stall every other connection and request meanwhile. On a
+        thread the GIL still serialises the work, but the loop gets its turn every
+        switch interval (5 ms). Small payloads stay on the loop: a thread hop costs
+        more than their whole read.
+        """
+        if len(raw) <= READ_ON_LOOP_MAX_BYTES:
+            return read()
+        return await asyncio.to_thread(read)
 
     async def _keep(self, raw: bytes, fmt: str, message: InboundMessage, control_id: str) -> bool:
         """Commit the raw message and its encounter links; True when it was already stored."""

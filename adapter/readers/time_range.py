@@ -1,0 +1,27 @@
+"""The instants a feed may carry: years 1900 to 2200, as written.
+
+Why a range at all: Python's datetime stops at years 1 and 9999, and an instant near either
+end (`99991231235959-1200`, `0001-01-01T00:00:00+14:00`) cannot be moved to the site time
+zone or to UTC without an OverflowError. The readers refuse such values as input errors
+located at their field, so the core (encounter keys, service dates, cutoffs) and the search
+API never see an instant they cannot convert.
+
+Why these years: no administration, visit or diagnosis an EHR sends predates 1900, and none
+is dated centuries ahead; what falls outside is a placeholder (`0001-01-01`, `1899-12-30`,
+`9999-12-31` "open-ended") or a typo, which an interface analyst should see rather than a
+claim dated in year 9999. Both ends are far enough from datetime's limits that any UTC
+offset, site zone or day arithmetic on them stays representable.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "RANGE_TEXT", "year_in_range"]
+
+EARLIEST_YEAR = 1900
+LATEST_YEAR = 2200
+RANGE_TEXT = f"{EARLIEST_YEAR}-{LATEST_YEAR}"
+
+
+def year_in_range(year: int) -> bool:
+    """Whether a year, as written in the value (before any offset is applied), is accepted."""
+    return EARLIEST_YEAR <= year <= LATEST_YEAR
