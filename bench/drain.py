@@ -52,40 +52,6 @@ from bench.traffic import ADMINS_PER_DRAIN_VISIT, drain_visit  # noqa: E402
 ORIGIN = "mllp 127.0.0.1"
 
 
-# What-if (`--what-if pg-current-query`): the PostgreSQL store's `_current_resources`
-# with the OR rewritten as a semi-join over the two indexed lookups (resource_encounter,
-# resource_current). Patched into the running process only, to measure the proposal in
-# docs/performance.md; the adapter's code is not changed.
-_CURRENT_RESOURCES_REWRITE = """
-SELECT resource_type, resource_id, version, encounter_key, patient_ref, status, last_updated, body
-FROM resource_versions
-WHERE is_current AND (resource_type, resource_id) IN (
-    SELECT resource_type, resource_id FROM resource_versions
-    WHERE is_current AND encounter_key = $1
-    UNION ALL
-    SELECT * FROM unnest($2::text[], $3::text[]))
-ORDER BY resource_type, resource_id FOR UPDATE
-"""
-
-
-def apply_what_if(name: str) -> None:
-    if name != "pg-current-query":
-        raise SystemExit(f"unknown --what-if {name!r}")
-    from adapter.store import postgres
-    from adapter.store._common import aware, resource_from_row
-
-    async def current_resources(
-        conn: Any, encounter_key: str, resources: Any
-    ) -> dict[tuple[str, str], Any]:
-        types = [r[0] for r in resources]
-        ids = [r[1] for r in resources]
-        rows = await conn.fetch(_CURRENT_RESOURCES_REWRITE, encounter_key, types, ids)
-        parsed = [resource_from_row(row, aware) for row in rows]
-        return {(row.resource_type, row.resource_id): row for row in parsed}
-
-    setattr(postgres, "_current_resources", current_resources)  # noqa: B010 (patch)
-
-
 class Timers:
     """Wall time spent in named calls (awaited or not), for the breakdown."""
 
@@ -164,22 +130,33 @@ async def drain_store(
         coder = state.coder
         patched: list[tuple[Any, str, Any]] = []
         if breakdown:
-            for name in ("lease_ready", "messages_for_encounter", "save_coding", "release_lease"):
+            for name in (
+                "lease_ready",
+                "messages_for_encounters",
+                "save_codings",
+                "release_lease",
+            ):
                 original = getattr(state.store, name)
                 patched.append((state.store, name, original))
                 setattr(state.store, name, timers.wrap_async(f"store.{name}", original))
             patched.append((coder, "code_messages", coder.code_messages))
             coder.code_messages = timers.wrap("code_messages", coder.code_messages)  # type: ignore[method-assign]
             module = service.coding
-            for name in ("encounter_resources", "_dumps"):
+            for name in ("encounter_resources", "_dumps"):  # _dumps: before the store took dicts
+                if not hasattr(module, name):
+                    continue
                 original = getattr(module, name)
                 patched.append((module, name, original))
                 setattr(module, name, timers.wrap(name, original))
-            # inside save_coding, on the store's side: JSON parse + compare + re-dump with meta
+            # inside save_coding, on the store's side: serialise with meta, hash, compare
             store_module = sys.modules[type(state.store).__module__]
-            original = getattr(store_module, "plan_coding")  # noqa: B009
-            patched.append((store_module, "plan_coding", original))
-            setattr(store_module, "plan_coding", timers.wrap("  of which plan_coding", original))  # noqa: B010
+            for name, label in (
+                ("prepare_codings", "  of which prepare_codings (serialise, hash)"),
+                ("plan_coding", "  of which plan_coding (compare, meta)"),
+            ):
+                original = getattr(store_module, name)
+                patched.append((store_module, name, original))
+                setattr(store_module, name, timers.wrap(label, original))
         t0 = time.perf_counter()
         coded = await coder.run_once()
         seconds = time.perf_counter() - t0
@@ -233,12 +210,6 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--keep-schema", action="store_true", help="keep the PostgreSQL schema")
-    parser.add_argument(
-        "--what-if",
-        default="",
-        help="pg-current-query: measure the proposed rewrite of the PostgreSQL"
-        " _current_resources query (patched in this process only)",
-    )
     ns = parser.parse_args()
     encounters = ns.encounters or (300 if ns.quick else 2000)
     stores = ["sqlite", "postgres"] if ns.store == "both" else [ns.store]
@@ -250,8 +221,6 @@ def main() -> None:
 
     configure("json", "warning")
     tune_gc()  # as `serve` does, before start-up
-    if ns.what_if:
-        apply_what_if(ns.what_if)
     keys: dict[str, object] = {}
     rows: list[tuple[str, str]] = []
     floor = batch_floor(encounters)
@@ -266,16 +235,7 @@ def main() -> None:
             _report(res, floor, keys, rows)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if ns.what_if:  # a what-if run reports under its own names
-        keys = {
-            (
-                f"whatif_{ns.what_if.replace('-', '_')}_{k}"
-                if k.startswith(("process", "drain"))
-                else k
-            ): v
-            for k, v in keys.items()
-        }
-    elif "sqlite" in stores:
+    if "sqlite" in stores:
         keys["process_admin_per_s"] = keys["process_admin_per_s_sqlite"]
     keys["drain_encounters"] = encounters
     print_table(
@@ -311,12 +271,13 @@ def _report(
     accounted = 0.0
     for name in (
         "store.lease_ready",
-        "store.messages_for_encounter",
+        "store.messages_for_encounters",
         "code_messages",
         "encounter_resources",
         "_dumps",
-        "store.save_coding",
-        "  of which plan_coding",
+        "store.save_codings",
+        "  of which prepare_codings (serialise, hash)",
+        "  of which plan_coding (compare, meta)",
         "store.release_lease",
     ):
         if name not in timers:
@@ -325,7 +286,7 @@ def _report(
         if not name.startswith(" "):
             accounted += seconds
         per = 1000 * seconds / coded
-        short = name.replace("store.", "").replace("  of which ", "")
+        short = name.replace("store.", "").replace("  of which ", "").split(" (")[0]
         keys[f"drain_ms_per_encounter_{store}_{short.lstrip('_')}"] = round(per, 3)
         rows.append(
             (f"  {name}", f"{per:.3f} ms/encounter ({100 * seconds / res['seconds']:.0f}%)")

@@ -1,4 +1,4 @@
-"""Where `save_coding` spends its time on PostgreSQL: wall ms per encounter per SQL statement.
+"""Where `save_codings` spends its time on PostgreSQL: wall ms per encounter per SQL statement.
 
 Runs `drain.py`'s PostgreSQL drain (in-process, `start_state`) with the store's
 transactions handed a connection proxy that times every execute/executemany/
@@ -93,10 +93,10 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     coded = max(1, res["coded"])
-    save_ms = 1000 * res["timers"]["store.save_coding"][0] / coded
+    save_ms = 1000 * res["timers"]["store.save_codings"][0] / coded
     rows = [
         ("administrations/s", f"{res['admin_per_s']:,.0f}"),
-        ("save_coding", f"{save_ms:.3f} ms/encounter"),
+        ("save_codings", f"{save_ms:.3f} ms/encounter"),
     ]
     keys: dict[str, object] = {
         "pgstmt_admin_per_s": round(res["admin_per_s"]),

@@ -89,6 +89,19 @@ class StoreFactory:
         finally:
             await conn.close()
 
+    async def execute(self, sql: str) -> None:
+        """One statement on the database, outside the store (to set up old data)."""
+        if self.backend == "sqlite":
+            with sqlite3.connect(self.path) as conn:
+                conn.execute(sql)
+            return
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'SET search_path TO "{self.schema}"')
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
     async def cleanup(self) -> None:
         for store in self._opened:
             await store.close()

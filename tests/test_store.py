@@ -15,13 +15,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapter.store import open_store
+from adapter.store._common import DumpedBody, load_migrations, without_meta
 from adapter.store.base import (
     AuditEntry,
+    CodingResult,
     EncounterState,
+    Lease,
     Link,
     MessageStatus,
     NewMessage,
@@ -36,7 +42,7 @@ from tests.store_fixtures import BACKENDS, PG_URL, StoreFactory, require_postgre
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 LATER = T0 + timedelta(days=1)  # every encounter's quiet period is over by then
 MIN = timedelta(minutes=1)
-Resource = tuple[str, str, str, str]
+Resource = tuple[str, str, str, dict[str, Any]]
 
 OPEN, DIRTY, CODED, HELD = (
     EncounterState.OPEN,
@@ -89,7 +95,7 @@ def claim(cid: str = "clm-1", *, total: int = 100, status: str = "active") -> Re
         "patient": {"identifier": {"system": "urn:mrn", "value": "MRN-1"}},
         "total": {"value": total, "currency": "USD"},
     }
-    return ("Claim", cid, status, json.dumps(body))
+    return ("Claim", cid, status, body)
 
 
 def charge(iid: str, *, units: int = 1, status: str = "billable") -> Resource:
@@ -100,12 +106,12 @@ def charge(iid: str, *, units: int = 1, status: str = "billable") -> Resource:
         "subject": {"reference": "Patient/p1"},
         "quantity": {"value": units},
     }
-    return ("ChargeItem", iid, status, json.dumps(body))
+    return ("ChargeItem", iid, status, body)
 
 
 def task(tid: str = "tsk-1", *, status: str = "requested") -> Resource:
     body = {"resourceType": "Task", "id": tid, "status": status, "for": {"reference": "Patient/p1"}}
-    return ("Task", tid, status, json.dumps(body))
+    return ("Task", tid, status, body)
 
 
 async def code(
@@ -254,6 +260,26 @@ async def test_messages_for_encounter_include_the_patients_own_in_arrival_order(
     assert [m.dedup_key for m in got] == ["m:1", "m:2", "m:5"]
     without_patient = await store.messages_for_encounter("visit:1", "")
     assert [m.dedup_key for m in without_patient] == ["m:1", "m:5"]
+
+
+async def test_messages_for_several_encounters_are_read_at_once(store: Store) -> None:
+    await store.add_message(message("m:1"), [link("visit:1")])
+    await store.add_message(message("m:2", patient="P2"), [link("visit:2", "P2")])
+    await store.add_message(message("m:3"), [link("patient:P1", "P1")])
+    await store.add_message(message("m:4", patient="P2"), [link("visit:2", "P2")])
+    wanted = [("visit:2", "P2"), ("visit:1", "P1"), ("visit:9", "")]
+
+    got = await store.messages_for_encounters(wanted)
+
+    assert list(got) == ["visit:2", "visit:1", "visit:9"]
+    assert {k: [m.dedup_key for m in v] for k, v in got.items()} == {
+        "visit:1": ["m:1", "m:3"],
+        "visit:2": ["m:2", "m:4"],
+        "visit:9": [],
+    }
+    for key, patient in wanted:
+        assert got[key] == await store.messages_for_encounter(key, patient)
+    assert await store.messages_for_encounters([]) == {}
 
 
 async def test_dead_letters_are_kept_with_their_reason_and_deduplicated(store: Store) -> None:
@@ -504,6 +530,132 @@ async def test_a_changed_body_gets_the_next_version_and_a_dropped_charge_is_void
     assert len(await store.due_deliveries(LATER + MIN, 100)) == 5  # 3 first + 2 new
 
 
+async def test_a_body_with_the_same_content_in_another_key_order_is_a_new_version(
+    store: Store,
+) -> None:
+    await store.add_message(message("m:1"), [link("visit:1")])
+    await code(store, "visit:1", [claim()])
+    await store.add_message(message("m:2", at=LATER), [link("visit:1")])
+    rtype, rid, status, body = claim()
+    reordered = {"resourceType": "Claim", "id": rid, **dict(reversed(body.items()))}
+
+    result = await code(store, "visit:1", [(rtype, rid, status, reordered)], now=LATER + MIN)
+
+    # the compact JSON differs (a hash compares it), and that JSON is what is delivered
+    assert [r.version for r in result.written] == [2]
+
+
+async def test_versions_written_before_content_hashes_are_compared_as_json(
+    factory: StoreFactory,
+) -> None:
+    store = await factory.open()
+    await store.add_message(message("m:1"), [link("visit:1")])
+    meta = {"profile": ["http://example.org/p"]}
+    rtype, rid, status, body = claim()
+    first = [(rtype, rid, status, {**body, "meta": meta}), charge("chg-1"), charge("chg-2")]
+    await code(store, "visit:1", first)
+    await factory.execute("UPDATE resource_versions SET content_hash = NULL")
+    await store.add_message(message("m:2", at=LATER), [link("visit:1")])
+
+    result = await code(store, "visit:1", first[:2], now=LATER + MIN)
+
+    assert [(r.resource_id, r.version, r.status) for r in result.written] == [
+        ("chg-2", 2, "entered-in-error")
+    ]
+    await store.add_message(message("m:3", at=LATER), [link("visit:1")])
+    again = await code(store, "visit:1", first[:2], now=LATER + 2 * MIN)
+    assert again.written == ()
+    changed = await code_after_a_message(store, [claim(total=5), charge("chg-1")])
+    assert [(r.resource_id, r.version) for r in changed.written] == [("clm-1", 2)]
+
+
+async def code_after_a_message(store: Store, resources: Sequence[Resource]) -> SaveResult:
+    """A new message makes visit:1 ready again; code it at the next minute."""
+    count = (await store.counts()).messages
+    await store.add_message(message(f"m:after{count}", at=LATER), [link("visit:1")])
+    return await code(store, "visit:1", resources, now=LATER + (count + 1) * MIN)
+
+
+async def lease_all(store: Store, now: datetime = LATER) -> dict[str, Lease]:
+    return {lease.encounter.key: lease for lease in await store.lease_ready(now, now, "c", 300, 99)}
+
+
+async def test_a_group_of_results_is_saved_together_and_a_stale_one_alone_is_given_back(
+    store: Store,
+) -> None:
+    for n in (1, 2, 3):
+        await store.add_message(message(f"m:{n}"), [link(f"visit:{n}")])
+    leases = await lease_all(store)
+    await store.add_message(message("m:2b", at=T0 + MIN), [link("visit:2")])  # 2 goes stale
+    results = [
+        CodingResult(leases[f"visit:{n}"], CODED, "", [claim(f"clm-{n}"), charge(f"chg-{n}")])
+        for n in (1, 2, 3)
+    ]
+
+    saved = await store.save_codings(results, LATER, "fhir")
+
+    assert [s.stale for s in saved] == [False, True, False]
+    assert [[r.resource_id for r in s.written] for s in saved] == [
+        ["clm-1", "chg-1"],
+        [],
+        ["clm-3", "chg-3"],
+    ]
+    assert [await encounter_state(store, f"visit:{n}") for n in (1, 2, 3)] == [CODED, OPEN, CODED]
+    assert await store.read_resource("Claim", "clm-2") is None
+    assert len(await store.due_deliveries(LATER, 100)) == 4
+    assert list(await lease_all(store, LATER + MIN)) == ["visit:2"]  # its lease was released
+
+
+async def test_a_group_recodes_changed_encounters_into_next_versions(store: Store) -> None:
+    for n in (1, 2):
+        await store.add_message(message(f"m:{n}"), [link(f"visit:{n}")])
+    first = await lease_all(store)
+    await store.save_codings(
+        [
+            CodingResult(first[f"visit:{n}"], CODED, "", [claim(f"clm-{n}"), charge(f"chg-{n}")])
+            for n in (1, 2)
+        ],
+        LATER,
+        None,
+    )
+    for n in (1, 2):
+        await store.add_message(message(f"m:{n}b", at=LATER), [link(f"visit:{n}")])
+    again = await lease_all(store, LATER + MIN)
+
+    saved = await store.save_codings(
+        [
+            CodingResult(again["visit:1"], CODED, "", [claim("clm-1", total=7), charge("chg-1")]),
+            CodingResult(again["visit:2"], HELD, "why", [claim("clm-2"), charge("chg-9")]),
+        ],
+        LATER + MIN,
+        None,
+    )
+
+    assert [[(r.resource_id, r.version, r.status) for r in s.written] for s in saved] == [
+        [("clm-1", 2, "active")],
+        [("chg-9", 1, "billable"), ("chg-2", 2, "entered-in-error")],
+    ]
+    current, total = await store.search(SearchQuery("ChargeItem", count=10))
+    assert total == 3 and {r.resource_id for r in current} == {"chg-1", "chg-2", "chg-9"}
+    encounter = await store.get_encounter("visit:2")
+    assert encounter is not None and (encounter.state, encounter.outcome_detail) == (HELD, "why")
+
+
+async def test_a_group_is_saved_all_or_nothing(store: Store) -> None:
+    for n in (1, 2):
+        await store.add_message(message(f"m:{n}"), [link(f"visit:{n}")])
+    leases = await lease_all(store)
+    good = CodingResult(leases["visit:1"], CODED, "", [claim("clm-1")])
+    twice = CodingResult(leases["visit:2"], CODED, "", [claim("clm-2"), claim("clm-2")])
+
+    with pytest.raises(ValueError, match="given twice"):
+        await store.save_codings([good, twice], LATER, "fhir")
+
+    assert await store.read_resource("Claim", "clm-1") is None
+    assert await encounter_state(store, "visit:1") is OPEN
+    assert (await store.save_codings([good], LATER, None))[0].written[0].version == 1
+
+
 async def test_a_task_no_longer_produced_is_cancelled_once(store: Store) -> None:
     await store.add_message(message("m:1"), [link("visit:1")])
     await code(store, "visit:1", [claim(status="draft"), task()], state=HELD)
@@ -543,7 +695,8 @@ async def test_put_resource_version_writes_and_queues_a_new_version(store: Store
     await code(store, "visit:1", [claim(status="draft"), task()], state=HELD)
     _type, _id, _status, body = claim(status="active")
 
-    row = await store.put_resource_version("Claim", "clm-1", "active", body, LATER + MIN, "fhir")
+    text = json.dumps(body)
+    row = await store.put_resource_version("Claim", "clm-1", "active", text, LATER + MIN, "fhir")
 
     assert (row.version, row.status, row.encounter_key) == (2, "active", "visit:1")
     current = await store.read_resource("Claim", "clm-1")
@@ -551,7 +704,7 @@ async def test_put_resource_version_writes_and_queues_a_new_version(store: Store
     [delivery] = await store.due_deliveries(LATER + MIN, 10)
     assert (delivery.resource_id, delivery.version, delivery.destination) == ("clm-1", 2, "fhir")
     with pytest.raises(LookupError):
-        await store.put_resource_version("Claim", "clm-nope", "active", body, LATER, None)
+        await store.put_resource_version("Claim", "clm-nope", "active", text, LATER, None)
 
 
 # --- reading resources ----------------------------------------------------------------------
@@ -753,8 +906,29 @@ async def test_migrate_twice_is_a_no_op(factory: StoreFactory) -> None:
 
     await store.migrate()
 
-    assert await factory.applied_versions() == [1]
+    assert await factory.applied_versions() == shipped_versions(factory)
     assert (await store.counts()).messages == 1
+
+
+def shipped_versions(factory: StoreFactory) -> list[int]:
+    return [m.version for m in load_migrations(factory.backend)]
+
+
+async def test_a_database_at_version_1_is_migrated_to_the_latest(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "adapter.store.sqlite" if factory.backend == "sqlite" else "adapter.store.postgres"
+    monkeypatch.setattr(f"{module}.load_migrations", lambda dialect: load_migrations(dialect)[:1])
+    old = await factory.open()
+    await old.add_message(message("m:1"), [link("visit:1")])
+    await old.close()
+    monkeypatch.undo()
+
+    store = await factory.open()
+
+    assert await factory.applied_versions() == shipped_versions(factory)
+    assert len(shipped_versions(factory)) > 1
+    assert not (await code(store, "visit:1", [claim()])).stale
 
 
 async def test_concurrent_migrations_from_two_replicas_apply_each_file_once(
@@ -764,7 +938,7 @@ async def test_concurrent_migrations_from_two_replicas_apply_each_file_once(
 
     await asyncio.gather(*(replica.migrate() for replica in replicas))
 
-    assert await factory.applied_versions() == [1]
+    assert await factory.applied_versions() == shipped_versions(factory)
     assert all([await replica.ping() for replica in replicas])
 
 
@@ -833,3 +1007,53 @@ async def test_ping_is_false_when_postgresql_does_not_answer() -> None:
         assert not await store.ping()
     finally:
         await store.close()
+
+
+# --- stored bodies --------------------------------------------------------------------------
+
+
+def _reference_with_meta(body: dict[str, Any], version: int, last_updated: datetime) -> str:
+    """meta after `id` (else after resourceType, else first), as one json.dumps."""
+    meta = dict(body.get("meta") or {})
+    meta |= {
+        "versionId": str(version),
+        "lastUpdated": last_updated.isoformat(timespec="microseconds"),
+    }
+    anchor = "id" if "id" in body else "resourceType" if "resourceType" in body else None
+    ordered: dict[str, Any] = {} if anchor else {"meta": meta}
+    for key, value in body.items():
+        if key != "meta":
+            ordered[key] = value
+        if key == anchor:
+            ordered["meta"] = meta
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_keys = st.sampled_from(["resourceType", "id", "status", "é", ""]) | st.text(max_size=4).filter(
+    lambda key: key != "meta"  # a body's meta is drawn apart: a JSON object or none
+)
+
+
+@given(
+    body=st.dictionaries(_keys, _json_values, max_size=6),
+    meta=st.none() | st.dictionaries(st.sampled_from(["profile", "tag"]), _json_values),
+)
+def test_a_body_serialised_once_is_stored_as_one_dump_with_meta_after_id(
+    body: dict[str, Any], meta: dict[str, Any] | None
+) -> None:
+    if meta is not None:
+        body = {**body, "meta": meta}
+
+    dumped = DumpedBody.of(body)
+
+    assert dumped.stored(3, T0) == _reference_with_meta(body, 3, T0)
+    assert dumped.content == json.dumps(
+        without_meta(body), ensure_ascii=False, separators=(",", ":")
+    )

@@ -18,11 +18,11 @@ What is kept:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class MessageStatus(StrEnum):
@@ -118,6 +118,22 @@ class ResourceRow:
     body: str  # the resource JSON, with meta.versionId / meta.lastUpdated set
 
 
+# One resource of a coding result: (resource_type, resource_id, status, body). The body is the
+# resource as a JSON object (dict), without meta.versionId/lastUpdated: the store serialises it
+# once, with meta set, instead of parsing a dump the caller made.
+NewResource = tuple[str, str, str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class CodingResult:
+    """One encounter's coding, to be saved against the lease it was coded under."""
+
+    lease: Lease
+    state: EncounterState
+    outcome_detail: str
+    resources: Sequence[NewResource]  # every resource the encounter now has
+
+
 @dataclass(frozen=True, slots=True)
 class SaveResult:
     """What a coding result changed: new versions written (unchanged resources are not)."""
@@ -204,6 +220,13 @@ class Store(Protocol):
         """ACCEPTED messages linked to the encounter, plus ACCEPTED messages of the patient
         linked to `patient:<patient_key>` (conditions, coverages); ordered by id (arrival)."""
 
+    async def messages_for_encounters(
+        self, encounters: Sequence[tuple[str, str]]
+    ) -> dict[str, list[StoredMessage]]:
+        """`messages_for_encounter` of several (encounter_key, patient_key) at once, in one
+        snapshot and one round trip (the coder reads a group of encounters this way): every
+        encounter key given maps to its list, empty when it has none."""
+
     async def list_messages(
         self, since: datetime | None = None, message_id: int | None = None
     ) -> list[StoredMessage]:
@@ -232,27 +255,46 @@ class Store(Protocol):
         PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then set the lease.
         """
 
+    async def save_codings(
+        self, results: Sequence[CodingResult], now: datetime, destination: str | None
+    ) -> list[SaveResult]:
+        """Save several encounters' coding results in one transaction (one commit, a few
+        statements for all of them), one SaveResult each, in order.
+
+        Each result is saved only if its encounter's revision is still the leased one
+        and no other owner holds it; else it is stale: nothing of it is written and its
+        lease is released (the others are saved all the same).
+
+        `resources` = every resource the encounter now has, each (resource_type,
+        resource_id, status, body as a dict); a `meta` in the body is kept apart from
+        versionId/lastUpdated, which the store sets. A resource whose status or body
+        (without meta) differs from its current version gets a new version (version+1,
+        meta.versionId/lastUpdated set in the stored body); an unchanged one is not
+        rewritten. "Differs" compares a hash of the compact JSON the store writes, so a
+        body is serialised once and the stored one is never parsed (versions written
+        before the hash existed are compared as parsed JSON); the JSON keeps the body's
+        key order, so the same content in another key order is a new version. A
+        ChargeItem of the encounter that is no longer in `resources` gets a new version
+        with status `entered-in-error`; a Task no longer present gets a new version with
+        status `cancelled`. Each new version is queued in the outbox for `destination`
+        when it is not None. The encounter gets `state`, `outcome_detail`, its lease
+        cleared.
+
+        All or nothing: when the transaction fails (a result the database refuses, a
+        resource given twice in one result), nothing is saved and the error is raised;
+        the caller may save the results one by one to isolate the bad one.
+        """
+
     async def save_coding(
         self,
         lease: Lease,
         state: EncounterState,
         outcome_detail: str,
-        resources: Sequence[tuple[str, str, str, str]],
+        resources: Sequence[NewResource],
         now: datetime,
         destination: str | None,
     ) -> SaveResult:
-        """Save one coding result atomically, if the encounter's revision is still the
-        leased one (else stale=True and nothing is written; the lease is released).
-
-        `resources` = (resource_type, resource_id, status, body JSON without meta) for every
-        resource the encounter now has. A resource whose body differs from its current
-        version gets a new version (version+1, meta.versionId/lastUpdated set in the stored
-        body); an unchanged one is not rewritten. A ChargeItem of this encounter that is no
-        longer in `resources` gets a new version with status `entered-in-error`; a Task no
-        longer present gets a new version with status `cancelled`. Each new version is
-        queued in the outbox for `destination` when it is not None. The encounter gets
-        `state`, `outcome_detail`, its lease cleared.
-        """
+        """One coding result, alone in its transaction: `save_codings` of one."""
 
     async def release_lease(self, lease: Lease) -> None:
         """Give an encounter back without a result (coding failed); it stays ready."""

@@ -11,7 +11,7 @@ durable before the caller ACKs the message; NORMAL would be ~1.7x faster but may
 last commits on power loss, i.e. messages already acknowledged.
 
 Writes open with BEGIN IMMEDIATE, taking the file's write lock before the first read, so a
-read-then-write step (lease_ready, save_coding) is atomic even against a second connection
+read-then-write step (lease_ready, save_codings) is atomic even against a second connection
 to the same file; a busy timeout makes the other connection wait instead of failing.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import sqlite3
 import time
@@ -31,12 +32,18 @@ from typing import Any, TypeVar
 from adapter.store._common import (
     MAX_ERROR_CHARS,
     PATIENT_PREFIX,
+    CurrentVersion,
     Migration,
+    PlannedVersion,
+    PreparedCoding,
+    PreparedResource,
     StoreClosedError,
     audit_from_row,
+    current_from_row,
     delivery_from_row,
     encounter_from_row,
     is_patient_key,
+    is_stale,
     iso_utc,
     load_migrations,
     merge_links,
@@ -46,6 +53,7 @@ from adapter.store._common import (
     parse_iso,
     pending_migrations,
     plan_coding,
+    prepare_codings,
     resource_from_row,
     search_filters,
     state_counts,
@@ -53,6 +61,7 @@ from adapter.store._common import (
 from adapter.store.base import (
     AddResult,
     AuditEntry,
+    CodingResult,
     Delivery,
     EncounterRow,
     EncounterState,
@@ -60,6 +69,7 @@ from adapter.store.base import (
     Link,
     MessageStatus,
     NewMessage,
+    NewResource,
     ResourceRow,
     SaveResult,
     SearchQuery,
@@ -209,6 +219,14 @@ class SqliteStore:
     ) -> list[StoredMessage]:
         return await self._read(lambda conn: _for_encounter(conn, encounter_key, patient_key))
 
+    async def messages_for_encounters(
+        self, encounters: Sequence[tuple[str, str]]
+    ) -> dict[str, list[StoredMessage]]:
+        wanted = list(encounters)
+        return await self._read(
+            lambda conn: {key: _for_encounter(conn, key, patient) for key, patient in wanted}
+        )
+
     async def list_messages(
         self, since: datetime | None = None, message_id: int | None = None
     ) -> list[StoredMessage]:
@@ -234,17 +252,27 @@ class SqliteStore:
             lambda conn: _lease_ready(conn, now, quiet_before, owner, until, limit)
         )
 
+    async def save_codings(
+        self, results: Sequence[CodingResult], now: datetime, destination: str | None
+    ) -> list[SaveResult]:
+        if not results:
+            return []
+        # serialised and hashed here, outside the write lock (ingest waits behind it)
+        prepared = prepare_codings(results)
+        save = functools.partial(_save_codings, codings=prepared, now=now, destination=destination)
+        return await self._write(save)
+
     async def save_coding(
         self,
         lease: Lease,
         state: EncounterState,
         outcome_detail: str,
-        resources: Sequence[tuple[str, str, str, str]],
+        resources: Sequence[NewResource],
         now: datetime,
         destination: str | None,
     ) -> SaveResult:
-        coding = _Coding(lease, state, outcome_detail, resources, now, destination)
-        return await self._write(coding.save)
+        result = CodingResult(lease, state, outcome_detail, resources)
+        return (await self.save_codings([result], now, destination))[0]
 
     async def release_lease(self, lease: Lease) -> None:
         await self._write(lambda conn: _release(conn, lease.encounter.key, lease.owner))
@@ -620,93 +648,129 @@ def _set_state(conn: Conn, key: str, state: EncounterState, now: datetime) -> No
         raise LookupError("no such encounter")
 
 
-class _Coding:
-    """One save_coding call, as a function of the connection (run on the store's thread)."""
+_CODING_CHECK = "SELECT revision, lease_owner FROM encounters WHERE key = ?"
 
-    def __init__(
-        self,
-        lease: Lease,
-        state: EncounterState,
-        outcome_detail: str,
-        resources: Sequence[tuple[str, str, str, str]],
-        now: datetime,
-        destination: str | None,
-    ) -> None:
-        self.lease, self.state, self.detail = lease, state, outcome_detail
-        self.resources, self.now, self.destination = resources, now, destination
+_FINISH_CODING = """
+UPDATE encounters SET state = ?, outcome_detail = ?, updated_at = ?,
+                      lease_owner = NULL, lease_until = NULL
+WHERE key = ?
+"""
 
-    def save(self, conn: Conn) -> SaveResult:
-        key = self.lease.encounter.key
-        sql = "SELECT revision, lease_owner FROM encounters WHERE key = ?"
-        row = conn.execute(sql, (key,)).fetchone()
-        if row is None or self._is_stale(int(row[0]), row[1]):
-            _release(conn, key, self.lease.owner)
-            return SaveResult(written=(), stale=True)
-        current = _current_resources(conn, key, self.resources)
-        written = plan_coding(key, self.resources, current, self.now)
-        for version in written:
-            _write_version(conn, version, self.destination, self.now)
-        sql = (
-            "UPDATE encounters SET state = ?, outcome_detail = ?, updated_at = ?,"
-            " lease_owner = NULL, lease_until = NULL WHERE key = ?"
-        )
-        conn.execute(sql, (self.state.value, self.detail, iso_utc(self.now), key))
-        return SaveResult(written=tuple(written), stale=False)
 
-    def _is_stale(self, revision: int, lease_owner: str | None) -> bool:
-        """A newer message arrived, or the lease expired and another coder took it."""
-        taken = lease_owner is not None and lease_owner != self.lease.owner
-        return revision != self.lease.encounter.revision or taken
+def _save_codings(
+    conn: Conn, *, codings: Sequence[PreparedCoding], now: datetime, destination: str | None
+) -> list[SaveResult]:
+    """Plan each result against the current versions, then write all of them at once."""
+    saved: list[SaveResult] = []
+    planned: list[PlannedVersion] = []
+    finished: list[tuple[str, str, str, str]] = []
+    for coding in codings:
+        result = coding.result
+        mine = _plan_one(conn, coding, now)
+        if mine is None:
+            saved.append(SaveResult(written=(), stale=True))
+            continue
+        planned.extend(mine)
+        key = result.lease.encounter.key
+        finished.append((result.state.value, result.outcome_detail, iso_utc(now), key))
+        saved.append(SaveResult(written=tuple(p.row for p in mine), stale=False))
+    _write_versions(conn, planned, destination, now)
+    conn.executemany(_FINISH_CODING, finished)
+    return saved
+
+
+def _plan_one(conn: Conn, coding: PreparedCoding, now: datetime) -> list[PlannedVersion] | None:
+    """The new versions of one result; None when it is stale (its lease is released)."""
+    lease = coding.result.lease
+    key = lease.encounter.key
+    row = conn.execute(_CODING_CHECK, (key,)).fetchone()
+    if row is None or is_stale(lease, int(row[0]), row[1]):
+        _release(conn, key, lease.owner)
+        return None
+    current = _current_versions(conn, key, coding.resources)
+    return plan_coding(key, coding.resources, current, now)
 
 
 # --- resources ------------------------------------------------------------------------------
 
 
-def _current_resources(
-    conn: Conn, encounter_key: str, resources: Sequence[tuple[str, str, str, str]]
-) -> dict[tuple[str, str], ResourceRow]:
-    sql = "SELECT * FROM resource_versions WHERE is_current = 1 AND encounter_key = ?"
-    current = {
-        (row.resource_type, row.resource_id): row
-        for row in map(_resource, conn.execute(sql, (encounter_key,)))
-    }
-    for resource_type, resource_id, _status, _body in resources:
-        if (resource_type, resource_id) not in current:
-            found = _read_resource(conn, resource_type, resource_id, None)
-            if found is not None:
-                current[(resource_type, resource_id)] = found
-    return current
+# The current versions of the encounter's resources and of the incoming ones (another
+# encounter's), in one query; the incoming keys are one JSON array parameter, so the
+# statement text is fixed. Written as a UNION of two index lookups: a row-value IN over
+# the union scanned every current row.
+_CURRENT_VERSIONS = """
+SELECT resource_type, resource_id, version, encounter_key, status, content_hash, body
+FROM resource_versions WHERE is_current = 1 AND encounter_key = :encounter
+UNION ALL
+SELECT r.resource_type, r.resource_id, r.version, r.encounter_key, r.status, r.content_hash,
+       r.body
+FROM json_each(:keys) AS k
+JOIN resource_versions AS r
+  ON r.resource_type = k.value ->> 0 AND r.resource_id = k.value ->> 1 AND r.is_current = 1
+WHERE r.encounter_key <> :encounter
+"""
+
+_SUPERSEDE = (
+    "UPDATE resource_versions SET is_current = 0"
+    " WHERE resource_type = ? AND resource_id = ? AND is_current = 1"
+)
+
+_INSERT_VERSION = """
+INSERT INTO resource_versions (resource_type, resource_id, version, is_current, encounter_key,
+                               patient_ref, status, last_updated, body, content_hash)
+VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+"""
+
+_QUEUE = """
+INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
+                    created_at)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
 
 
-def _write_version(conn: Conn, row: ResourceRow, destination: str | None, now: datetime) -> None:
-    """The new version becomes current; queue it for delivery."""
-    conn.execute(
-        "UPDATE resource_versions SET is_current = 0"
-        " WHERE resource_type = ? AND resource_id = ? AND is_current = 1",
-        (row.resource_type, row.resource_id),
+def _current_versions(
+    conn: Conn, encounter_key: str, resources: Sequence[PreparedResource]
+) -> dict[tuple[str, str], CurrentVersion]:
+    keys = json.dumps([list(r.key) for r in resources])
+    params = {"encounter": encounter_key, "keys": keys}
+    rows = map(current_from_row, conn.execute(_CURRENT_VERSIONS, params))
+    return {(row.resource_type, row.resource_id): row for row in rows}
+
+
+def _write_versions(
+    conn: Conn, planned: Sequence[PlannedVersion], destination: str | None, now: datetime
+) -> None:
+    """The new versions become current (one executemany per statement); each is queued
+    for delivery."""
+    conn.executemany(
+        _SUPERSEDE,
+        [(p.row.resource_type, p.row.resource_id) for p in planned if p.replaces_current],
     )
-    conn.execute(
-        "INSERT INTO resource_versions (resource_type, resource_id, version, is_current,"
-        " encounter_key, patient_ref, status, last_updated, body)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
-        (
-            row.resource_type,
-            row.resource_id,
-            row.version,
-            row.encounter_key,
-            row.patient_ref,
-            row.status,
-            iso_utc(row.last_updated),
-            row.body,
-        ),
-    )
+    conn.executemany(_INSERT_VERSION, [_version_params(p) for p in planned])
     if destination is not None:
         stamp = iso_utc(now)
-        conn.execute(
-            "INSERT INTO outbox (destination, resource_type, resource_id, version,"
-            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (destination, row.resource_type, row.resource_id, row.version, stamp, stamp),
+        conn.executemany(
+            _QUEUE,
+            [
+                (destination, p.row.resource_type, p.row.resource_id, p.row.version, stamp, stamp)
+                for p in planned
+            ],
         )
+
+
+def _version_params(planned: PlannedVersion) -> tuple[object, ...]:
+    row = planned.row
+    return (
+        row.resource_type,
+        row.resource_id,
+        row.version,
+        row.encounter_key,
+        row.patient_ref,
+        row.status,
+        iso_utc(row.last_updated),
+        row.body,
+        planned.content_hash,
+    )
 
 
 def _read_resource(
@@ -732,9 +796,11 @@ def _put_version(
     current = _read_resource(conn, key[0], key[1], None)
     if current is None:
         raise LookupError(f"no stored {key[0]}/{key[1]} to version")
-    row = new_version(current, key, current.encounter_key, status, parse_body(body), now)
-    _write_version(conn, row, destination, now)
-    return row
+    planned = new_version(
+        current.version, key, current.encounter_key, status, parse_body(body), now
+    )
+    _write_versions(conn, [planned], destination, now)
+    return planned.row
 
 
 def _search(conn: Conn, query: SearchQuery) -> tuple[list[ResourceRow], int]:
