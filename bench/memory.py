@@ -14,8 +14,8 @@ slope in KiB per 1,000 messages after the checkpoint, and the growth projected
 to 1M at that slope when the run stopped short.
 
 Beside it, in-process: what one entry of the ingestor's per-patient lock table
-(`Ingestor._locks`, never pruned) costs, measured with tracemalloc, since every
-new patient adds one.
+(`Ingestor._locks`) costs, measured with tracemalloc: the entries were never pruned and
+were most of the growth; they are now dropped once a patient has nothing in flight.
 
 Usage: python bench/memory.py [--quick] [--messages N] [--checkpoint N] [--max-seconds S]
 """

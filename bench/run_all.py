@@ -7,13 +7,11 @@ Parts, each a script of bench/ run in its own process (see bench/README.md):
   ingest    MLLP load: baseline vs adapter on SQLite and PostgreSQL (ingest.py)
   drain     coder draining a closed backlog, SQLite then PostgreSQL (drain.py)
   replicas  two adapter processes on one PostgreSQL vs one (replicas.py)
-  whatif    (full run only) proposals measured, not guessed: SQLite group commit
-            (whatif_ingest.py); drain and replicas again with PostgreSQL custom plans
   memory    adapter RSS as messages pile up (memory.py)
 
-Full run: about 22 minutes, 10 of them `memory` (capped by
-`--memory-max-seconds`, default 600). `--quick`: about 2-3 minutes, the same
-figures on small counts and without the what-ifs (a smoke run: indicative only).
+Full run: about 35 minutes, up to 25 of them `memory` (1,000,000 messages, capped by
+`--memory-max-seconds`, default 1500). `--quick`: about 2-3 minutes, the same
+figures on small counts (a smoke run: indicative only).
 A part that fails is reported (`<part>_exit_status`) and the others still run;
 the PostgreSQL parts are retried once (the shared server is sometimes restarted
 by other sessions).
@@ -35,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import PG_URL, drop_run_schemas, print_keys, run_script  # noqa: E402
+from bench.common import drop_run_schemas, print_keys, run_script  # noqa: E402
 from bench.machine import facts, probes  # noqa: E402
 
-PARTS = ("stages", "ingest", "drain", "replicas", "whatif", "memory")
+PARTS = ("stages", "ingest", "drain", "replicas", "memory")
 
 # (key, target text, check) for the headline table
 HEADLINES: list[tuple[str, str, str]] = [
@@ -57,12 +55,6 @@ HEADLINES: list[tuple[str, str, str]] = [
     ("process_admin_per_s_postgres", ">= 1000", "ge:1000"),
     ("replica_scaling", ">= 1.8 (2 cores)", "ge:1.8"),
     ("replica_no_double_coding", "yes", "eq:yes"),
-    ("whatif_group_commit_ratio", "(what-if) >= 0.5", "ge:0.5"),
-    ("whatif_group_commit_gain", "(what-if)", ""),
-    ("whatif_group_commit_ack_p99_ms_at_500", "(what-if) <= 20", "le:20"),
-    ("whatif_pg_plans_process_admin_per_s_postgres", "(what-if) >= 1000", "ge:1000"),
-    ("whatif_pg_plans_replica_scaling", "(what-if) >= 1.8", "ge:1.8"),
-    ("whatif_pg_plans_replica_no_double_coding", "(what-if) yes", "eq:yes"),
     ("rss_growth_pct", "<= 20", "le:20"),
     ("rss_growth_pct_projected_1m", "<= 20", "le:20"),
 ]
@@ -82,13 +74,6 @@ def verdict(value: str | None, check: str) -> str:
     return "ok" if good else "MISS"
 
 
-# What-if for the PostgreSQL figures: the same runs with custom plans for every statement
-# (the proposal in docs/performance.md), set through the connection URL only.
-CUSTOM_PLANS = {
-    "BENCH_PG_URL": PG_URL + ("&" if "?" in PG_URL else "?") + "plan_cache_mode=force_custom_plan"
-}
-
-
 def part_runs(
     quick: bool, ns: argparse.Namespace
 ) -> list[tuple[str, str, str, list[str], float, bool]]:
@@ -99,7 +84,7 @@ def part_runs(
         memory_args.append(f"--messages={ns.memory_messages}")
     if ns.memory_checkpoint:
         memory_args.append(f"--checkpoint={ns.memory_checkpoint}")
-    memory_seconds = ns.memory_max_seconds or (60.0 if quick else 600.0)
+    memory_seconds = ns.memory_max_seconds or (60.0 if quick else 1500.0)
     memory_args.append(f"--max-seconds={memory_seconds}")
     return [
         ("stages", "stages", "stages.py", q, 900, False),
@@ -107,15 +92,6 @@ def part_runs(
         ("drain_sqlite", "drain", "drain.py", [*q, "--store=sqlite"], 1200, False),
         ("drain_postgres", "drain", "drain.py", [*q, "--store=postgres"], 1200, True),
         ("replicas", "replicas", "replicas.py", q, 1800, True),
-        *(
-            []
-            if quick
-            else [
-                ("whatif_group_commit", "whatif", "whatif_ingest.py", [], 900, False),
-                ("whatif_pg_plans_drain", "whatif", "drain.py", ["--store=postgres"], 1200, True),
-                ("whatif_pg_plans_replicas", "whatif", "replicas.py", [], 1800, True),
-            ]
-        ),
         ("memory", "memory", "memory.py", memory_args, memory_seconds + 600, False),
     ]
 
@@ -147,10 +123,9 @@ def main() -> None:
             continue
         print(f"--- {label}: {script} {' '.join(args)}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        custom = label.startswith("whatif_pg_plans")
         for attempt in (1, 2):
             try:
-                got, text = run_script(script, args, timeout, CUSTOM_PLANS if custom else None)
+                got, text = run_script(script, args, timeout)
             except subprocess.TimeoutExpired:
                 got, text = {}, ""
                 got[f"{label}_exit_status"] = "timeout"
@@ -159,9 +134,6 @@ def main() -> None:
                 break
             print(f"--- {label} failed; retrying once", file=sys.stderr, flush=True)
             time.sleep(10)
-        if custom:  # reported under the what-if's own names
-            got = {f"whatif_pg_plans_{k}": v for k, v in got.items()}
-            text = f"(what-if: PostgreSQL with plan_cache_mode=force_custom_plan)\n{text}"
         if statuses:
             got[f"{label}_exit_status"] = statuses[0]
         keys.update(got)
@@ -191,7 +163,6 @@ def _print_summary(keys: dict[str, str], details: list[str], quick: bool) -> Non
     rows = [
         (k, keys.get(k, "n/a"), target, verdict(keys.get(k), check))
         for k, target, check in HEADLINES
-        if k in keys or not k.startswith("whatif_")  # what-ifs run in the full run only
     ]
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
