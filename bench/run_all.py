@@ -9,7 +9,7 @@ Parts, each a script of bench/ run in its own process (see bench/README.md):
   replicas  two adapter processes on one PostgreSQL vs one (replicas.py)
   memory    adapter RSS as messages pile up (memory.py)
 
-Full run: about 35 minutes, up to 25 of them `memory` (1,000,000 messages, capped by
+Full run: about 23 minutes, ~14 of them `memory` (1,000,000 messages, capped by
 `--memory-max-seconds`, default 1500). `--quick`: about 2-3 minutes, the same
 figures on small counts (a smoke run: indicative only).
 A part that fails is reported (`<part>_exit_status`) and the others still run;
