@@ -174,6 +174,14 @@ def _top_level(value: object, where: str) -> Iterator[_Found]:
 
 
 def _loads(text: str) -> object:
+    """JSON with NUL characters (`\\u0000`) read as U+FFFD.
+
+    Why: FHIR strings may not hold control characters, PostgreSQL text cannot hold
+    a NUL at all (the store would refuse the message, even as a dead letter), and an
+    identifier must read the same at ingest and when the coder re-reads it.
+    """
+    if "\\u0000" in text:
+        text = text.replace("\\u0000", "\\ufffd")
     return json.loads(text, parse_constant=_reject_constant)
 
 

@@ -150,7 +150,22 @@ def read_hl7(
 
 
 def _decode(data: str | bytes, *, blank_line_ends: bool) -> list[tuple[Chunk, str]]:
-    """Split into messages; bytes are decoded per message, as its MSH-18 says."""
+    """Split into messages; bytes are decoded per message, as its MSH-18 says.
+
+    A NUL byte (never valid HL7 text) reads as U+FFFD: PostgreSQL text cannot hold
+    a NUL, so a control id or patient id carrying one could not be stored, not even
+    as a dead letter, and the sender would be told to resend forever.
+    """
+    chunks = _decode_text(data, blank_line_ends)
+    has_nul = "\x00" in data if isinstance(data, str) else b"\x00" in data
+    return [(_without_nul(c), codec) for c, codec in chunks] if has_nul else chunks
+
+
+def _without_nul(chunk: Chunk) -> Chunk:
+    return Chunk(chunk.ordinal, tuple(line.replace("\x00", "\ufffd") for line in chunk.lines))
+
+
+def _decode_text(data: str | bytes, blank_line_ends: bool) -> list[tuple[Chunk, str]]:
     if isinstance(data, str):
         chunks = split_messages(data, blank_line_ends=blank_line_ends)
         return [(c, _codec(peek_charset(c.lines[0]))) for c in chunks]
