@@ -185,6 +185,56 @@ async def test_the_same_message_from_two_replicas_at_once_is_stored_once(
     assert row is not None and row.revision == 20
 
 
+async def test_messages_arriving_together_are_each_stored_once_with_links_and_merged_encounters(
+    store: Store,
+) -> None:
+    """Concurrent add_message calls share one group commit (one statement on PostgreSQL, one
+    transaction on SQLite); the result must be what one message at a time would give."""
+    cutoffs = [T0 + timedelta(hours=6 + (i * 7) % 5) for i in range(24)]
+    calls = []
+    for i in range(24):
+        visit, patient = i % 3, f"P{i % 3}"
+        links = [link(f"visit:{visit}", patient if i >= 3 else "", close=(i == 10),
+                      cutoff=cutoffs[i] if i % 4 == 0 else None)]  # fmt: skip
+        if i == 5:
+            links.append(link(f"patient:{patient}", patient))
+        calls.append(store.add_message(message(f"g:{i}", patient=patient, at=T0 + i * MIN), links))
+    calls.append(store.add_message(message("g:7", patient="P1", at=T0), [link("visit:1")]))
+    results = await asyncio.gather(*calls)
+
+    assert [r.duplicate for r in results] == [False] * 24 + [True]
+    assert results[-1].message_id == results[7].message_id
+    assert len({r.message_id for r in results}) == 24
+    for visit in range(3):
+        row = await store.get_encounter(f"visit:{visit}")
+        mine = [i for i in range(24) if i % 3 == visit]
+        assert row is not None and row.patient_key == f"P{visit}"
+        assert row.last_activity == T0 + mine[-1] * MIN
+        assert row.revision == len(mine)  # one per message, grouped or not
+        assert row.close_requested == (visit == 10 % 3)
+        expected_cutoff = min(cutoffs[i] for i in mine if i % 4 == 0)
+        assert row.cutoff_at == expected_cutoff and row.state is OPEN
+        stored = await store.messages_for_encounter(f"visit:{visit}", f"P{visit}")
+        assert [m.dedup_key for m in stored] == [f"g:{i}" for i in mine]
+    assert await store.get_encounter("patient:P2") is None
+
+
+async def test_a_message_the_database_refuses_fails_alone_in_its_group(store: Store) -> None:
+    """PostgreSQL refuses a NUL in text (the readers never produce one): that message's caller
+    gets the error, the others of the same group are stored."""
+    bad = message("bad:\x00")
+    calls = [store.add_message(message(f"ok:{i}"), [link("visit:9")]) for i in range(6)]
+    calls.insert(3, store.add_message(bad, [link("visit:9")]))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    good = [r for i, r in enumerate(results) if i != 3]
+    assert all(not isinstance(r, BaseException) and not r.duplicate for r in good), results
+    if isinstance(store, PostgresStore):
+        assert isinstance(results[3], Exception)
+    assert len(await store.messages_for_encounter("visit:9", "P1")) == len(calls) - isinstance(
+        results[3], Exception
+    )
+
+
 async def test_a_link_creates_an_open_encounter(store: Store) -> None:
     await store.add_message(message("hl7:s:1"), [link("visit:1", "P1")])
 

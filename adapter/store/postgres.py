@@ -120,11 +120,15 @@ class PostgresStore:
         self._pool: Any = None
         self._open_lock = asyncio.Lock()
         self._closed = False  # close() is final: a closed store never reconnects
+        self._queue: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # --- plumbing ---------------------------------------------------------------------
 
     async def _get_pool(self) -> Any:
         """Connect on first use: the factory is synchronous, the pool is not."""
+        if self._pool is not None and not self._closed:  # the common case, without the lock
+            return self._pool
         async with self._open_lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
@@ -209,6 +213,69 @@ class PostgresStore:
     # --- inbound ----------------------------------------------------------------------
 
     async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
+        """Group commit: messages that arrive while a group is being written go into the
+        next group, one statement and one commit for all of them. Each caller returns only
+        once the statement holding its message committed; if a group fails, its messages
+        are written one by one, so one bad message fails alone."""
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((message, tuple(links), future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = _take_group(self._queue)
+            try:
+                results = await self._write_group(batch)
+            except BaseException as exc:  # the database is away, or we are cancelled
+                results = [exc] * len(batch)
+                if not isinstance(exc, Exception):
+                    _settle(batch, results)
+                    raise
+            _settle(batch, results)
+
+    async def _write_group(self, batch: Sequence[_Queued]) -> list[AddResult | BaseException]:
+        """The group in one statement; one by one when the data of one of them was refused.
+
+        Only a refusal of the data (a NUL in a text column, a constraint) is worth the
+        one-by-one retry, which isolates the culprit. A lost connection or a timeout fails
+        the whole group at once: retrying each message against a database that is not
+        answering would hold every later message for as many timeouts.
+        """
+        try:
+            return list(await self._add_group(batch))
+        except _DATA_REFUSED:
+            return [await self._add_alone(message, links) for message, links, _ in batch]
+
+    async def _add_group(self, batch: Sequence[_Queued]) -> list[AddResult]:
+        """One statement for the whole group (`_ADD_MESSAGES`), then the duplicates' ids."""
+        if len(batch) == 1:
+            message, links, _ = batch[0]
+            return [await self._add_one(message, links)]
+        args = _group_arguments(batch)
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(_ADD_MESSAGES, *args)
+            new = {str(row["dedup_key"]): int(row["id"]) for row in rows}
+            known = [m.dedup_key for m, _, _ in batch if m.dedup_key not in new]
+            old = {}
+            if known:
+                sql = "SELECT dedup_key, id FROM messages WHERE dedup_key = ANY($1::text[])"
+                old = {str(r["dedup_key"]): int(r["id"]) for r in await conn.fetch(sql, known)}
+        results: list[AddResult] = []
+        for message, _, _ in batch:
+            key = message.dedup_key
+            results.append(AddResult(new[key], False) if key in new else AddResult(old[key], True))
+        return results
+
+    async def _add_alone(self, message: NewMessage, links: Sequence[Link]) -> AddResult | Exception:
+        try:
+            return await self._add_one(message, links)
+        except Exception as exc:
+            return exc
+
+    async def _add_one(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
         merged = merge_links(links)
         encounters = [link for link in merged if not is_patient_key(link.encounter_key)]
         pool = await self._get_pool()
@@ -532,7 +599,7 @@ ON CONFLICT (key) DO UPDATE SET
     last_activity = GREATEST(encounters.last_activity, excluded.last_activity),
     close_requested = encounters.close_requested OR excluded.close_requested,
     cutoff_at = LEAST(encounters.cutoff_at, excluded.cutoff_at),
-    revision = encounters.revision + 1,
+    revision = encounters.revision + excluded.revision,  -- messages in this statement
     updated_at = excluded.updated_at
 """
 
@@ -573,6 +640,51 @@ WITH new_message AS (
     + """
 )
 SELECT id FROM new_message
+"""
+)
+
+# add_message for a group of messages (unique dedup keys) in one statement: the new
+# messages, their links, and each touched encounter upserted once with the group's
+# values merged as `_TOUCH_SET` would merge them one message at a time (an ON CONFLICT
+# DO UPDATE may not touch a row twice in one statement). Encounters in key order.
+# Returns (dedup_key, id) of the messages that were new.
+_ADD_MESSAGES = (
+    """
+WITH incoming AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                         $6::timestamptz[], $7::text[], $8::text[])
+        AS i (ord, dedup_key, format, kind, raw, received_at, patient_key, control_id)
+), new_message AS (
+    INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
+                          status, error)
+    SELECT dedup_key, format, kind, raw, received_at, patient_key, control_id, 'accepted', ''
+    FROM incoming ORDER BY ord
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id, dedup_key
+), new_ord AS (
+    SELECT n.id, i.ord, i.received_at FROM new_message n JOIN incoming i USING (dedup_key)
+), linked AS (
+    INSERT INTO message_links (message_id, encounter_key)
+    SELECT n.id, l.key FROM new_ord n
+    JOIN unnest($9::int[], $10::text[]) AS l (ord, key) ON l.ord = n.ord
+), touched AS (
+    INSERT INTO encounters (key, patient_key, state, last_activity, close_requested, cutoff_at,
+                            revision, outcome_detail, updated_at)
+    SELECT e.key,
+           COALESCE((array_agg(e.patient_key ORDER BY e.ord)
+                     FILTER (WHERE e.patient_key <> ''))[1], ''),
+           'open', max(n.received_at), bool_or(e.close_requested), min(e.cutoff_at), count(*), '',
+           max(n.received_at)
+    FROM new_ord n
+    JOIN unnest($11::int[], $12::text[], $13::text[], $14::boolean[], $15::timestamptz[])
+        AS e (ord, key, patient_key, close_requested, cutoff_at) ON e.ord = n.ord
+    GROUP BY e.key
+    ORDER BY e.key
+"""
+    + _TOUCH_SET
+    + """
+)
+SELECT dedup_key, id FROM new_message
 """
 )
 
@@ -694,6 +806,68 @@ def _lock_key(schema: str) -> int:
     """A stable 64-bit advisory lock id per schema (hash() is salted per process)."""
     digest = hashlib.blake2b(f"charge-adapter:migrate:{schema}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+_Queued = tuple[NewMessage, tuple[Link, ...], "asyncio.Future[AddResult]"]
+MAX_GROUP = 64  # messages per group commit; bounds one statement's size and time
+
+
+_DATA_REFUSED = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+def _settle(batch: Sequence[_Queued], results: Sequence[AddResult | BaseException]) -> None:
+    """Hand each caller its result; a caller that gave up (timeout) is skipped."""
+    for (*_, future), result in zip(batch, results, strict=True):
+        if future.done():  # its message may be stored: the resend finds it (dedup)
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+
+def _take_group(queue: list[_Queued]) -> tuple[list[_Queued], list[_Queued]]:
+    """The next group (at most MAX_GROUP, unique dedup keys) and what stays queued.
+
+    A key seen twice (a sender re-using a control id while the first is in flight) waits
+    for the next group, where it is found stored and answered as a duplicate.
+    """
+    group: list[_Queued] = []
+    rest: list[_Queued] = []
+    keys: set[str] = set()
+    for item in queue:
+        key = item[0].dedup_key
+        if len(group) < MAX_GROUP and key not in keys:
+            keys.add(key)
+            group.append(item)
+        else:
+            rest.append(item)
+    return group, rest
+
+
+def _group_arguments(batch: Sequence[_Queued]) -> list[list[Any]]:
+    """`_ADD_MESSAGES`' 15 parallel arrays: messages, links and encounter links by ordinal."""
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for ordinal, (message, links, _) in enumerate(batch):
+        row = (ordinal, message.dedup_key, message.format, message.kind, message.raw,
+               utc(message.received_at), message.patient_key, message.control_id)  # fmt: skip
+        for column, value in zip(columns, row, strict=False):
+            column.append(value)
+        for link in merge_links(links):
+            columns[8].append(ordinal)
+            columns[9].append(link.encounter_key)
+            if is_patient_key(link.encounter_key):
+                continue
+            columns[10].append(ordinal)
+            columns[11].append(link.encounter_key)
+            columns[12].append(link.patient_key)
+            columns[13].append(link.close_requested)
+            columns[14].append(None if link.cutoff_at is None else utc(link.cutoff_at))
+    return columns
 
 
 async def _insert_message(conn: _Conn, message: NewMessage, error: str | None) -> AddResult:
