@@ -112,6 +112,9 @@ class SqliteStore:
 
     async def _connection(self) -> tuple[Conn, ThreadPoolExecutor]:
         """Open on first use: the factory is synchronous, the connection is not."""
+        conn, executor = self._conn, self._executor
+        if conn is not None and executor is not None and not self._closed:  # no lock needed
+            return conn, executor
         async with self._open_lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
@@ -186,7 +189,7 @@ class SqliteStore:
         self._queue.append((message, tuple(links), future))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
-        return await asyncio.shield(future)
+        return await future  # a caller that gives up cancels only its own future
 
     async def _commit_queued(self) -> None:
         while self._queue:
