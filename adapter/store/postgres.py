@@ -28,7 +28,9 @@ from adapter.store._common import (
     MAX_ERROR_CHARS,
     PATIENT_PREFIX,
     CurrentVersion,
+    GroupCommit,
     PlannedVersion,
+    Queued,
     RowLike,
     StoreClosedError,
     audit_from_row,
@@ -120,8 +122,7 @@ class PostgresStore:
         self._pool: Any = None
         self._open_lock = asyncio.Lock()
         self._closed = False  # close() is final: a closed store never reconnects
-        self._queue: list[_Queued] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._write_group)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -213,29 +214,12 @@ class PostgresStore:
     # --- inbound ----------------------------------------------------------------------
 
     async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
-        """Group commit: messages that arrive while a group is being written go into the
-        next group, one statement and one commit for all of them. Each caller returns only
-        once the statement holding its message committed; if a group fails, its messages
-        are written one by one, so one bad message fails alone."""
-        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, tuple(links), future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_queued())
-        return await future
+        """Group commit (`GroupCommit`): the messages that arrived together are written by
+        one statement and one commit; if the data of one is refused, they are written
+        one by one, so that message fails alone."""
+        return await self._group.add(message, links)
 
-    async def _commit_queued(self) -> None:
-        while self._queue:
-            batch, self._queue = _take_group(self._queue)
-            try:
-                results = await self._write_group(batch)
-            except BaseException as exc:  # the database is away, or we are cancelled
-                results = [exc] * len(batch)
-                if not isinstance(exc, Exception):
-                    _settle(batch, results)
-                    raise
-            _settle(batch, results)
-
-    async def _write_group(self, batch: Sequence[_Queued]) -> list[AddResult | BaseException]:
+    async def _write_group(self, batch: Sequence[Queued]) -> list[AddResult | BaseException]:
         """The group in one statement; one by one when the data of one of them was refused.
 
         Only a refusal of the data (a NUL in a text column, a constraint) is worth the
@@ -248,7 +232,7 @@ class PostgresStore:
         except _DATA_REFUSED:
             return [await self._add_alone(message, links) for message, links, _ in batch]
 
-    async def _add_group(self, batch: Sequence[_Queued]) -> list[AddResult]:
+    async def _add_group(self, batch: Sequence[Queued]) -> list[AddResult]:
         """One statement for the whole group (`_ADD_MESSAGES`), then the duplicates' ids."""
         if len(batch) == 1:
             message, links, _ = batch[0]
@@ -808,10 +792,6 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-_Queued = tuple[NewMessage, tuple[Link, ...], "asyncio.Future[AddResult]"]
-MAX_GROUP = 64  # messages per group commit; bounds one statement's size and time
-
-
 _DATA_REFUSED = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
@@ -819,37 +799,7 @@ _DATA_REFUSED = (
 )
 
 
-def _settle(batch: Sequence[_Queued], results: Sequence[AddResult | BaseException]) -> None:
-    """Hand each caller its result; a caller that gave up (timeout) is skipped."""
-    for (*_, future), result in zip(batch, results, strict=True):
-        if future.done():  # its message may be stored: the resend finds it (dedup)
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-
-def _take_group(queue: list[_Queued]) -> tuple[list[_Queued], list[_Queued]]:
-    """The next group (at most MAX_GROUP, unique dedup keys) and what stays queued.
-
-    A key seen twice (a sender re-using a control id while the first is in flight) waits
-    for the next group, where it is found stored and answered as a duplicate.
-    """
-    group: list[_Queued] = []
-    rest: list[_Queued] = []
-    keys: set[str] = set()
-    for item in queue:
-        key = item[0].dedup_key
-        if len(group) < MAX_GROUP and key not in keys:
-            keys.add(key)
-            group.append(item)
-        else:
-            rest.append(item)
-    return group, rest
-
-
-def _group_arguments(batch: Sequence[_Queued]) -> list[list[Any]]:
+def _group_arguments(batch: Sequence[Queued]) -> list[list[Any]]:
     """`_ADD_MESSAGES`' 15 parallel arrays: messages, links and encounter links by ordinal."""
     columns: list[list[Any]] = [[] for _ in range(15)]
     for ordinal, (message, links, _) in enumerate(batch):

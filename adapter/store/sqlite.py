@@ -33,10 +33,12 @@ from adapter.store._common import (
     MAX_ERROR_CHARS,
     PATIENT_PREFIX,
     CurrentVersion,
+    GroupCommit,
     Migration,
     PlannedVersion,
     PreparedCoding,
     PreparedResource,
+    Queued,
     StoreClosedError,
     audit_from_row,
     current_from_row,
@@ -78,8 +80,6 @@ from adapter.store.base import (
 )
 
 T = TypeVar("T")
-_Queued = tuple[NewMessage, tuple[Link, ...], "asyncio.Future[AddResult]"]
-MAX_GROUP = 64  # messages per group commit; bounds one transaction's time
 Conn = sqlite3.Connection
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -105,8 +105,7 @@ class SqliteStore:
         self._open_lock = asyncio.Lock()
         self._closed = False  # close() is final: a closed store never reconnects
         self._write_lock = asyncio.Lock()
-        self._queue: list[_Queued] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._write_group)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -181,35 +180,13 @@ class SqliteStore:
     # --- inbound ----------------------------------------------------------------------
 
     async def add_message(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
-        """Group commit: messages queued while the previous transaction was committing go
-        into the next one together, so concurrent connections share one fsync. Each
-        caller still returns only after the transaction holding its message committed,
-        and a message that fails rolls back to its own savepoint, not the batch."""
-        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, tuple(links), future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_queued())
-        return await future  # a caller that gives up cancels only its own future
+        """Group commit (`GroupCommit`): one transaction and one fsync for the messages
+        that arrived together; a message that fails rolls back to its own savepoint, not
+        the group."""
+        return await self._group.add(message, links)
 
-    async def _commit_queued(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-            try:
-                results = await self._write(functools.partial(_add_batch, batch=batch))
-            except BaseException as exc:  # the whole transaction failed: every caller hears it
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (*_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+    async def _write_group(self, batch: list[Queued]) -> list[AddResult | Exception]:
+        return await self._write(functools.partial(_add_batch, batch=batch))
 
     async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
         return await self._write(lambda conn: _insert_message(conn, message, error))
@@ -497,7 +474,7 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
     return AddResult(int(existing.fetchone()[0]), duplicate=True)
 
 
-def _add_batch(conn: Conn, *, batch: Sequence[_Queued]) -> list[AddResult | Exception]:
+def _add_batch(conn: Conn, *, batch: Sequence[Queued]) -> list[AddResult | Exception]:
     """Each message in its own savepoint: one bad message never costs the others."""
     results: list[AddResult | Exception] = []
     for message, links, _ in batch:
