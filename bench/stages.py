@@ -18,7 +18,7 @@ them for one MLLP frame:
   sqlite_tx_B  the store's own _add_message for B messages in ONE transaction (B = 1, 8,
                32; direct connection): what group commit would cost per message
   pg_seq / pg_8  PostgresStore.add_message, sequential / 8 concurrent
-  pg_tx_B      the store's one-statement insert for B messages in one transaction
+  pg_tx_B      the store's group statement (`_ADD_MESSAGES`) for groups of B messages
   handle_hl7_* AppState.handle_hl7 end to end (no socket), sequential and 8 concurrent
 
 Each step is repeated and the fastest repeat kept (noise only ever adds time).
@@ -316,7 +316,6 @@ async def pg_costs(
     batches: Sequence[tuple[NewMessage, list[Link]]], repeats: int
 ) -> dict[str, float]:
     from adapter.store import postgres as pgmod
-    from adapter.store._common import is_patient_key, merge_links, utc
 
     schema = new_schema("stages")
     store = pgmod.PostgresStore(PG_URL, schema=schema)
@@ -343,34 +342,13 @@ async def pg_costs(
         out["pg_seq"] = await abest_us(sequential, repeats)
         out["pg_8"] = await abest_us(concurrent, repeats)
 
-        def args(new: NewMessage, links: Sequence[Link]) -> tuple[object, ...]:
-            merged = merge_links(links)
-            enc = [link for link in merged if not is_patient_key(link.encounter_key)]
-            return (
-                new.dedup_key,
-                new.format,
-                new.kind,
-                new.raw,
-                utc(new.received_at),
-                new.patient_key,
-                new.control_id,
-                [link.encounter_key for link in merged],
-                [link.encounter_key for link in enc],
-                [link.patient_key for link in enc],
-                [link.close_requested for link in enc],
-                [None if link.cutoff_at is None else utc(link.cutoff_at) for link in enc],
-            )
-
         for size in (1, 8, 32):
 
             async def batched(r: int, size: int = size) -> int:
                 work = _renamed(batches, f"t{size}-{r}")
-                pool = await store._get_pool()
-                async with pool.acquire() as conn:
-                    for start in range(0, len(work), size):
-                        chunk = [args(m, lk) for m, lk in work[start : start + size]]
-                        async with conn.transaction():
-                            await conn.executemany(pgmod._ADD_MESSAGE, chunk)
+                for start in range(0, len(work), size):
+                    group = [(m, tuple(lk), None) for m, lk in work[start : start + size]]
+                    await store._add_group(group)  # type: ignore[arg-type]
                 return len(work)
 
             out[f"pg_tx_{size}"] = await abest_us(batched, repeats)
