@@ -34,6 +34,7 @@ __all__ = [
     "AckError",
     "AckIds",
     "MshInfo",
+    "ack_control_id",
     "ack_from_header",
     "build_ack",
     "error_ack_code",
@@ -177,6 +178,9 @@ class AckIds:
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._counter):012d}"[:20]
+
+
+ack_control_id = AckIds()  # the process's one ACK MSH-10 sequence (handler, server, errors)
 
 
 def read_msh(message: bytes) -> MshInfo | None:

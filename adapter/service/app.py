@@ -25,7 +25,7 @@ from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import load_mappings
-from adapter.service.ack import AckError, ack_from_header, error_ack_code, read_msh
+from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.hl7_ack import ack_for
@@ -85,7 +85,7 @@ def internal_error(raw: bytes, now: datetime) -> HandlerResult:
     if code is None:
         return HandlerResult(None, "-", control_id)
     error = AckError(code="207", message="message could not be stored; resend later")
-    ack = ack_from_header(msh, code, error=error, now=now, control_id=f"ACK{now:%H%M%S%f}")
+    ack = ack_from_header(msh, code, error=error, now=now, control_id=ack_control_id())
     return HandlerResult(ack, code, control_id)
 
 

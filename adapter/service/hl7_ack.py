@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from adapter.service.ack import AckError, AckIds, MshInfo, ack_from_header, read_msh
+from adapter.service.ack import AckError, MshInfo, ack_control_id, ack_from_header, read_msh
 from adapter.service.ingest import Hl7Result, Rejection
 from adapter.service.mllp import HandlerResult
-
-_control_id = AckIds()  # the process's ACK MSH-10 sequence
 
 
 def ack_for(raw: bytes, result: Hl7Result, now: datetime) -> HandlerResult:
     msh = read_msh(raw)
     error = _ack_error(result.rejection)
     if msh is None or not msh.enhanced_mode:
-        ack = ack_from_header(msh, result.ack_code, error=error, now=now, control_id=_control_id())
+        ack = ack_from_header(
+            msh, result.ack_code, error=error, now=now, control_id=ack_control_id()
+        )
         return HandlerResult(ack, result.ack_code, result.control_id)
     acks = _enhanced(msh, result, error, now)
     return HandlerResult(acks[0] if acks else None, _code(acks), result.control_id, acks[1:])
@@ -37,11 +37,11 @@ def _enhanced(
     out = []
     if _wanted(msh.accept_ack_type or "AL", success):
         out.append(
-            ack_from_header(msh, accept_code, error=error, now=now, control_id=_control_id())
+            ack_from_header(msh, accept_code, error=error, now=now, control_id=ack_control_id())
         )
     if _wanted(msh.app_ack_type or "NE", success):
         out.append(
-            ack_from_header(msh, result.ack_code, error=error, now=now, control_id=_control_id())
+            ack_from_header(msh, result.ack_code, error=error, now=now, control_id=ack_control_id())
         )
     return out
 

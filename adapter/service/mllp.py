@@ -27,8 +27,8 @@ import structlog
 
 from adapter.service.ack import (
     AckError,
-    AckIds,
     MshInfo,
+    ack_control_id,
     ack_from_header,
     error_ack_code,
     read_msa,
@@ -301,9 +301,6 @@ def _local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-_new_control_id = AckIds()  # MSH-10 of the ACKs the server builds itself
-
-
 @dataclass(frozen=True, slots=True)
 class _Reply:
     """What goes back on the wire for one item (None: nothing) and what the log says of it."""
@@ -350,7 +347,7 @@ class MllpServer:
         read_bytes: int = 64 * 1024,
         metrics: AckMetrics | None = None,
         clock: Callable[[], datetime] = _local_now,
-        control_ids: Callable[[], str] = _new_control_id,
+        control_ids: Callable[[], str] = ack_control_id,
         keep_oversize: OversizeKeeper | None = None,
     ) -> None:
         if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1:
