@@ -81,7 +81,7 @@ class _Header:
     message_type: str
     trigger: str
     version: str
-    plausible: bool = True  # see `implausible_header_field`
+    implausible_field: int = 0  # see `implausible_header_field`; 0 = a plausible header
 
     @property
     def kind(self) -> str:
@@ -230,7 +230,7 @@ def _failure(
     chunk: Chunk, header: _Header | None, origin: str, where: str, reason: str
 ) -> InboundMessage:
     """An error result; the dedup key falls back to a digest so a re-sent bad message matches."""
-    if header is not None and not header.plausible:  # its MSH-10 may be patient data
+    if header is not None and header.implausible_field:  # its MSH-10 may be patient data
         header = None
     control_id = header.control_id if header else ""
     parts = [origin] if origin else []
@@ -263,7 +263,7 @@ def _header(msh: Segment) -> _Header:
         message_type=msh.get(9, 1).strip().upper(),
         trigger=msh.get(9, 2).strip().upper(),
         version=msh.get(12, 1).strip(),
-        plausible=not implausible_header_field(msh),
+        implausible_field=implausible_header_field(msh),
     )
 
 
@@ -277,8 +277,8 @@ def _check_header(msh: Segment, header: _Header) -> None:
         raise _fault(msh, 9, "message type is empty")
     if not header.control_id:
         raise _fault(msh, 10, "message control id is empty")
-    if not header.plausible:
-        field = implausible_header_field(msh)
+    if header.implausible_field:
+        field = header.implausible_field
         raise _fault(msh, field, _IMPLAUSIBLE[field])
 
 
