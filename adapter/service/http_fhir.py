@@ -17,7 +17,6 @@ asks for the FHIR lenient behaviour instead (unknown parameters ignored and repo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -47,7 +46,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.store.base import NewMessage, ResourceRow, SearchQuery
+from adapter.store.base import ResourceRow, SearchQuery
 
 log = structlog.get_logger()
 
@@ -175,8 +174,9 @@ async def _keep_refused(state: AppState, raw: bytes, fmt: str, error: ApiError) 
         return
     reasons = "; ".join(issue.diagnostics for issue in error.issues)
     kind = "Bundle" if fmt == "fhir" else "unknown"  # as the ingestor names its dead letters
-    new = NewMessage(_dead_key(raw, fmt), fmt, kind, raw, state.clock(), "", "")
-    result = await state.store.add_dead_letter(new, f"{ORIGIN}: refused {error.status}: {reasons}")
+    result = await state.ingestor.keep_refused(
+        raw, fmt, kind, f"{ORIGIN}: refused {error.status}: {reasons}"
+    )
     state.metrics.message(fmt, "payload", "rejected")
     log.info(
         "http.refused_kept",
@@ -258,18 +258,12 @@ async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
     if not bad:
         return
     detail = "; ".join(f"{m.error.location}: {m.error.message}" for m in bad if m.error)
-    new = NewMessage(_dead_key(raw, "fhir"), "fhir", "Bundle", raw, state.clock(), "", "")
-    await state.store.add_dead_letter(new, detail)
+    await state.ingestor.keep_refused(raw, "fhir", "Bundle", detail)
     state.metrics.message("fhir", "payload", "rejected")
     issues = [_issue(m.error.location, m.error.message) for m in bad if m.error]
     log.info("http.fhir_transaction_refused", issues=len(issues))
     summary = Issue("processing", "transaction refused: nothing was accepted")
     raise ApiError(422, [summary, *issues])
-
-
-def _dead_key(raw: bytes, fmt: str) -> str:
-    """The ingestor's dead-letter key, so a re-sent refused body is kept once."""
-    return f"{fmt}-dead:sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 def _group_by_entry(

@@ -26,7 +26,7 @@ from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
 from adapter.service.links import links_for, patient_key
 from adapter.service.metrics import Metrics
-from adapter.store.base import NewMessage, Store
+from adapter.store.base import AddResult, NewMessage, Store
 
 log = structlog.get_logger()
 
@@ -218,6 +218,14 @@ class Ingestor:
             encounters=len(links),
         )
         return result.duplicate
+
+    async def keep_refused(self, raw: bytes, fmt: str, kind: str, error: str) -> AddResult:
+        """Keep a payload refused outside the ingestor (the HTTP contract) as a dead letter,
+        under the same content key as the ingestor's own refusals, so a resend is kept once."""
+        key = _hash_key(f"{fmt}-dead", raw)
+        return await self.store.add_dead_letter(
+            NewMessage(key, fmt, kind, raw, self.clock(), "", ""), error
+        )
 
     async def _dead(
         self, raw: bytes, fmt: str, kind: str, key: str, control_id: str, error: str
