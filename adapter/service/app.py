@@ -96,12 +96,22 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> w
     listener gets the same context at start-up.
     """
     app = web.Application(client_max_size=settings.http_max_body_bytes)
+    app.on_response_prepare.append(_neutral_server_header)
     tls = install(app, settings)
     app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
     from adapter.service.http_api import setup_routes
 
     setup_routes(app)
     return app
+
+
+SERVER_HEADER = "charge-adapter"
+
+
+async def _neutral_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """No versions in `Server` (aiohttp would say `Python/3.x aiohttp/3.x`): a caller learns
+    nothing it could match against a list of known vulnerabilities."""
+    response.headers["Server"] = SERVER_HEADER
 
 
 def _lifecycle(

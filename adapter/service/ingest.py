@@ -24,6 +24,7 @@ from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
+from adapter.service.labels import control_id_label, message_kind_label
 from adapter.service.links import links_for, patient_key
 from adapter.service.metrics import Metrics
 from adapter.store.base import AddResult, NewMessage, Store
@@ -211,8 +212,8 @@ class Ingestor:
         log.info(
             "message.stored",
             format=fmt,
-            kind=message.kind,
-            control_id=control_id,
+            kind=message_kind_label(fmt, message.kind),
+            control_id=control_id_label(control_id),
             message_id=result.message_id,
             duplicate=result.duplicate,
             encounters=len(links),
@@ -235,8 +236,8 @@ class Ingestor:
         log.warning(
             "message.dead_letter",
             format=fmt,
-            kind=kind,
-            control_id=control_id,
+            kind=message_kind_label(fmt, kind),
+            control_id=control_id_label(control_id),
             message_id=result.message_id,
         )
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from adapter.service.labels import message_kind_label
+
 MAX_MESSAGE_SERIES = 200  # distinct (format, type, outcome) label sets before "other"
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -63,13 +65,15 @@ class Metrics:
         )
 
     def message(self, fmt: str, kind: str, outcome: str) -> None:
-        """Count one inbound message; `kind` comes off the wire, so its series are bounded.
+        """Count one inbound message; `kind` comes off the wire, so it is checked and bounded.
 
-        Past `MAX_MESSAGE_SERIES` label sets, new kinds count as "other": a feed of
+        A kind outside its grammar and tables (see `adapter.service.labels`) counts as
+        "other": the label is on the open /metrics and must never carry what a sender
+        typed. Past `MAX_MESSAGE_SERIES` label sets, new kinds count as "other": a feed of
         garbage types must not grow the registry (and /metrics) without limit. The
         children are kept, since `labels()` costs a lock and a dict walk per message.
         """
-        key = (fmt, kind, outcome)
+        key = (fmt, message_kind_label(fmt, kind), outcome)
         child = self._message_series.get(key)
         if child is None:
             if len(self._message_series) >= MAX_MESSAGE_SERIES:

@@ -34,6 +34,7 @@ from adapter.service.ack import (
     read_msa,
     read_msh,
 )
+from adapter.service.labels import control_id_label
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -543,7 +544,7 @@ def _log_message(peer: PeerInfo, item: Item, reply: _Reply, elapsed: float) -> N
         extra["oversize"] = True
     log.info(
         "mllp.message",
-        control_id=reply.control_id,
+        control_id=control_id_label(reply.control_id),
         peer=str(peer),
         bytes=item.size if isinstance(item, Oversize) else len(item.payload),
         ack_code=reply.ack_code or "-",
