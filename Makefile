@@ -68,8 +68,11 @@ pg-restart-test: install ## restart PostgreSQL under load (needs root; not in CI
 fuzz: install ## the hostile-input properties with large example counts (ADAPTER_FUZZ_EXAMPLES)
 	ADAPTER_FUZZ=1 $(BIN)/pytest -q tests/test_fuzz_large.py
 
-mappings: install ## regenerate mappings/ from the CMS tables in ../shared/domain
-	$(BIN)/python scripts/build_mappings.py --shared ../shared/domain
+# `make mappings` rebuilds the generated tables from the copies in mappings/reference/ (a fresh
+# clone needs nothing else); `make mappings SHARED=DIR` first takes in a new quarter's files from
+# a directory laid out like the team's reference (DIR/drug-catalog-seed.csv, DIR/reference/).
+mappings: install ## regenerate the CMS-derived tables in mappings/ from mappings/reference/
+	$(BIN)/python scripts/build_mappings.py $(if $(SHARED),--shared $(SHARED))
 	$(BIN)/python deploy/k8s/make_configmap.py
 
 clean:

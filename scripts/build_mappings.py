@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the CMS-derived tables in `mappings/` from the reference copies in ../shared.
+"""Regenerate the CMS-derived tables in `mappings/` from the copies in `mappings/reference/`.
 
 Run it when CMS publishes a new quarter (`make mappings`). Why a script and not
 hand edits: the drug catalog, the OPPS status indicators and the table
@@ -10,13 +10,20 @@ Rules of this file: stdlib only; the output is deterministic (sorted rows, `\\n`
 line ends, canonical decimals); it writes only the generated tables and never
 touches the hand-written ones (`drug_catalog_local.csv`, `routes.csv`, ...).
 
-Inputs (under `--shared`, normally ../shared/domain):
+Inputs (under `--reference`, by default the repository's `mappings/reference/`, so a
+fresh clone builds alone; `mappings/reference/SOURCES.md` says where each came from):
 - `drug-catalog-seed.csv`: authoritative rows (class, container, RxNorm) per HCPCS + NDC;
-- `reference/cms_asp_ndc_hcpcs_crosswalk_<YYYY>Q<n>.csv`: adds the NDCs of the
+- `cms_asp_ndc_hcpcs_crosswalk_<YYYY>Q<n>.csv`: adds the NDCs of the
   product-specific and biosimilar codes in `_EXTRA_CODES` (container `unknown`);
-- `reference/cms_opps_addendum_b_<YYYY><mon>_*.csv`: status indicators;
-- `reference/cms_hcpcs_level2_<YYYY><mon>_*.csv`: its period, and the product names
+- `cms_opps_addendum_b_<YYYY><mon>_*.csv`: status indicators;
+- `cms_hcpcs_level2_<YYYY><mon>_*.csv`: its period, and the product names
   that tell product-specific codes apart in `drugs.csv` labels.
+
+`--shared DIR` (a directory laid out like the team's reference, `DIR/drug-catalog-seed.csv`
+and `DIR/reference/cms_*.csv`) first copies the newest file of each kind, including the
+run-time price tables (`cms_asp_payment_limits_*`, `cms_pfs_rvu_*`), into `--reference`,
+removing the older period of that kind, then builds from `--reference`: a new quarter is
+taken in with one command and the repository stays able to rebuild itself.
 """
 
 from __future__ import annotations
@@ -447,25 +454,80 @@ def build_versions(sources: Sources) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------- sources and output
 
 
-def find_sources(shared: Path) -> Sources:
-    """The seed and the newest reference file of each kind."""
-    reference = shared / "reference"
-    seed = shared / "drug-catalog-seed.csv"
+SEED_NAME = "drug-catalog-seed.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of vendored reference file: its name pattern and how its period is read."""
+
+    pattern: str
+    period: Callable[[Path], tuple[date, date]]
+
+
+def _release_period(path: Path) -> tuple[date, date]:
+    """`..._2025a_...`: the PFS RVU release letter (a-d) of a year, read as its quarter."""
+    match = re.search(r"_(\d{4})([a-d])_", path.name.lower())
+    if match is None:
+        raise BuildError(f"{path.name}: no <year><release letter> (e.g. 2025a) in the file name")
+    start = date(int(match.group(1)), 3 * "abcd".index(match.group(2)) + 1, 1)
+    return start, _quarter_end(start)
+
+
+KINDS: Mapping[str, Kind] = {
+    "crosswalk": Kind("cms_asp_ndc_hcpcs_crosswalk_*.csv", crosswalk_period),
+    "opps": Kind("cms_opps_addendum_b_*.csv", opps_period),
+    "hcpcs": Kind("cms_hcpcs_level2_*.csv", hcpcs_period),
+    # Not read by this build: vendored for pricing at run time (national payment figures).
+    "asp_payment_limits": Kind("cms_asp_payment_limits_*.csv", crosswalk_period),
+    "pfs_rvu": Kind("cms_pfs_rvu_*.csv", _release_period),
+}
+
+
+def find_sources(reference: Path) -> Sources:
+    """The seed and the newest file of each kind the build reads, all in one directory."""
+    seed = reference / SEED_NAME
     if not seed.is_file():
         raise BuildError(f"{seed}: missing")
     return Sources(
         seed=seed,
-        crosswalk=_newest(reference, "cms_asp_ndc_hcpcs_crosswalk_*.csv", crosswalk_period),
-        opps=_newest(reference, "cms_opps_addendum_b_*.csv", opps_period),
-        hcpcs=_newest(reference, "cms_hcpcs_level2_*.csv", hcpcs_period),
+        crosswalk=_newest(reference, KINDS["crosswalk"]),
+        opps=_newest(reference, KINDS["opps"]),
+        hcpcs=_newest(reference, KINDS["hcpcs"]),
     )
 
 
-def _newest(directory: Path, pattern: str, period: Callable[[Path], tuple[date, date]]) -> Path:
-    candidates = sorted(directory.glob(pattern), key=lambda p: (period(p), p.name))
+def _newest(directory: Path, kind: Kind) -> Path:
+    candidates = sorted(directory.glob(kind.pattern), key=lambda p: (kind.period(p), p.name))
     if not candidates:
-        raise BuildError(f"{directory}: no file matches {pattern}")
+        raise BuildError(f"{directory}: no file matches {kind.pattern}")
     return candidates[-1]
+
+
+def take_in(shared: Path, reference: Path) -> list[str]:
+    """Copy the seed and the newest file of each kind from a team-layout directory.
+
+    An older file of the same kind is removed, so that `reference` always holds one
+    period per kind and what the build read is what the repository keeps. Returns one
+    line per change for the operator (who then updates `SOURCES.md`).
+    """
+    chosen = [shared / SEED_NAME] + [_newest(shared / "reference", k) for k in KINDS.values()]
+    if not chosen[0].is_file():
+        raise BuildError(f"{chosen[0]}: missing")
+    reference.mkdir(parents=True, exist_ok=True)
+    changes: list[str] = []
+    for kind in KINDS.values():
+        for old in reference.glob(kind.pattern):
+            if old.name not in {c.name for c in chosen}:
+                old.unlink()
+                changes.append(f"removed {old}")
+    for source in chosen:
+        target = reference / source.name
+        data = source.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            target.write_bytes(data)
+            changes.append(f"copied {source} -> {target}")
+    return changes
 
 
 def render(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
@@ -477,9 +539,9 @@ def render(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def build(shared: Path) -> tuple[dict[str, bytes], list[str]]:
+def build(reference: Path) -> tuple[dict[str, bytes], list[str]]:
     """Every generated file's bytes by file name, plus warnings for the operator."""
-    sources = find_sources(shared)
+    sources = find_sources(reference)
     warnings: list[str] = []
     catalog = build_catalog(sources, warnings)
     files = {
@@ -491,16 +553,42 @@ def build(shared: Path) -> tuple[dict[str, bytes], list[str]]:
     return files, warnings
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--shared", type=Path, default=Path("../shared/domain"))
-    parser.add_argument("--out", type=Path, default=Path("mappings"))
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        default=REPO / "mappings" / "reference",
+        help="directory of the seed and the CMS files (default: the repository's copies)",
+    )
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="take in a new quarter first: copy the newest files from DIR/drug-catalog-seed.csv "
+        "and DIR/reference/ into --reference",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        default=REPO / "mappings",
+        help="where the generated tables go (default: the repository's mappings/)",
+    )
     args = parser.parse_args(argv)
     try:
-        files, warnings = build(args.shared)
+        changes = take_in(args.shared, args.reference) if args.shared else []
+        files, warnings = build(args.reference)
     except (BuildError, KeyError, OSError) as exc:
         print(f"build_mappings: {exc}", file=sys.stderr)
         return 1
+    for change in changes:
+        print(change)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (args.out / name).write_bytes(content)
@@ -508,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.out / name} ({rows} rows)")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if changes:
+        print("reference files changed: update mappings/reference/SOURCES.md", file=sys.stderr)
     return 0
 
 

@@ -4,12 +4,15 @@ a bad row stops loading with its file and line, and the generated files are repr
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,7 +23,7 @@ from adapter.core.model import Code, CodeSystem, Method, Route
 from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+REFERENCE = REPO / "mappings" / "reference"
 GENERATED = ("drug_catalog.csv", "drugs.csv", "opps_status.csv", "table_versions.csv")
 
 
@@ -490,27 +493,79 @@ def test_mapping_error_is_a_value_error() -> None:
 # ---------------------------------------------------------------- generator
 
 
-@pytest.mark.skipif(
-    not (SHARED / "domain").is_dir(),
-    reason=f"reference data {SHARED / 'domain'} (../shared) is not checked out next to the repo",
-)
-def test_generator_reproduces_committed_tables(tmp_path: Path) -> None:
-    """The generated tables are exactly what the script makes from ../shared: no hand edits."""
-    out = tmp_path / "mappings"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "build_mappings.py"),
-            "--shared",
-            str(SHARED / "domain"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+def _run_generator(*args: str) -> subprocess.CompletedProcess[str]:
+    script = REPO / "scripts" / "build_mappings.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=False
     )
+
+
+def test_generator_reproduces_committed_tables_from_the_repository_alone(tmp_path: Path) -> None:
+    """The generated tables are exactly what the script makes from mappings/reference/."""
+    out = tmp_path / "mappings"
+    result = _run_generator("--reference", str(REFERENCE), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(GENERATED)
     for name in GENERATED:
         assert (out / name).read_bytes() == (default_mappings_dir() / name).read_bytes(), name
+
+
+def test_every_vendored_reference_file_is_attributed_in_sources_md() -> None:
+    """A file dropped into mappings/reference/ without its origin, or a stale row, fails."""
+    text = (REFERENCE / "SOURCES.md").read_text(encoding="utf-8")
+    quoted = set(re.findall(r"`([\w.-]+\.csv)`", text))
+    named = {n for n in quoted if n.startswith("cms_") or n == "drug-catalog-seed.csv"}
+    present = {p.name for p in REFERENCE.iterdir() if p.suffix == ".csv"}
+    assert present == named
+
+
+def test_reference_holds_one_period_of_each_kind_and_the_price_tables() -> None:
+    """The build reads the newest of each kind; an older one left behind would only confuse."""
+    build_mappings = _load_generator()
+    for name, kind in build_mappings.KINDS.items():
+        assert len(list(REFERENCE.glob(kind.pattern))) == 1, name
+    assert {"asp_payment_limits", "pfs_rvu"} <= set(build_mappings.KINDS)
+
+
+def test_taking_in_a_new_quarter_replaces_the_old_file_and_rebuilds(tmp_path: Path) -> None:
+    """`--shared` copies the newest file of each kind in, drops the older one, then builds."""
+    team = tmp_path / "team"
+    (team / "reference").mkdir(parents=True)
+    shutil.copy(REFERENCE / "drug-catalog-seed.csv", team)
+    for path in REFERENCE.glob("cms_*.csv"):
+        shutil.copy(path, team / "reference")
+    newer = "cms_asp_ndc_hcpcs_crosswalk_2026Q2.csv"
+    shutil.copy(REFERENCE / "cms_asp_ndc_hcpcs_crosswalk_2026Q1.csv", team / "reference" / newer)
+    reference = tmp_path / "reference"
+    shutil.copytree(REFERENCE, reference)
+    out = tmp_path / "out"
+
+    result = _run_generator("--shared", str(team), "--reference", str(reference), "--out", str(out))
+
+    assert result.returncode == 0, result.stderr
+    assert (reference / newer).is_file()
+    assert not (reference / "cms_asp_ndc_hcpcs_crosswalk_2026Q1.csv").exists()
+    assert "update mappings/reference/SOURCES.md" in result.stderr
+    versions = (out / "table_versions.csv").read_text(encoding="utf-8")
+    assert "crosswalk,2026-04-01,2026-06-30" in versions
+
+
+def test_generator_without_its_reference_files_fails_naming_the_missing_file(
+    tmp_path: Path,
+) -> None:
+    result = _run_generator("--reference", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "drug-catalog-seed.csv: missing" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _load_generator() -> ModuleType:
+    """The generator script as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "build_mappings", REPO / "scripts" / "build_mappings.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
