@@ -4,6 +4,8 @@ Found while adding group commit to the PostgreSQL store: a NUL in MSH-10 (or PID
 FHIR id written `\\u0000`) reached the store's text columns, PostgreSQL refused the insert,
 and the sender got AE 207 "resend later" forever: not stored, not even as a dead letter.
 The readers now read NUL as U+FFFD, at ingest and when the coder re-reads the message.
+A FHIR id is checked against the id grammar after that (`[A-Za-z0-9\\-.]{1,64}`): an id
+holding a NUL is refused with its path and kept as a dead letter, on both stores.
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ def test_a_nul_in_hl7_reads_as_the_replacement_character_in_keys_and_ids() -> No
 
 
 def test_a_nul_escape_in_fhir_json_reads_as_the_replacement_character() -> None:
-    body = json.dumps({**MEDADMIN, "id": "ma\x00nul"}).encode()
+    body = json.dumps({**MEDADMIN, "note": [{"text": "see\x00chart"}]}).encode()
     assert b"\\u0000" in body
     (message,) = read_fhir(body, MAPPINGS, NY)
-    assert message.error is None
-    assert "\x00" not in message.dedup_key and "ma\ufffdnul" in message.dedup_key
+    assert message.error is None and message.events
+
+
+def test_a_nul_in_a_fhir_id_is_refused_with_its_path_and_no_nul_in_the_key() -> None:
+    body = json.dumps({**MEDADMIN, "id": "ma\x00nul"}).encode()
+    (message,) = read_fhir(body, MAPPINGS, NY)
+    assert message.error is not None and message.error.location.endswith(".id")
+    assert "\x00" not in message.dedup_key
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -63,8 +71,8 @@ async def test_a_message_with_nul_bytes_is_stored_and_acknowledged(
         result = await ingestor.receive_hl7(nul_message("NUL2"))
         assert result.ack_code == "AA"
         fhir = await ingestor.receive_fhir(json.dumps({**MEDADMIN, "id": "x\x00y"}).encode())
-        assert [entry.status for entry in fhir.entries] == [201]
+        assert [entry.status for entry in fhir.entries] == [422]
         kept = await store.list_messages(None, None)
-        assert [m.status for m in kept] == [MessageStatus.ACCEPTED] * 2
+        assert [m.status for m in kept] == [MessageStatus.ACCEPTED, MessageStatus.DEAD]
     finally:
         await factory.cleanup()

@@ -25,12 +25,18 @@ from types import MappingProxyType
 
 from adapter.core.mappings import Mappings
 from adapter.core.model import Event, InboundMessage, InputError
-from adapter.readers.fhir_json import JsonObject, ReadError
+from adapter.readers.fhir_json import (
+    JsonObject,
+    ReadError,
+    check_id,
+    get_object,
+    json_float,
+)
 from adapter.readers.fhir_medadmin import read_administration
 from adapter.readers.fhir_reading import Located, Reading, Scope, Skip, contained_index
 from adapter.readers.fhir_visit import read_condition, read_coverage, read_encounter
 
-__all__ = ["read_fhir"]
+__all__ = ["load_json", "read_fhir"]
 
 _READERS: Mapping[str, Callable[[Reading], Event | Skip]] = MappingProxyType(
     {
@@ -182,7 +188,14 @@ def _loads(text: str) -> object:
     """
     if "\\u0000" in text:
         text = text.replace("\\u0000", "\\ufffd")
-    return json.loads(text, parse_constant=_reject_constant)
+    return load_json(text)
+
+
+def load_json(text: str) -> object:
+    """`json.loads` as every FHIR body is read: NaN, Infinity and a number that would
+    overflow to infinity (`1e999`) raise ValueError. Huge integers (a dose of 10^400) parse,
+    exactly, and are refused with their path where they are read (`get_decimal`)."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=json_float)
 
 
 def _reject_constant(name: str) -> object:
@@ -193,7 +206,7 @@ def _reject_constant(name: str) -> object:
 def _load_problem(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "JSON nested too deeply"
-    return "not a JSON number (NaN, Infinity or too many digits)"
+    return "not a JSON number (NaN, Infinity, out of range or too many digits)"
 
 
 def _place(origin: str, where: str) -> str:
@@ -332,10 +345,16 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
     keys = entry.keys
     reader = _READERS.get(entry.rtype)
     if reader is None:
+        try:
+            _check_ids(entry.resource, entry.path)
+        except ReadError as exc:
+            key = _dedup_key(entry, read=False)
+            return _failed(key, f"{entry.where}{exc.path}", exc.message, entry.rtype)
         reason = _SKIPPED.get(entry.rtype, f"unsupported resource type {entry.rtype}")
         return InboundMessage(_dedup_key(entry, read=False), entry.rtype, skip_reason=reason)
     dedup = _dedup_key(entry, read=True)
     try:
+        _check_ids(entry.resource, entry.path)
         contained = contained_index(entry.resource, entry.path)
         reading = Reading(entry.resource, entry.path, keys.source, keys.own_id, scope, contained)
         outcome = reader(reading)
@@ -355,6 +374,16 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
     if isinstance(outcome, Skip):
         return InboundMessage(dedup, entry.rtype, skip_reason=outcome.reason)
     return InboundMessage(dedup, entry.rtype, events=(outcome,))
+
+
+def _check_ids(resource: JsonObject, path: str) -> None:
+    """`id` and `meta.versionId` are FHIR ids: they become keys, and keys reach the store and
+    URLs (an id holding U+0000 or 65 characters is not one)."""
+    if "id" in resource:
+        check_id(resource["id"], f"{path}.id")
+    meta = get_object(resource, "meta", path)
+    if meta is not None and "versionId" in meta:
+        check_id(meta["versionId"], f"{path}.meta.versionId")
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ fault, and never the value itself (values may be PHI).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,15 @@ from adapter.core.model import Code, CodeSystem, Quantity
 from adapter.readers.time_range import RANGE_TEXT, year_in_range
 
 JsonObject = Mapping[str, object]
+
+# FHIR R4 primitive grammars (https://hl7.org/fhir/R4/datatypes.html), checked where read.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)
+_CODE = re.compile(r"[^\s]+(?: [^\s]+)*")  # the spec's [^\s]+(\s[^\s]+)*, one space between
+_URI = re.compile(r"\S+")
+# string: no code points below 32 but tab, CR, LF; no DEL; no lone surrogate (not Unicode)
+_NOT_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+MAX_DECIMAL = Decimal(10) ** 12  # no dose, volume or rate comes near; 1e300 is not an amount
+MAX_INTEGER = 2**31 - 1  # FHIR integer is 32-bit signed
 
 
 class ReadError(Exception):
@@ -92,8 +102,39 @@ def get_str(node: JsonObject, key: str, path: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value.strip() or None
+        return check_string(value, f"{path}.{key}").strip() or None
     raise ReadError(f"{path}.{key}", f"expected a string, got {_json_type(value)}")
+
+
+def check_string(value: str, path: str) -> str:
+    """The value when it is a FHIR string: no control character but tab/CR/LF, no lone
+    surrogate (a JSON `\\ud800` escape reads as one, and no store can hold it as text)."""
+    if _NOT_STRING.search(value) is not None:
+        raise ReadError(path, "not a FHIR string (a control character or a lone surrogate)")
+    return value
+
+
+def check_code(value: str, path: str) -> str:
+    """A FHIR code: no whitespace but single spaces between words (and a FHIR string)."""
+    if _CODE.fullmatch(value) is None:
+        raise ReadError(path, "not a FHIR code (whitespace other than single inner spaces)")
+    return check_string(value, path)
+
+
+def check_uri(value: str, path: str) -> str:
+    """A FHIR uri: no whitespace (and a FHIR string)."""
+    if _URI.fullmatch(value) is None:
+        raise ReadError(path, "not a FHIR uri (it holds whitespace)")
+    return check_string(value, path)
+
+
+def check_id(value: object, path: str) -> str:
+    """A FHIR id, `[A-Za-z0-9\\-.]{1,64}`; the value is not shown (it may be an MRN)."""
+    if isinstance(value, str) and FHIR_ID.fullmatch(value):
+        return value
+    if not isinstance(value, str):
+        raise ReadError(path, f"expected a string, got {_json_type(value)}")
+    raise ReadError(path, "not a FHIR id (1-64 letters, digits, '-' or '.')")
 
 
 def get_bool(node: JsonObject, key: str, path: str) -> bool | None:
@@ -111,8 +152,10 @@ def get_decimal(node: JsonObject, key: str, path: str) -> Decimal | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-        if number.is_finite():
+        if number.is_finite() and abs(number) < MAX_DECIMAL:
             return number
+        if number.is_finite():
+            raise ReadError(f"{path}.{key}", f"decimal out of range (at most {MAX_DECIMAL:.0e})")
     raise ReadError(f"{path}.{key}", f"expected a finite number, got {_json_type(value)}")
 
 
@@ -122,8 +165,18 @@ def get_int(node: JsonObject, key: str, path: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_INTEGER:
+            raise ReadError(f"{path}.{key}", "integer out of range (FHIR integer is 32-bit)")
         return value
     raise ReadError(f"{path}.{key}", f"expected an integer, got {_json_type(value)}")
+
+
+def json_float(text: str) -> float:
+    """`json.loads(parse_float=...)`: a literal such as `1e999` would silently be infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
 
 
 # --- dateTime -----------------------------------------------------------------------------
@@ -253,10 +306,11 @@ def coding_code(coding: JsonObject, path: str) -> Code | None:
         display = get_str(coding, "display", path) or ""
         if value is None:
             return None
-    value = value.strip()
+    value = check_code(value.strip(), f"{path}.code")
     if not value:
         return None
-    system = system.strip() if system else ""
+    system = check_uri(system.strip(), f"{path}.system") if system and system.strip() else ""
+    display = check_string(display, f"{path}.display")
     return Code(_SYSTEMS.get(system, system), value, display.strip())
 
 

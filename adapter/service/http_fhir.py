@@ -30,7 +30,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.core.ids import is_fhir_id
-from adapter.readers.fhir import read_fhir
+from adapter.readers.fhir import load_json, read_fhir
 from adapter.readers.time_range import RANGE_TEXT, year_in_range
 from adapter.service.app import STATE, AppState
 from adapter.service.ingest import FhirEntryResult, FhirResult
@@ -197,17 +197,13 @@ def parse_json(raw: bytes) -> object:
     if not text.strip():
         raise ApiError.of(400, "structure", "empty body: a FHIR JSON resource is required")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return load_json(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise ApiError.of(400, "structure", f"invalid JSON at {where}: {exc.msg}") from None
     except (ValueError, RecursionError):
-        problem = "invalid JSON: NaN/Infinity, an over-long number or nesting too deep"
+        problem = "invalid JSON: NaN/Infinity, a number out of range or nesting too deep"
         raise ApiError.of(400, "structure", problem) from None
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _resource_object(document: object, rtype: str) -> dict[str, Any]:
