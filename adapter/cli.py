@@ -112,13 +112,32 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay = sub.add_parser(
         "replay",
         help="re-read stored messages through the current mappings and re-code",
-        description="Re-read stored messages (dead letters included) through the current "
-        "mappings; encounters they touch are re-coded into new versions of the same "
-        "resources, never duplicates.",
+        description="Re-read accepted messages through the current mappings (all, or those "
+        "received since --since, or those named with --message); encounters they touch are "
+        "re-coded into new versions of the same resources, never duplicates. Dead letters "
+        "(messages answered AE/AR) are never swept up: each is re-read only when named with "
+        "--dead-letter, and a truncated one (an oversize frame) never. Exit 0; 1 when a named "
+        "message was not replayed (said on stderr); 2 for a settings error.",
     )
     replay.add_argument("--config", help=config_help)
-    replay.add_argument("--since", help="ISO date-time: messages received at or after it")
-    replay.add_argument("--message", type=int, help="one stored message id")
+    replay.add_argument(
+        "--since", metavar="T", help="ISO date-time (UTC without an offset): received at or after"
+    )
+    replay.add_argument(
+        "--message",
+        action="append",
+        metavar="CONTROL_ID",
+        help="an accepted message by the control id the feed sent: MSH-10, or a FHIR "
+        "resource id (id or Type/id); repeatable",
+    )
+    replay.add_argument(
+        "--dead-letter",
+        action="append",
+        type=int,
+        metavar="ID",
+        help="a dead letter by its stored id (as the dead-letter list shows it): re-read it, "
+        "after the feed or the mappings were fixed; repeatable",
+    )
     replay.add_argument(
         "--no-code", action="store_true", help="only relink; the running service codes them"
     )

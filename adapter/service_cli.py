@@ -8,11 +8,16 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from adapter.config import Settings, SettingsError, load_settings
 from adapter.logs import configure
 
+if TYPE_CHECKING:
+    from adapter.service.replay import ReplaySelection
+
 EXIT_OK = 0
+EXIT_REFUSED = 1  # replay: a named message was not replayed (unknown, dead, truncated)
 EXIT_CONFIG = 2
 
 
@@ -35,7 +40,10 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError:
         print(f"charge-adapter: --since '{ns.since}' is not an ISO date-time", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(_replay(settings, since, ns.message, not ns.no_code))
+    from adapter.service.replay import ReplaySelection
+
+    selection = ReplaySelection(since, tuple(ns.message or ()), tuple(ns.dead_letter or ()))
+    return asyncio.run(_replay(settings, selection, not ns.no_code))
 
 
 def health(settings: Settings, timeout: float) -> int:
@@ -106,11 +114,11 @@ def _since(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-async def _replay(
-    settings: Settings, since: datetime | None, message: int | None, code: bool
-) -> int:
-    from adapter.service.replay import replay
+async def _replay(settings: Settings, selection: ReplaySelection, code: bool) -> int:
+    """Exit 0, or 1 when a named message could not be replayed (each said on stderr)."""
+    from adapter.service.replay import print_refusals, replay
 
-    summary = await replay(settings, since, message, code)
+    summary = await replay(settings, selection, code=code)
+    print_refusals(summary.refused, sys.stderr)
     print(summary, file=sys.stderr)
-    return EXIT_OK
+    return EXIT_REFUSED if summary.refused else EXIT_OK

@@ -363,7 +363,7 @@ async def test_replay_after_a_mapping_fix_recodes_into_new_versions_not_duplicat
     """An unknown local drug code is held; the site adds it to the overlay; replay bills it."""
     import shutil
 
-    from adapter.service.replay import replay
+    from adapter.service.replay import ReplaySelection, replay
 
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)
@@ -379,7 +379,7 @@ async def test_replay_after_a_mapping_fix_recodes_into_new_versions_not_duplicat
         await stop_state(state)
     overlay = mappings / "drug_catalog_local.csv"
     overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
-    summary = await replay(settings, None, None, code=True)
+    summary = await replay(settings, ReplaySelection(), code=True, progress=False)
     assert (summary.relinked, summary.dead, summary.coded) == (3, 0, 1)
     state = await start_state(settings, Clock())
     try:

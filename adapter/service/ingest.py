@@ -138,12 +138,14 @@ class Ingestor:
         """Keep the first bytes of a message refused for its size, as a dead letter.
 
         Only the head was buffered (the limit protects memory), so this cannot be
-        reprocessed as is; it tells the analyst which message (its MSH) was refused
-        and how large it was, so the sender can be asked to split or resend it.
+        reprocessed: it is stored marked truncated, which the store never lets become
+        accepted (not even by a replay that names it). It tells the analyst which
+        message (its MSH) was refused and how large it was, so the sender can be asked
+        to split or resend it.
         """
         reason = f"message of {size} bytes over the {limit}-byte limit; first {len(head)} kept"
         key = _hash_key("hl7-oversize", head + str(size).encode())
-        await self._dead(head, "hl7", "oversize", key, "", reason)
+        await self._dead(head, "hl7", "oversize", key, "", reason, truncated=True)
 
     async def receive_fhir(self, raw: bytes, origin: str = "http") -> FhirResult:
         """Read and keep a FHIR payload (resource, Bundle or NDJSON) as one stored message.
@@ -229,9 +231,17 @@ class Ingestor:
         )
 
     async def _dead(
-        self, raw: bytes, fmt: str, kind: str, key: str, control_id: str, error: str
+        self,
+        raw: bytes,
+        fmt: str,
+        kind: str,
+        key: str,
+        control_id: str,
+        error: str,
+        *,
+        truncated: bool = False,
     ) -> None:
-        new = NewMessage(key, fmt, kind, raw, self.clock(), "", control_id)
+        new = NewMessage(key, fmt, kind, raw, self.clock(), "", control_id, truncated)
         result = await self.store.add_dead_letter(new, error)
         log.warning(
             "message.dead_letter",

@@ -176,6 +176,8 @@ class GroupCommit:
         self._committer: asyncio.Task[None] | None = None
 
     async def add(self, message: NewMessage, links: Sequence[Link]) -> AddResult:
+        if message.truncated:  # the head of a message is never readable data to accept
+            raise ValueError("a truncated raw can only be kept as a dead letter")
         future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
         self._queue.append((message, tuple(links), future))
         if self._committer is None or self._committer.done():
@@ -222,6 +224,32 @@ def take_group(queue: list[Queued]) -> tuple[list[Queued], list[Queued]]:
         else:
             rest.append(item)
     return group, rest
+
+
+# --- replay -----------------------------------------------------------------------------
+
+# What a FHIR message's control id starts with: the first resource's type (see ingest).
+FHIR_INBOUND_TYPES = (
+    "MedicationAdministration",
+    "Encounter",
+    "Condition",
+    "Patient",
+    "Coverage",
+)
+
+
+def control_id_candidates(wanted: Sequence[str]) -> list[str]:
+    """The stored control ids that the ids a feed sends may be kept under.
+
+    HL7 v2 messages are kept under MSH-10 as sent; a FHIR payload under `Type/id` of
+    its first resource, so a bare resource id is looked up under each inbound type.
+    """
+    found: dict[str, None] = {}
+    for text in wanted:
+        found[text] = None
+        if text and "/" not in text:
+            found.update((f"{t}/{text}", None) for t in FHIR_INBOUND_TYPES)
+    return list(found)
 
 
 # --- coding -----------------------------------------------------------------------------
@@ -489,6 +517,7 @@ def message_from_row(row: RowLike, decode: TimeDecoder) -> StoredMessage:
         control_id=str(row["control_id"]),
         status=MessageStatus(row["status"]),
         error=str(row["error"]),
+        truncated=bool(row["truncated"]),
     )
 
 

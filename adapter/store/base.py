@@ -49,6 +49,7 @@ class NewMessage:
     received_at: datetime
     patient_key: str = ""  # patient id from the message, "" when unknown
     control_id: str = ""  # MSH-10 or FHIR id, for logs (never PHI)
+    truncated: bool = False  # only the head was kept (oversize frame): a dead letter forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,31 @@ class StoredMessage:
     control_id: str
     status: MessageStatus
     error: str
+    truncated: bool = False  # raw is the head of an oversize frame: can never be accepted
+
+
+class TruncatedMessageError(ValueError):
+    """A truncated raw (the head of an oversize frame) was to be accepted: refused.
+
+    The sender was answered AR and the rest of the message was never read, so
+    nothing read from the head may be billed, not even when an analyst names it.
+    """
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(
+            f"message {message_id} is the truncated head of an oversize frame: it cannot be "
+            "accepted; ask the sender to resend it (split, or after raising the frame limit)"
+        )
+        self.message_id = message_id
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What reading one stored message again gave: its new links, or why it is dead."""
+
+    message_id: int
+    links: tuple[Link, ...] = ()
+    error: str | None = None  # None: readable (ACCEPTED with `links`); else DEAD with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +236,8 @@ class Store(Protocol):
         """
 
     async def add_dead_letter(self, message: NewMessage, error: str) -> AddResult:
-        """Keep an unreadable/unsupported message with its error (dedup as add_message)."""
+        """Keep an unreadable/unsupported message with its error (dedup as add_message).
+        `message.truncated` marks a raw that is only the head of what was sent."""
 
     async def get_message(self, message_id: int) -> StoredMessage | None: ...
 
@@ -233,10 +260,31 @@ class Store(Protocol):
         """For replay: all messages (ACCEPTED and DEAD) received at or after `since`, or the
         one message; ordered by id."""
 
+    async def replay_page(
+        self, after_id: int, limit: int, since: datetime | None = None
+    ) -> list[StoredMessage]:
+        """For replay, streamed: up to `limit` ACCEPTED messages with id > `after_id`
+        (received at or after `since`), ordered by id. Dead letters are never in it."""
+
+    async def count_replayable(self, since: datetime | None = None) -> int:
+        """How many messages `replay_page` would walk through (for progress)."""
+
+    async def find_messages(self, control_ids: Sequence[str]) -> list[StoredMessage]:
+        """Messages (any status) stored under one of these control ids, ordered by id."""
+
+    async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The encounter keys each message is linked to now (every id given is a key)."""
+
+    async def apply_replay(self, outcomes: Sequence[ReplayOutcome], now: datetime) -> None:
+        """`relink_message` or `mark_dead` of each outcome, all in one transaction.
+        Raises TruncatedMessageError (and writes nothing) when one would accept a
+        truncated raw; LookupError for an unknown id."""
+
     async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
         """Replay: a (dead or accepted) message read again through the current mappings.
         Mark it ACCEPTED with no error, replace its links, and set every linked encounter
-        DIRTY (or OPEN if never coded) with a bumped revision."""
+        DIRTY (or OPEN if never coded) with a bumped revision. A truncated raw is refused
+        (TruncatedMessageError)."""
 
     async def mark_dead(self, message_id: int, error: str) -> None:
         """Replay found the message unreadable under the current mappings."""

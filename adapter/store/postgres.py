@@ -35,6 +35,7 @@ from adapter.store._common import (
     StoreClosedError,
     audit_from_row,
     aware,
+    control_id_candidates,
     current_from_row,
     delivery_from_row,
     encounter_from_row,
@@ -65,18 +66,21 @@ from adapter.store.base import (
     MessageStatus,
     NewMessage,
     NewResource,
+    ReplayOutcome,
     ResourceRow,
     SaveResult,
     SearchQuery,
     StoreCounts,
     StoredMessage,
+    TruncatedMessageError,
 )
 
 PING_TIMEOUT_SECONDS = 5.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 MESSAGE_COLUMNS = (
-    "id, dedup_key, format, kind, raw, received_at, patient_key, control_id, status, error"
+    "id, dedup_key, format, kind, raw, received_at, patient_key, control_id, status, error,"
+    " truncated"
 )
 ENCOUNTER_COLUMNS = (
     "key, patient_key, state, last_activity, close_requested, cutoff_at, revision,"
@@ -305,23 +309,59 @@ class PostgresStore:
             rows = await conn.fetch(sql, since_utc, message_id)
         return [message_from_row(row, aware) for row in rows]
 
+    async def replay_page(
+        self, after_id: int, limit: int, since: datetime | None = None
+    ) -> list[StoredMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' AND id > $1"
+            " AND ($2::timestamptz IS NULL OR received_at >= $2) ORDER BY id LIMIT $3"
+        )
+        pool = await self._get_pool()  # one statement: one snapshot
+        rows = await pool.fetch(sql, after_id, None if since is None else utc(since), limit)
+        return [message_from_row(row, aware) for row in rows]
+
+    async def count_replayable(self, since: datetime | None = None) -> int:
+        sql = (
+            "SELECT count(*) FROM messages WHERE status = 'accepted'"
+            " AND ($1::timestamptz IS NULL OR received_at >= $1)"
+        )
+        pool = await self._get_pool()
+        return int(await pool.fetchval(sql, None if since is None else utc(since)))
+
+    async def find_messages(self, control_ids: Sequence[str]) -> list[StoredMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE control_id = ANY($1::text[]) ORDER BY id"
+        )
+        pool = await self._get_pool()
+        rows = await pool.fetch(sql, control_id_candidates(control_ids))
+        return [message_from_row(row, aware) for row in rows]
+
+    async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
+        sql = (
+            "SELECT message_id, encounter_key FROM message_links"
+            " WHERE message_id = ANY($1::bigint[]) ORDER BY message_id, encounter_key"
+        )
+        pool = await self._get_pool()
+        found: dict[int, list[str]] = {int(i): [] for i in message_ids}
+        for row in await pool.fetch(sql, list(found)):
+            found[int(row["message_id"])].append(str(row["encounter_key"]))
+        return found
+
+    async def apply_replay(self, outcomes: Sequence[ReplayOutcome], now: datetime) -> None:
+        async with self._tx() as conn:
+            for outcome in outcomes:
+                if outcome.error is None:
+                    await _relink(conn, outcome.message_id, outcome.links, now)
+                else:
+                    await _mark_dead(conn, outcome.message_id, outcome.error)
+
     async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
         async with self._tx() as conn:
-            await _set_message_status(conn, message_id, MessageStatus.ACCEPTED, "")
-            old_keys = await _linked_keys(conn, message_id)
-            new_keys = {link.encounter_key for link in links}
-            await conn.execute(_LOCK_ENCOUNTERS, sorted(new_keys | set(old_keys)))
-            left = [key for key in old_keys if key not in new_keys]
-            await conn.executemany(_BUMP_ENCOUNTER, [(utc(now), key) for key in left])
-            await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
-            await _link(conn, message_id, links, now)
+            await _relink(conn, message_id, links, now)
 
     async def mark_dead(self, message_id: int, error: str) -> None:
         async with self._tx() as conn:
-            await _set_message_status(conn, message_id, MessageStatus.DEAD, error)
-            keys = await _linked_keys(conn, message_id)
-            await conn.executemany(_BUMP_ENCOUNTER, [(None, key) for key in keys])
-            await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
+            await _mark_dead(conn, message_id, error)
 
     async def dead_letters(self, limit: int = 100) -> list[StoredMessage]:
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'dead' ORDER BY id LIMIT $1"
@@ -536,8 +576,8 @@ _APPLIED = "SELECT version FROM schema_migrations"
 
 _INSERT_MESSAGE = """
 INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
-                      status, error)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                      status, error, truncated)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
@@ -774,6 +814,7 @@ async def _insert_message(conn: _Conn, message: NewMessage, error: str | None) -
         message.control_id,
         status.value,
         error or "",
+        message.truncated,
     )
     if message_id is not None:
         return AddResult(int(message_id), duplicate=False)
@@ -812,9 +853,32 @@ async def _linked_keys(conn: _Conn, message_id: int) -> list[str]:
 async def _set_message_status(
     conn: _Conn, message_id: int, status: MessageStatus, error: str
 ) -> None:
-    sql = "UPDATE messages SET status = $1, error = $2 WHERE id = $3"
-    if await conn.execute(sql, status.value, error, message_id) == "UPDATE 0":
+    sql = "SELECT truncated FROM messages WHERE id = $1 FOR UPDATE"
+    truncated = await conn.fetchval(sql, message_id)
+    if truncated is None:
         raise LookupError(f"no stored message with id {message_id}")
+    if truncated and status is MessageStatus.ACCEPTED:
+        raise TruncatedMessageError(message_id)
+    sql = "UPDATE messages SET status = $1, error = $2 WHERE id = $3"
+    await conn.execute(sql, status.value, error, message_id)
+
+
+async def _relink(conn: _Conn, message_id: int, links: Sequence[Link], now: datetime) -> None:
+    await _set_message_status(conn, message_id, MessageStatus.ACCEPTED, "")
+    old_keys = await _linked_keys(conn, message_id)
+    new_keys = {link.encounter_key for link in links}
+    await conn.execute(_LOCK_ENCOUNTERS, sorted(new_keys | set(old_keys)))
+    left = [key for key in old_keys if key not in new_keys]
+    await conn.executemany(_BUMP_ENCOUNTER, [(utc(now), key) for key in left])
+    await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
+    await _link(conn, message_id, links, now)
+
+
+async def _mark_dead(conn: _Conn, message_id: int, error: str) -> None:
+    await _set_message_status(conn, message_id, MessageStatus.DEAD, error)
+    keys = await _linked_keys(conn, message_id)
+    await conn.executemany(_BUMP_ENCOUNTER, [(None, key) for key in keys])
+    await conn.execute("DELETE FROM message_links WHERE message_id = $1", message_id)
 
 
 async def _release(conn: _Conn, key: str, owner: str) -> None:

@@ -41,6 +41,7 @@ from adapter.store._common import (
     Queued,
     StoreClosedError,
     audit_from_row,
+    control_id_candidates,
     current_from_row,
     delivery_from_row,
     encounter_from_row,
@@ -72,11 +73,13 @@ from adapter.store.base import (
     MessageStatus,
     NewMessage,
     NewResource,
+    ReplayOutcome,
     ResourceRow,
     SaveResult,
     SearchQuery,
     StoreCounts,
     StoredMessage,
+    TruncatedMessageError,
 )
 
 T = TypeVar("T")
@@ -211,6 +214,40 @@ class SqliteStore:
         self, since: datetime | None = None, message_id: int | None = None
     ) -> list[StoredMessage]:
         return await self._read(lambda conn: _list_messages(conn, since, message_id))
+
+    async def replay_page(
+        self, after_id: int, limit: int, since: datetime | None = None
+    ) -> list[StoredMessage]:
+        sql = (
+            "SELECT * FROM messages WHERE status = 'accepted' AND id > ?"
+            " AND (? IS NULL OR received_at >= ?) ORDER BY id LIMIT ?"
+        )
+        stamp = None if since is None else iso_utc(since)
+        return await self._read(lambda conn: _messages(conn, sql, (after_id, stamp, stamp, limit)))
+
+    async def count_replayable(self, since: datetime | None = None) -> int:
+        sql = (
+            "SELECT count(*) FROM messages WHERE status = 'accepted'"
+            " AND (? IS NULL OR received_at >= ?)"
+        )
+        stamp = None if since is None else iso_utc(since)
+        return await self._read(lambda conn: _scalar(conn, sql, (stamp, stamp)))
+
+    async def find_messages(self, control_ids: Sequence[str]) -> list[StoredMessage]:
+        wanted = json.dumps(control_id_candidates(control_ids))
+        sql = (
+            "SELECT * FROM messages"
+            " WHERE control_id IN (SELECT value FROM json_each(?)) ORDER BY id"
+        )
+        return await self._read(lambda conn: _messages(conn, sql, (wanted,)))
+
+    async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
+        ids = list(message_ids)
+        return await self._read(lambda conn: {i: _linked_keys(conn, i) for i in ids})
+
+    async def apply_replay(self, outcomes: Sequence[ReplayOutcome], now: datetime) -> None:
+        items = list(outcomes)
+        await self._write(lambda conn: _apply_replay(conn, items, now))
 
     async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
         await self._write(lambda conn: _relink(conn, message_id, links, now))
@@ -424,6 +461,15 @@ ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
 
+# A dead letter says whether its raw is only the head of what was sent.
+_INSERT_DEAD_LETTER = """
+INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
+                      status, error, truncated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+"""
+
 # Create OPEN, or: bump revision and activity, OR in close_requested, keep the earliest
 # cutoff, and send a finished encounter back to be coded again (DIRTY).
 _TOUCH_ENCOUNTER = """
@@ -467,7 +513,10 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
         status.value,
         error or "",
     )
-    inserted = conn.execute(_INSERT_MESSAGE, params).fetchall()
+    if error is None:
+        inserted = conn.execute(_INSERT_MESSAGE, params).fetchall()
+    else:
+        inserted = conn.execute(_INSERT_DEAD_LETTER, (*params, message.truncated)).fetchall()
     if inserted:
         return AddResult(int(inserted[0][0]), duplicate=False)
     existing = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (message.dedup_key,))
@@ -550,9 +599,21 @@ def _linked_keys(conn: Conn, message_id: int) -> list[str]:
 
 
 def _set_message_status(conn: Conn, message_id: int, status: MessageStatus, error: str) -> None:
-    sql = "UPDATE messages SET status = ?, error = ? WHERE id = ?"
-    if conn.execute(sql, (status.value, error, message_id)).rowcount == 0:
+    row = conn.execute("SELECT truncated FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
         raise LookupError(f"no stored message with id {message_id}")
+    if row[0] and status is MessageStatus.ACCEPTED:
+        raise TruncatedMessageError(message_id)
+    sql = "UPDATE messages SET status = ?, error = ? WHERE id = ?"
+    conn.execute(sql, (status.value, error, message_id))
+
+
+def _apply_replay(conn: Conn, outcomes: Sequence[ReplayOutcome], now: datetime) -> None:
+    for outcome in outcomes:
+        if outcome.error is None:
+            _relink(conn, outcome.message_id, outcome.links, now)
+        else:
+            _mark_dead(conn, outcome.message_id, outcome.error)
 
 
 def _relink(conn: Conn, message_id: int, links: Sequence[Link], now: datetime) -> None:
