@@ -279,7 +279,9 @@ async def test_migration_puts_an_oversize_head_an_old_replay_accepted_back_among
                                " applied_at TIMESTAMPTZ NOT NULL)")  # fmt: skip
             for migration in old:
                 await conn.execute(migration.sql)
-                await conn.execute(f"INSERT INTO schema_migrations VALUES ({migration.version}, now())")
+                await conn.execute(
+                    f"INSERT INTO schema_migrations VALUES ({migration.version}, now())"
+                )
             for sql in setup:
                 await conn.execute(sql.replace("RAW", "'\\x4d5348'::bytea"))
         finally:
