@@ -27,7 +27,14 @@ from typing import TypeVar
 
 from adapter.core.catalog import Catalog, Container, Drug, DrugClass, Product
 from adapter.core.holds import HoldReason
-from adapter.core.mappings import HoldReasonText, LocationRule, Mappings, Setting, TableVersion
+from adapter.core.mappings import (
+    HoldReasonText,
+    LocationRule,
+    Mappings,
+    Setting,
+    TableVersion,
+    table_key,
+)
 from adapter.core.model import Method, Route
 
 __all__ = ["MappingError", "default_mappings_dir", "load_mappings"]
@@ -230,6 +237,12 @@ def _upper_code(row: _Row) -> str:
     return _text(row, "code").upper()
 
 
+def _vocabulary_code(row: _Row) -> str:
+    """Route and method rows are matched as `Mappings.route` looks them up (`table_key`):
+    two rows that differ only in case or spacing are the same row, and refused as such."""
+    return table_key(_text(row, "code"))
+
+
 def _frozen(items: Mapping[str, T]) -> Mapping[str, T]:
     return MappingProxyType(dict(items))
 
@@ -356,14 +369,14 @@ def _version(row: _Row) -> TableVersion:
 
 
 def _routes(rows: Iterable[_Row]) -> Mapping[str, Route]:
-    keyed = _keyed(rows, _upper_code, "route code")
+    keyed = _keyed(rows, _vocabulary_code, "route code")
     return _frozen(
         {code: _enum(row, "route", Route, "route", _TABLE_ROUTES) for code, row in keyed.items()}
     )
 
 
 def _methods(rows: Iterable[_Row]) -> Mapping[str, Method]:
-    keyed = _keyed(rows, _upper_code, "method code")
+    keyed = _keyed(rows, _vocabulary_code, "method code")
     return _frozen({code: _enum(row, "method", Method, "method") for code, row in keyed.items()})
 
 

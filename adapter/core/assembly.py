@@ -42,11 +42,17 @@ class Encounter:
 
 
 def encounter_key(admin: Administration, site_tz: tzinfo) -> str:
-    """Visit number when known; else patient + local service date + location."""
+    """Visit number when known; else patient + local service date + location.
+
+    An inpatient administration without a visit number (PV1-2 `I`, no PV1-19) gets a
+    day key of its own (`...|inpatient`): it must never join that day's outpatient
+    encounter, which would then bill it (D2).
+    """
     if admin.visit_id:
         return f"visit:{admin.visit_id}"
     day = local_date(admin.start, site_tz).isoformat()
-    return f"day:{admin.patient_id}|{day}|{admin.location or ''}"
+    key = f"day:{admin.patient_id}|{day}|{admin.location or ''}"
+    return f"{key}|inpatient" if admin.patient_class is PatientClass.INPATIENT else key
 
 
 def assemble(events: Iterable[Event], site_tz: tzinfo) -> tuple[Encounter, ...]:

@@ -159,7 +159,9 @@ def _fluid(c: Classified, holds: list[Hold], options: CodingOptions) -> Classifi
     """A bag of fluid is hydration only with an indication (D12); otherwise a carrier."""
     if not c.admin.indications:
         return _with(c, kind=Kind.CARRIER, holds=holds, rules=("R7", "D12"))
-    if c.admin.route not in (Route.IV, Route.UNKNOWN):
+    if (unmapped := _unmapped_route(c.admin)) is not None:
+        return _with(c, kind=Kind.UNCODED, holds=[*holds, unmapped], rules=())
+    if c.admin.route not in (Route.IV, Route.UNKNOWN):  # no route at all: a bag runs IV
         return _with(c, kind=Kind.UNCODED, holds=holds, rules=("R7",))
     interval, time_holds, time_rules = _running_interval(c.admin, options)
     return _with(
@@ -177,9 +179,10 @@ def _drug(c: Classified, holds: list[Hold], options: CodingOptions) -> Classifie
         return _with(c, kind=Kind.INJECTION, holds=holds, rules=("R28",))
     if admin.route is Route.ORAL:
         return _with(c, kind=Kind.UNCODED, holds=holds, rules=())
+    if (unmapped := _unmapped_route(admin)) is not None:
+        return _with(c, kind=Kind.UNCODED, holds=[*holds, unmapped], rules=())
     if admin.route is not Route.IV and admin.method is Method.UNSPECIFIED:
-        detail = f"route '{admin.route.value}' has no administration code; check the route mapping"
-        hold = Hold(HoldReason.UNKNOWN_ROUTE, detail, admin.source_id)
+        hold = Hold(HoldReason.UNKNOWN_ROUTE, _route_detail(admin), admin.source_id)
         return _with(c, kind=Kind.UNCODED, holds=[*holds, hold], rules=())
     if _is_pump(c, admin):
         return _with(c, kind=Kind.PUMP, holds=holds, rules=("R26", "D13"))
@@ -199,6 +202,26 @@ def _drug(c: Classified, holds: list[Hold], options: CodingOptions) -> Classifie
             c, kind=Kind.PUSH, interval=interval, holds=holds, rules=("R9", "D4", *time_rules)
         )
     return _with(c, kind=Kind.INFUSION, interval=interval, holds=holds, rules=time_rules)
+
+
+def _unmapped_route(admin: Administration) -> Hold | None:
+    """A route the feed sent that the route table does not know: held naming it, whatever
+    the method says (a method does not tell what the unknown route meant)."""
+    if admin.route is not Route.UNKNOWN or not admin.route_text:
+        return None
+    detail = f"route '{admin.route_text}' not in mappings/routes.csv"
+    return Hold(HoldReason.UNKNOWN_ROUTE, detail, admin.source_id)
+
+
+def _route_detail(admin: Administration) -> str:
+    """Why a drug without an IV route and without a method cannot be coded."""
+    if admin.route is Route.UNKNOWN:
+        return "no route documented and no method (push or infusion)"
+    sent = f"'{admin.route_text}' " if admin.route_text else ""
+    return (
+        f"route {sent}reads as '{admin.route.value}' in mappings/routes.csv, which has no "
+        "administration code"
+    )
 
 
 def _is_pump(c: Classified, admin: Administration) -> bool:

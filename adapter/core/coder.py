@@ -38,8 +38,7 @@ class CodingContext:
 def code_encounter(encounter: Encounter, ctx: CodingContext) -> CodedEncounter:
     setting, pos = _setting(encounter, ctx)
     base = _skeleton(encounter, setting, pos)
-    visit = encounter.visit
-    if visit is not None and visit.patient_class is PatientClass.INPATIENT:
+    if is_inpatient(encounter):
         return replace(base, skip_reason="inpatient")  # D2
     given = sorted(
         (a for a in encounter.administrations if a.status is not AdminStatus.NOT_DONE),
@@ -69,6 +68,15 @@ def code_encounter(encounter: Encounter, ctx: CodingContext) -> CodedEncounter:
         holds=_unique(holds + dx.holds),
         warnings=_table_warnings(lines, ctx),
     )
+
+
+def is_inpatient(encounter: Encounter) -> bool:
+    """D2: the visit's class when known (a later A08 may change it), else what the
+    administrations' own messages said (PV1-2 `I` without a PV1-19)."""
+    visit = encounter.visit
+    if visit is not None and visit.patient_class is not PatientClass.UNKNOWN:
+        return visit.patient_class is PatientClass.INPATIENT
+    return any(a.patient_class is PatientClass.INPATIENT for a in encounter.administrations)
 
 
 def _setting(encounter: Encounter, ctx: CodingContext) -> tuple[str, str]:

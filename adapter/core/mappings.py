@@ -23,6 +23,12 @@ class Setting:
     ALL = (OFFICE, HOSPITAL_OUTPATIENT)
 
 
+def table_key(code: str) -> str:
+    """How a code or text is looked up in a vocabulary table: upper-case, runs of
+    white space as one space, so `IV  push` and `iv push` find the row `IV PUSH`."""
+    return " ".join(code.split()).upper()
+
+
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
 
@@ -70,11 +76,11 @@ class Mappings:
 
     def route(self, code: str) -> Route:
         """Map a route code from any table (HL7 0162, SNOMED, free abbreviations)."""
-        return self.routes.get(code.strip().upper(), Route.UNKNOWN)
+        return self.routes.get(table_key(code), Route.UNKNOWN)
 
     def method(self, code: str) -> Method:
         """Map an administration method code (HL7 0165, SNOMED) to push/infusion/pump."""
-        return self.methods.get(code.strip().upper(), Method.UNSPECIFIED)
+        return self.methods.get(table_key(code), Method.UNSPECIFIED)
 
     def location(self, *codes: str | None) -> LocationRule | None:
         """The first location rule matching any of the given codes, most specific first."""

@@ -24,6 +24,7 @@ class CodeSystem(StrEnum):
     ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
     SNOMED = "http://snomed.info/sct"
     LOCAL = "urn:charge-adapter:local"
+    TEXT = "text"  # a value given as text only (CWE.1 empty, CodeableConcept.text): no code
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,13 @@ class Ingredient:
     text: str = ""
 
 
+class PatientClass(StrEnum):
+    OUTPATIENT = "outpatient"
+    INPATIENT = "inpatient"
+    EMERGENCY = "emergency"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class Administration:
     """One documented administration (an RXA, or a FHIR MedicationAdministration).
@@ -113,6 +121,9 @@ class Administration:
     end: datetime | None = None
     visit_id: str | None = None
     route: Route = Route.UNKNOWN
+    # the route as the feed wrote it (code, else text): names the route in a hold when
+    # the route table does not know it, so "unknown" is never said without what was sent
+    route_text: str = ""
     method: Method = Method.UNSPECIFIED
     access_site: str | None = None
     rate: Quantity | None = None  # e.g. mL/h, for D5's computed stop time
@@ -123,13 +134,9 @@ class Administration:
     wasted: Quantity | None = None  # documented discard (D17: wins over computed)
     location: str | None = None
     expected_minutes: int | None = None  # ordered duration: only ever used for the pump test (D13)
-
-
-class PatientClass(StrEnum):
-    OUTPATIENT = "outpatient"
-    INPATIENT = "inpatient"
-    EMERGENCY = "emergency"
-    UNKNOWN = "unknown"
+    # the class the message itself states (PV1-2 of the RAS): decides D2 when no visit
+    # number ties the administration to a visit whose class is known
+    patient_class: PatientClass = PatientClass.UNKNOWN
 
 
 class VisitStatus(StrEnum):

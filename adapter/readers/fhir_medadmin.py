@@ -99,6 +99,7 @@ def read_administration(r: Reading) -> Administration:
     dosage = get_object(res, "dosage", path) or {}
     dpath = f"{path}.dosage"
     extensions = _extensions(res, path)
+    route, route_text = _route(r, dosage, dpath)
     return Administration(
         source_id=r.source_id,
         patient_id=patient_id,
@@ -106,7 +107,8 @@ def read_administration(r: Reading) -> Administration:
         end=end,
         ingredients=_ingredients(product, dosage, dpath),
         visit_id=r.encounter_id("context", "encounter"),
-        route=_route(r, dosage, dpath),
+        route=route,
+        route_text=route_text,
         method=_method(r, dosage, dpath),
         access_site=_site(dosage, dpath),
         rate=_rate(dosage, dpath),
@@ -276,12 +278,20 @@ def _candidates(dosage: JsonObject, key: str, path: str) -> list[str]:
     return found
 
 
-def _route(r: Reading, dosage: JsonObject, dpath: str) -> Route:
-    for candidate in _candidates(dosage, "route", dpath):
+def _route(r: Reading, dosage: JsonObject, dpath: str) -> tuple[Route, str]:
+    """The route table's reading of `dosage.route` (codings, then text), and what was sent:
+    an unknown route's hold names it."""
+    sent = _candidates(dosage, "route", dpath)
+    for candidate in sent:
         route = r.scope.mappings.route(candidate)
         if route is not Route.UNKNOWN:
-            return route
-    return Route.UNKNOWN
+            return route, _printable(candidate)
+    return Route.UNKNOWN, _printable(sent[0]) if sent else ""
+
+
+def _printable(text: str, limit: int = 40) -> str:
+    """Wire text echoed into a hold: printable and short."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text.strip()[:limit])
 
 
 def _method(r: Reading, dosage: JsonObject, dpath: str) -> Method:
@@ -398,7 +408,7 @@ def _reason_concept(concept: JsonObject, path: str) -> tuple[Code, ...]:
     if codes:
         return tuple(_dotted(code) for code in codes if code.system != _GIVEN_REASONS)
     text = get_str(concept, "text", path)
-    return (Code("text", "", text),) if text else ()
+    return (Code(CodeSystem.TEXT.value, "", text),) if text else ()
 
 
 def _dotted(code: Code) -> Code:

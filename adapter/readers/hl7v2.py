@@ -94,10 +94,15 @@ class _Header:
 
 @dataclass(frozen=True, slots=True)
 class _AdminBlock:
-    """An RXA and the segments after it up to the next RXA or ORC (its RXR, RXC, OBX)."""
+    """An RXA and the segments after it up to the next RXA or ORC (its RXR, RXC, OBX).
+
+    `group_rxr` is the RXR of its ADMINISTRATION group: RAS_O17 sends `{RXA+} RXR`, so
+    RXAs that follow each other directly share the RXR after the last of them.
+    """
 
     rxa: Segment
     tail: tuple[Segment, ...]
+    group_rxr: Segment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,7 @@ class _Scope:
     patient_id: str
     visit_id: str | None
     location: str | None  # PV1-3 point of care
+    patient_class: PatientClass  # PV1-2, read with or without PV1-19
     order_id: str
     expected_minutes: int | None
     rxr: Segment | None
@@ -317,6 +323,7 @@ def _scope(group: _OrderGroup, header: _Header, patient: str, pv1: Segment | Non
         patient_id=patient,
         visit_id=(pv1.get(19).strip() or None) if pv1 else None,
         location=(pv1.get(3).strip() or None) if pv1 else None,
+        patient_class=_patient_class(pv1.get(2).strip().upper()) if pv1 else PatientClass.UNKNOWN,
         order_id=_order_id(group, header),
         expected_minutes=_expected_minutes(group),
         rxr=_last(group.head, "RXR"),
@@ -403,9 +410,28 @@ def _order_groups(segments: Iterable[Segment]) -> tuple[_OrderGroup, ...]:
         else:
             head.append(segment)
     return tuple(
-        _OrderGroup(i, orc, tuple(head), tuple(_AdminBlock(r, tuple(t)) for r, t in blocks))
-        for i, (orc, head, blocks) in enumerate(groups)
+        _OrderGroup(i, orc, tuple(head), _with_group_rxr([_AdminBlock(r, tuple(t)) for r, t in b]))
+        for i, (orc, head, b) in enumerate(groups)
     )
+
+
+def _with_group_rxr(blocks: list[_AdminBlock]) -> tuple[_AdminBlock, ...]:
+    """Give each RXA its ADMINISTRATION group's RXR (ORDER{... ADMINISTRATION{RXA+ RXR}}).
+
+    Walking back from the end: an RXA with its own RXR starts a group; an RXA followed
+    directly by the next RXA (empty tail) belongs to that next RXA's group. An RXA whose
+    tail has other segments but no RXR is a group of its own without a route there.
+    """
+    found: list[_AdminBlock] = []
+    following: Segment | None = None
+    for block in reversed(blocks):
+        own = _first(block.tail, "RXR")
+        if own is not None:
+            following = own
+        elif block.tail:
+            following = None
+        found.append(replace(block, group_rxr=following))
+    return tuple(reversed(found))
 
 
 def _first(segments: Iterable[Segment], name: str) -> Segment | None:
@@ -533,8 +559,9 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
     rxa = block.rxa
     start = _required_ts(rxa, 3, context)
     end = _optional_ts(rxa, 4, context)
-    rxr = _first(block.tail, "RXR") or scope.rxr
-    rxcs = tuple(s for s in block.tail if s.name == "RXC") or scope.rxcs
+    rxr = block.group_rxr or scope.rxr
+    rxcs = tuple(s for s in block.tail if s.name == "RXC") or _order_rxcs(rxa, scope, context)
+    route, route_text = _route(rxr, context.mappings)
     return Administration(
         source_id=f"hl7:{scope.order_id}:{rxa.get(1).strip()}:{rxa.get(2).strip()}",
         patient_id=scope.patient_id,
@@ -542,7 +569,8 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
         end=None if end == start else end,
         ingredients=tuple(_rxc_ingredient(s) for s in rxcs) if rxcs else (_rxa_ingredient(rxa),),
         visit_id=scope.visit_id,
-        route=_route(rxr, context.mappings),
+        route=route,
+        route_text=route_text,
         method=_method(rxr, context.mappings),
         access_site=_access_site(rxr),
         rate=_rate(rxa),
@@ -553,7 +581,26 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
         wasted=_waste(block.tail, context.mappings),
         location=scope.location or rxa.get(11).strip() or rxa.get(11, 4).strip() or None,
         expected_minutes=scope.expected_minutes,
+        patient_class=scope.patient_class,
     )
+
+
+def _order_rxcs(rxa: Segment, scope: _Scope, context: _Context) -> tuple[Segment, ...]:
+    """The order's RXC components, unless RXA-5 itself names a drug.
+
+    RXA-5 is what was given: a bag and its additive documented as two RXA under an
+    order whose RXE lists both as RXC must stay two administrations, each its own
+    drug, not twice the whole mix. The order's components describe an RXA only
+    when its RXA-5 is a local name for the mix: no standard code (NDC, RxNorm,
+    HCPCS) and nothing the catalog knows.
+    """
+    if not scope.rxcs:
+        return ()
+    codes = _drug_codes(rxa, 5)
+    standard = any(c.system != CodeSystem.LOCAL.value for c in codes)
+    if standard or context.mappings.catalog.match(codes) is not None:
+        return ()
+    return scope.rxcs
 
 
 def _access_site(rxr: Segment | None) -> str | None:
@@ -608,15 +655,21 @@ _DRUG_SYSTEMS: Mapping[str, CodeSystem] = MappingProxyType(
 )
 
 
-def _route(rxr: Segment | None, mappings: Mappings) -> Route:
-    """RXR-1 identifier, else its alternate, through the site's route table."""
+def _route(rxr: Segment | None, mappings: Mappings) -> tuple[Route, str]:
+    """RXR-1 through the site's route table, and what the feed wrote.
+
+    Identifier, alternate identifier, then the texts (`^Intravenous`, `^IV push`: many
+    feeds send no code), each looked up in `mappings/routes.csv`, whose rows hold codes
+    and text synonyms alike. When none matches, the first value sent is kept so the
+    unknown-route hold can name it.
+    """
     if rxr is None:
-        return Route.UNKNOWN
-    for component in (1, 4):
-        code = rxr.get(1, component).strip()
-        if code and (route := mappings.route(code)) is not Route.UNKNOWN:
-            return route
-    return Route.UNKNOWN
+        return Route.UNKNOWN, ""
+    sent = [v for c in (1, 4, 2, 5) if (v := rxr.get(1, c).strip())]
+    for value in sent:
+        if (route := mappings.route(value)) is not Route.UNKNOWN:
+            return route, _safe(value)
+    return Route.UNKNOWN, _safe(sent[0]) if sent else ""
 
 
 def _method(rxr: Segment | None, mappings: Mappings) -> Method:
@@ -628,11 +681,11 @@ def _method(rxr: Segment | None, mappings: Mappings) -> Method:
     """
     if rxr is None:
         return Method.UNSPECIFIED
-    for component in (1, 4):
+    for component in (1, 4, 2, 5):  # codes, then texts (`^IV push`)
         code = rxr.get(4, component).strip()
         if code and (method := mappings.method(code)) is not Method.UNSPECIFIED:
             return method
-    for component in (1, 4):
+    for component in (1, 4, 2, 5):
         code = rxr.get(1, component).strip()
         if code and (method := mappings.method(code)) in (Method.PUSH, Method.PUMP):
             return method
@@ -640,7 +693,11 @@ def _method(rxr: Segment | None, mappings: Mappings) -> Method:
 
 
 def _indications(segment: Segment, field: int) -> tuple[Code, ...]:
-    """Repeating CWE of reasons; ICD-10-CM codes get the FHIR system and the dotted form."""
+    """Repeating CWE of reasons; ICD-10-CM codes get the FHIR system and the dotted form.
+
+    A repetition with text but no code (`^Hydration post chemotherapy`) is still a
+    documented indication (D12), as a FHIR `reasonCode.text` is: system `text`, no code.
+    """
     enc = segment.encoding
     found: list[Code] = []
     for rep in segment.repetitions(field):
@@ -649,6 +706,10 @@ def _indications(segment: Segment, field: int) -> tuple[Code, ...]:
             if code:
                 found.append(_indication(code, enc.part(rep, text_c), enc.part(rep, system_c)))
                 break
+        else:
+            text = enc.part(rep, 2).strip() or enc.part(rep, 5).strip()
+            if text:
+                found.append(Code(CodeSystem.TEXT.value, "", text))
     return tuple(found)
 
 

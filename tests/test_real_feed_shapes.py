@@ -1,0 +1,366 @@
+"""Messages shaped like other vendors' real RAS^O17 feeds (issue 9): read right, billed right.
+
+Our first fixtures all had unique ids, one RXR per RXA and coded CWEs. Feeds written
+by other hospitals' systems do not: a run of RXA shares one RXR, routes and
+indications come as text only (CWE.1 empty), inpatient messages carry no visit
+number, RXA-1/RXA-2 stay `0|1` for every RXA of an order. Each test here names the
+reading it pins; the fixtures (fixtures/hl7v2/, README there) are our own messages
+in those shapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapter.core.charges import CodedEncounter, Outcome
+from adapter.core.mappings import Mappings
+from adapter.core.model import Administration, Code, CodeSystem, Method, PatientClass, Route
+from adapter.core.options import CodingOptions
+from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
+from adapter.pipeline import Pipeline, PipelineResult
+from adapter.readers.fhir import read_fhir
+from adapter.readers.hl7v2 import read_hl7
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "hl7v2"
+NY = ZoneInfo("America/New_York")
+
+MSH = "MSH|^~\\&|HIS|ONC|CHGCAP|ONC|20260115120000||RAS^O17^RAS_O17|{ctl}|P|2.5.1"
+PID = "PID|1||P100^^^HOSP^MR"
+PV1 = "PV1|1|O|ONCINF^^^HOSP||||||||||||||||V100"
+ORC = "ORC|RE|ORD1|RX1||CM"
+
+
+def seg(name: str, fields: dict[int, str]) -> str:
+    top = max(fields)
+    return "|".join([name, *(fields.get(i, "") for i in range(1, top + 1))])
+
+
+def rxa(**changes: str) -> str:
+    fields = {
+        1: "0",
+        2: "1",
+        3: "20260115090000",
+        4: "20260115100000",
+        5: "00264-5802-00^SODIUM CHLORIDE 0.9% 1000 ML^NDC",
+        6: "1000",
+        7: "mL",
+        20: "CP",
+    }
+    fields.update({int(k[1:]): v for k, v in changes.items()})
+    return seg("RXA", fields)
+
+
+def ras(*body: str, ctl: str = "M1", pv1: str = PV1, pid: str = PID) -> str:
+    return "\r".join([MSH.format(ctl=ctl), pid, pv1, *body])
+
+
+@pytest.fixture(scope="module")
+def mappings() -> Mappings:
+    return load_mappings(default_mappings_dir())
+
+
+def read_admins(text: str, mappings: Mappings) -> list[Administration]:
+    (message,) = read_hl7(text, mappings, NY, "t.hl7")
+    assert message.error is None, message.error
+    return [e for e in message.events if isinstance(e, Administration)]
+
+
+def run(mappings: Mappings, *files: bytes) -> PipelineResult:
+    pipeline = Pipeline(mappings, CodingOptions(), NY)
+    for n, data in enumerate(files):
+        pipeline.feed_file(data, f"f{n}.hl7")
+    return pipeline.close()
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def codes(coded: CodedEncounter) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for line in coded.lines:
+        found[line.code] += line.units if line.code.startswith("9") else 1
+    return found
+
+
+def by_visit(result: PipelineResult) -> dict[str, CodedEncounter]:
+    return {c.encounter_key.rsplit(":", 1)[-1]: c for c in result.coded}
+
+
+def hold_details(coded: CodedEncounter) -> list[str]:
+    return [h.detail for h in coded.holds]
+
+
+# --- class 2: text-only indications (D12) ---------------------------------------------
+
+
+TEXT = "Hydration following chemotherapy"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (ORC, rxa(f19=f"^{TEXT}")),
+        (ORC, seg("RXE", {1: "^^^20260115^^R", 2: "NS^NS^L", 27: f"^{TEXT}"}), rxa()),
+        (ORC, seg("RXO", {1: "NS^NS^L", 20: f"^{TEXT}"}), rxa()),
+        (ORC, rxa(f19=f"^^^^{TEXT}")),  # text of the alternate triplet only
+    ],
+    ids=["RXA-19", "RXE-27", "RXO-20", "RXA-19.5"],
+)
+def test_text_only_indication_counts_as_an_indication_d12(
+    body: tuple[str, ...], mappings: Mappings
+) -> None:
+    (found,) = read_admins(ras(*body), mappings)
+
+    assert found.indications == (Code(CodeSystem.TEXT.value, "", TEXT),)
+
+
+def test_coded_indication_still_wins_over_the_order_text(mappings: Mappings) -> None:
+    rxe = seg("RXE", {1: "^^^20260115^^R", 2: "NS^NS^L", 27: "^Dehydration"})
+
+    (found,) = read_admins(ras(ORC, rxe, rxa(f19="E86.0^Dehydration^I10")), mappings)
+
+    assert [c.code for c in found.indications] == ["E86.0"]
+
+
+def test_hydration_bag_after_chemo_with_text_indication_bills_96361_and_its_fluid(
+    mappings: Mappings,
+) -> None:
+    coded = by_visit(run(mappings, fixture("ras_o17_text_only_indications.hl7")))["VTXT0001"]
+
+    assert coded.outcome is Outcome.CODED
+    assert codes(coded) == Counter({"96413": 1, "J9271": 1, "96361": 1, "J7030": 1})
+
+
+@pytest.mark.parametrize("visit", ["VTXT0002", "VTXT0003"], ids=["RXE-27", "RXO-20"])
+def test_hydration_only_visit_with_text_indication_on_the_order_bills(
+    visit: str, mappings: Mappings
+) -> None:
+    coded = by_visit(run(mappings, fixture("ras_o17_text_only_indications.hl7")))[visit]
+
+    assert (coded.outcome, codes(coded)) == (Outcome.CODED, Counter({"96360": 1, "J7030": 1}))
+
+
+def test_fhir_and_hl7_read_a_text_only_reason_the_same(mappings: Mappings) -> None:
+    resource = {
+        "resourceType": "MedicationAdministration",
+        "id": "ma1",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"text": "NS"},
+        "effectivePeriod": {
+            "start": "2026-01-15T09:00:00-05:00",
+            "end": "2026-01-15T10:00:00-05:00",
+        },
+        "reasonCode": [{"text": TEXT}],
+    }
+    (message,) = read_fhir(json_bytes(resource), mappings, NY, "t.json")
+    (fhir_admin,) = [e for e in message.events if isinstance(e, Administration)]
+    (hl7_admin,) = read_admins(ras(ORC, rxa(f19=f"^{TEXT}")), mappings)
+
+    assert fhir_admin.indications == hl7_admin.indications
+
+
+def json_bytes(resource: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(resource).encode()
+
+
+# --- class 5: inpatient without a visit number (D2) -------------------------------------
+
+
+def test_pv1_2_inpatient_is_read_without_pv1_19(mappings: Mappings) -> None:
+    pv1 = "PV1|0001|I|ONCINF^302^^^^N||||110^DOCTOR^ICHIRO|||01"
+
+    (found,) = read_admins(ras(ORC, rxa(), pv1=pv1), mappings)
+
+    assert (found.visit_id, found.patient_class) == (None, PatientClass.INPATIENT)
+
+
+def test_inpatient_administration_without_visit_number_is_never_billed_with_the_outpatient_day(
+    mappings: Mappings,
+) -> None:
+    """Same patient, same day, same location: the inpatient RXAs stay apart, skipped (D2)."""
+    result = run(mappings, fixture("ras_o17_inpatient_without_visit_number.hl7"))
+
+    outcomes = sorted((c.outcome.value, c.skip_reason) for c in result.coded)
+    assert outcomes == [("held", ""), ("skipped", "inpatient")]  # held: no diagnosis sent
+    (outpatient,) = [c for c in result.coded if c.outcome is not Outcome.SKIPPED]
+    assert sorted(ln.code for ln in outpatient.lines) == ["96374", "J2405"]  # 14:00 push only
+    assert [ln.units for ln in outpatient.lines if ln.code == "J2405"] == [8]
+
+
+def test_a_later_visit_class_decides_over_the_message_class(mappings: Mappings) -> None:
+    """With a visit number, the visit's (latest) class decides, as before."""
+    adt = (
+        "MSH|^~\\&|HIS|ONC|CHGCAP|ONC|20260115130000||ADT^A08^ADT_A01|A1|P|2.5.1\r"
+        f"{PID}\rPV1|1|I|ONCINF^^^HOSP||||||||||||||||V100"
+    )
+    result = run(mappings, ras(ORC, rxa(f19="E86.0^Dehydration^I10")).encode(), adt.encode())
+
+    assert [c.skip_reason for c in result.coded] == ["inpatient"]
+
+
+# --- class 3: RXR after a group of RXA; RXC against a coded RXA-5 ------------------------
+
+
+def test_one_rxr_after_a_group_of_rxa_applies_to_every_rxa_of_the_group(
+    mappings: Mappings,
+) -> None:
+    body = (
+        ORC,
+        rxa(f1="", f2="1", f5="00404-9930-02^ondansetron^NDC", f6="8", f7="mg"),
+        rxa(f1="", f2="2", f3="20260115123000", f5="00404-9930-02^ondansetron^NDC", f6="4"),
+        "RXR|^IV push",
+        "ORC|RE|ORD2|RX2||CM",
+        rxa(f2="1"),
+        rxa(f2="2", f3="20260115110000", f4="20260115120000"),
+        "RXR|SC^Subcutaneous^HL70162",
+    )
+
+    found = read_admins(ras(*body), mappings)
+
+    assert [(a.route, a.method) for a in found] == [
+        (Route.IV, Method.PUSH),
+        (Route.IV, Method.PUSH),
+        (Route.SC, Method.UNSPECIFIED),
+        (Route.SC, Method.UNSPECIFIED),
+    ]
+
+
+def test_an_rxa_with_its_own_rxr_keeps_it_and_does_not_lend_it_back(mappings: Mappings) -> None:
+    body = (ORC, rxa(), "RXR|SC", "OBX|1|NM|WEIGHT||70|kg", rxa(f2="2"), "RXR|IM")
+
+    assert [a.route for a in read_admins(ras(*body), mappings)] == [Route.SC, Route.IM]
+
+
+def test_an_rxa_whose_group_has_no_rxr_takes_the_orders(mappings: Mappings) -> None:
+    body = (ORC, "RXR|IV", rxa(), "OBX|1|NM|WEIGHT||70|kg", rxa(f2="2"), "RXR|SC")
+
+    assert [a.route for a in read_admins(ras(*body), mappings)] == [Route.IV, Route.SC]
+
+
+def test_grouped_rxr_fixture_codes_every_administration(mappings: Mappings) -> None:
+    """Canadian-style: `RXA||1`, `RXA||2`, then one `RXR|^IV push`: both pushes coded."""
+    coded = by_visit(run(mappings, fixture("ras_o17_grouped_rxr_text_routes.hl7")))["VIDR0001"]
+
+    assert coded.outcome is Outcome.CODED
+    assert codes(coded)["96375"] + codes(coded)["96376"] == 2
+
+
+def test_order_rxc_does_not_overwrite_a_coded_rxa_5(mappings: Mappings) -> None:
+    """RXA-5 is what was given: the bag RXA and the drug RXA stay themselves."""
+    body = (
+        ORC,
+        "RXE|^^^20260115^^R|CARB450^carboplatin in NS^99LOCAL|1||EA",
+        "RXC|B|NS500^sodium chloride 500 mL^99LOCAL|500|mL",
+        "RXC|A|CARB10I^carboplatin 10 mg/mL^99LOCAL|450|mg",
+        rxa(f1="", f5="00264-5802-00^sodium chloride^NDC", f6="500", f7="mL"),
+        rxa(f1="", f5="00703-4239-01^carboplatin^NDC", f6="450", f7="mg"),
+        "RXR|^Intravenous",
+    )
+
+    bag, drug = read_admins(ras(*body), mappings)
+
+    assert [[c.code for c in i.codes] for i in bag.ingredients] == [["00264-5802-00"]]
+    assert [[c.code for c in i.codes] for i in drug.ingredients] == [["00703-4239-01"]]
+
+
+def test_order_rxc_still_describes_an_rxa_5_that_only_names_the_mix(mappings: Mappings) -> None:
+    body = (
+        ORC,
+        "RXC|B|00264-5802-00^sodium chloride 500 mL^NDC|500|mL",
+        "RXC|A|00703-4239-01^carboplatin^NDC|450|mg",
+        rxa(f5="CARB450^carboplatin 450 mg in NS 500 mL^99LOCAL", f6="1", f7="EA"),
+        "RXR|IV",
+    )
+
+    (mix,) = read_admins(ras(*body), mappings)
+
+    assert [i.codes[0].code for i in mix.ingredients] == ["00264-5802-00", "00703-4239-01"]
+
+
+# --- class 4: route as text only ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rxr", "route", "method"),
+    [
+        ("RXR|^Intravenous", Route.IV, Method.UNSPECIFIED),
+        ("RXR|^IV push", Route.IV, Method.PUSH),
+        ("RXR|^iv   Push", Route.IV, Method.PUSH),
+        ("RXR|^Subcutaneous", Route.SC, Method.UNSPECIFIED),
+        ("RXR|^^^^Intramuscular", Route.IM, Method.UNSPECIFIED),
+        ("RXR|^Intravenous|||^IV piggyback", Route.IV, Method.INFUSION),
+        ("RXR|47625008^Intravenous route^SCT", Route.IV, Method.UNSPECIFIED),
+    ],
+)
+def test_route_given_as_text_maps_through_the_route_tables_synonyms(
+    rxr: str, route: Route, method: Method, mappings: Mappings
+) -> None:
+    (found,) = read_admins(ras(ORC, rxa(), rxr), mappings)
+
+    assert (found.route, found.method) == (route, method)
+
+
+def test_unmapped_route_text_is_kept_to_be_named(mappings: Mappings) -> None:
+    (found,) = read_admins(ras(ORC, rxa(), "RXR|^IV piggyback x"), mappings)
+
+    assert (found.route, found.route_text) == (Route.UNKNOWN, "IV piggyback x")
+
+
+def test_unmapped_route_is_held_naming_the_route(mappings: Mappings) -> None:
+    coded = by_visit(run(mappings, fixture("ras_o17_grouped_rxr_text_routes.hl7")))["VIDR0002"]
+
+    assert coded.outcome is Outcome.HELD
+    assert [h.reason.value for h in coded.holds] == ["unknown-route"]
+    assert hold_details(coded) == ["route 'IV piggyback x' not in mappings/routes.csv"]
+
+
+def test_unmapped_route_of_an_indicated_fluid_is_held_too(mappings: Mappings) -> None:
+    text = ras(ORC, rxa(f19="E86.0^Dehydration^I10"), "RXR|^Hypodermoclysis")
+
+    (coded,) = run(mappings, text.encode()).coded
+
+    assert "route 'Hypodermoclysis' not in mappings/routes.csv" in hold_details(coded)
+
+
+def test_fhir_unmapped_route_text_is_held_naming_it(mappings: Mappings) -> None:
+    resource = {
+        "resourceType": "MedicationAdministration",
+        "id": "ma2",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "00703-4239-01"}]
+        },
+        "effectivePeriod": {
+            "start": "2026-01-15T09:00:00-05:00",
+            "end": "2026-01-15T10:00:00-05:00",
+        },
+        "dosage": {"route": {"text": "IV piggyback x"}, "dose": {"value": 450, "unit": "mg"}},
+    }
+    pipeline = Pipeline(mappings, CodingOptions(), NY)
+    pipeline.feed_file(json_bytes(resource), "t.json")
+
+    (coded,) = pipeline.close().coded
+
+    assert "route 'IV piggyback x' not in mappings/routes.csv" in hold_details(coded)
+
+
+def test_route_rows_differing_only_in_case_or_spacing_are_refused(tmp_path: Path) -> None:
+    source = default_mappings_dir()
+    for table in source.glob("*.csv"):
+        (tmp_path / table.name).write_bytes(table.read_bytes())
+    routes = tmp_path / "routes.csv"
+    routes.write_text(routes.read_text() + "iv  push,IV\n")
+
+    with pytest.raises(MappingError, match="duplicate route code 'IV PUSH'"):
+        load_mappings(tmp_path)
