@@ -62,9 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_BAD_INPUT
 
 
+# Ids in the options below and in every Claim item's rule trace, and where a user reads them.
+RULES_HELP = (
+    "Rule ids (R1-R45) and decision ids (D1-D27), here and in each Claim item's coding "
+    "trace, are explained in docs/coding-rules.md and docs/decisions.md."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="charge-adapter", description="Oncology infusion charge capture."
+        prog="charge-adapter", description="Oncology infusion charge capture.", epilog=RULES_HELP
     )
     sub = parser.add_subparsers(dest="command")
     code = sub.add_parser(
@@ -72,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         help="code HL7 v2 / FHIR files as one feed and print a FHIR Bundle",
         description="Read the files in the order given as one feed, close every encounter, "
         "and print one FHIR R4 Bundle (collection) of Claims, ChargeItems and review Tasks.",
+        epilog=RULES_HELP,
     )
     code.add_argument("paths", nargs="+", metavar="PATH", help="HL7 v2 (.hl7) or FHIR JSON files")
     code.add_argument(

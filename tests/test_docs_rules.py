@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.cli import main
 from adapter.core.holds import HoldReason
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,3 +117,25 @@ def test_every_hold_reason_has_a_row_naming_its_decision() -> None:
     assert sorted(rows) == sorted(r.value for r in HoldReason)
     for reason, raised_by in rows.items():
         assert _ID.search(raised_by), f"{reason}: no decision named"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["code", "--help"]])
+def test_cli_help_says_where_the_rule_ids_are_explained(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
+    text = " ".join(capsys.readouterr().out.split())
+    for doc in ("docs/coding-rules.md", "docs/decisions.md"):
+        assert doc in text
+        assert (REPO / doc).is_file()
+
+
+@pytest.mark.parametrize(
+    "path", ["README.md", "mappings/README.md", "mappings/hold_reasons.csv", "adapter/cli.py"]
+)
+def test_what_users_read_cites_the_docs_not_the_team_reference(path: str) -> None:
+    """The team's reference beside the checkout is not something a user of the repo has."""
+    text = (REPO / path).read_text(encoding="utf-8")
+    assert "shared/domain/coding-rules" not in text
+    assert "shared/domain/decisions" not in text
