@@ -1,5 +1,7 @@
 # Developer entry points. `make test` is what CI runs (via .ci/run).
 PYTHON ?= python3
+# No "Entering directory" lines on stdout, also when make runs inside another make (CI, a test).
+MAKEFLAGS += --no-print-directory
 VENV   := .venv
 BIN    := $(VENV)/bin
 VALIDATOR := tests/validator
@@ -28,7 +30,7 @@ $(VALIDATOR)/node_modules/.installed: $(VALIDATOR)/package.json
 	else echo "npm not found: FHIR conformance tests will be skipped" >&2; fi
 
 install: $(VENV)/.installed ## create .venv and install the package with test extras
-	-@$(MAKE) --no-print-directory $(VALIDATOR)/node_modules/.installed
+	-@$(MAKE) -s --no-print-directory $(VALIDATOR)/node_modules/.installed >&2
 
 lint: install
 	$(BIN)/ruff check adapter tests bench scripts deploy
@@ -45,7 +47,10 @@ test: lint typecheck pytest ## ruff, mypy and the whole pytest suite
 run: install ## start the service on SQLite (MLLP 2575, HTTP 8080; Ctrl-C stops it)
 	@$(BIN)/charge-adapter serve
 
+# The demo days are in January 2026: the crosswalk (2026 Q1) is in its period, the HCPCS and OPPS
+# tables (2025 Q3/Q4, the newest CMS quarters in ../shared) are not, so D27 warns for those two.
 demo: install ## code the bundled demo fixtures as a batch and print the FHIR Bundle of Claims
+	@echo "demo: January 2026 visits; HCPCS and OPPS tables end 2025-12-31 (newest available), so D27 warns below" >&2
 	@$(BIN)/charge-adapter code $(DEMO)
 
 send-demo: install ## send the demo HL7 feed to a running service (make run) over MLLP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,26 @@ def test_every_real_sample_is_read_without_a_crash(
     assert done.returncode in (0, 2), done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("summary:")
+
+
+def test_make_demo_prints_only_the_bundle_on_stdout_and_says_why_d27_warns() -> None:
+    """`make demo > claims.json` must hold JSON only: make's own lines go to stderr or nowhere.
+
+    The demo days are in January 2026 while the newest HCPCS and OPPS tables end 2025-12-31:
+    the D27 warnings are expected, and the demo says so before them. Run as a person types it:
+    without the MAKELEVEL/MAKEFLAGS of a `make test` around this test (make 4.3 prints its
+    "Entering directory" line for a nested make before it reads the Makefile).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    done = subprocess.run(
+        ["make", "demo"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bundle = json.loads(done.stdout)
+    assert bundle["resourceType"] == "Bundle"
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert all("D27" in line for line in warnings)
+    if warnings:
+        explained = done.stderr.index("2025-12-31 (newest available)")
+        assert explained < done.stderr.index(warnings[0])
