@@ -51,9 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if ns.command == "send":
+        from adapter.mllp_send import SendTls
         from adapter.mllp_send import run as send
 
-        return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout)
+        tls = SendTls(ns.ca, ns.cert, ns.key, ns.server_name) if ns.tls else None
+        if not ns.tls and (ns.ca or ns.cert or ns.key or ns.server_name):
+            print("charge-adapter: --ca, --cert, --key, --server-name need --tls", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout, tls)
     if ns.command in ("serve", "replay", "settings", "health"):
         from adapter import service_cli
 
@@ -109,14 +114,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    config_help = "TOML settings file (also ADAPTER_CONFIG_FILE); ADAPTER_* variables win"
     serve = sub.add_parser(
         "serve",
         help="run the service: MLLP and HTTP listeners, coder, delivery",
-        description="Run the service until SIGTERM/SIGINT. Settings: ADAPTER_* environment "
-        "variables over an optional TOML file (see README).",
+        description="Run the service until SIGTERM/SIGINT; SIGHUP reloads the mapping tables. "
+        "Settings: ADAPTER_* environment variables over an optional TOML file (see README). "
+        "Exit 2: a setting is wrong; 3: the environment refused (a port in use, the database "
+        "down or missing); the reason is one line on stderr.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    serve.add_argument("--config", help=config_help)
+    _settings_options(serve)
     replay = sub.add_parser(
         "replay",
         help="re-read stored messages through the current mappings and re-code",
@@ -127,7 +134,7 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--dead-letter, and a truncated one (an oversize frame) never. Exit 0; 1 when a named "
         "message was not replayed (said on stderr); 2 for a settings error.",
     )
-    replay.add_argument("--config", help=config_help)
+    _settings_options(replay)
     replay.add_argument(
         "--since", metavar="T", help="ISO date-time (UTC without an offset): received at or after"
     )
@@ -149,24 +156,71 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument(
         "--no-code", action="store_true", help="only relink; the running service codes them"
     )
+    _send_command(sub)
+    health = sub.add_parser(
+        "health",
+        help="probe this replica's /healthz (exit 0 when alive): for HEALTHCHECK",
+        description="GET /healthz on this replica (ADAPTER_HOST, ADAPTER_HTTP_PORT) over the "
+        "scheme it serves: https when ADAPTER_TLS_CERT_FILE is set, presenting "
+        "ADAPTER_HEALTH_CLIENT_CERT_FILE/KEY_FILE (else the server's own certificate) under "
+        "mutual TLS. Exit 0 when alive, 1 when not, 2 on a settings error. The container "
+        "image's HEALTHCHECK.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _settings_options(health)
+    health.add_argument("--timeout", type=float, default=4.0, help="seconds to wait")
+    settings = sub.add_parser(
+        "settings",
+        help="print the effective settings (secrets masked)",
+        description="Validate the settings as `serve` would (without opening the database or "
+        "the listeners) and print the effective values as JSON, secrets masked. Exit 2 with "
+        "one line naming the setting when one is wrong.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _settings_options(settings)
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML settings file (also ADAPTER_CONFIG_FILE); ADAPTER_* variables win",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="an ADAPTER_* variable that is not a setting is an error, not a warning",
+    )
+
+
+def _send_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send = sub.add_parser(
         "send",
         help="send HL7 v2 files to an MLLP listener and print each ACK",
         description="Send every message of the files over one MLLP connection, each after "
         "the previous ACK; print '<MSH-10> <ACK code>' per message. Exit 1 if any was not "
-        "accepted, 2 if the connection failed.",
+        "accepted, 2 if the files or the connection failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    send.add_argument("paths", nargs="+", metavar="PATH")
-    send.add_argument("--host", default="127.0.0.1")
-    send.add_argument("--port", type=int, default=2575)
-    send.add_argument("--timeout", type=float, default=30.0, help="seconds per ACK")
-    health = sub.add_parser(
-        "health", help="probe this replica's /healthz (exit 0 when alive): for HEALTHCHECK"
+    send.add_argument("paths", nargs="+", metavar="PATH", help="HL7 v2 files, in order")
+    send.add_argument("--host", default="127.0.0.1", help="MLLP listener host")
+    send.add_argument("--port", type=int, default=2575, help="MLLP listener port")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
+    send.add_argument(
+        "--tls",
+        action="store_true",
+        help="MLLP over TLS; the server certificate is verified (--ca, else the system CAs)",
     )
-    health.add_argument("--config", help=config_help)
-    health.add_argument("--timeout", type=float, default=4.0)
-    settings = sub.add_parser("settings", help="print the effective settings (secrets masked)")
-    settings.add_argument("--config", help=config_help)
+    send.add_argument("--ca", metavar="FILE", help="PEM CA bundle to verify the server (TLS)")
+    send.add_argument(
+        "--cert", metavar="FILE", help="PEM client certificate, for mutual TLS (with --key)"
+    )
+    send.add_argument("--key", metavar="FILE", help="PEM private key of --cert (unencrypted)")
+    send.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="name the server certificate must carry (default: --host)",
+    )
 
 
 def run_code(args: CodeArgs) -> int:

@@ -8,6 +8,7 @@ effective values (secrets masked).
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import tomllib
@@ -20,8 +21,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
+from adapter.store import database_url_problem
 
 ENV_PREFIX = "ADAPTER_"
+# ADAPTER_* variables that are not settings: the settings file, and the knobs of the test and
+# fuzz tools (tests/, `make fuzz`), which never reach the service.
+NOT_SETTINGS = frozenset(
+    {
+        "ADAPTER_CONFIG_FILE",
+        "ADAPTER_TEST_PG_URL",
+        "ADAPTER_FUZZ",
+        "ADAPTER_FUZZ_EXAMPLES",
+        "ADAPTER_FUZZ_LIVE_EXAMPLES",
+        "ADAPTER_ATHERIS_KNOWN",
+    }
+)
 SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url", "auth_tokens"})
 
 
@@ -70,6 +84,10 @@ class Settings:
     tls_key_file: str = ""  # PEM private key, unencrypted
     tls_client_ca_file: str = ""  # PEM CA bundle: require client certificates (mutual TLS)
     tls_min_version: str = "TLSv1.2"  # TLSv1.2 | TLSv1.3
+    # `charge-adapter health` under mutual TLS: the client certificate it presents ("" = the
+    # server's own, which then needs clientAuth in its extended key usage)
+    health_client_cert_file: str = ""
+    health_client_key_file: str = ""
     auth_tokens: str = ""  # "name:token,name:token" (secret)
     auth_tokens_file: str = ""  # one name:token per line, # comments (a mounted Secret)
     auth_required: bool | None = None  # None: required when any token is configured
@@ -111,10 +129,20 @@ class Settings:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, config_file: str | None = None
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    *,
+    strict: bool = False,
 ) -> Settings:
-    """Defaults, then the TOML file (`ADAPTER_CONFIG_FILE` or the argument), then `ADAPTER_*`."""
+    """Defaults, then the TOML file (`ADAPTER_CONFIG_FILE` or the argument), then `ADAPTER_*`.
+
+    `strict`: an `ADAPTER_*` variable that is no setting is an error, as an unknown TOML key
+    always is (without it, the caller warns with `unknown_variables`).
+    """
     env = dict(os.environ if environ is None else environ)
+    unknown = unknown_variables(env)
+    if strict and unknown:
+        raise SettingsError("; ".join(unknown))
     values: dict[str, Any] = {}
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG_FILE", "")
     if path:
@@ -126,6 +154,20 @@ def load_settings(
     settings = replace(Settings(), **values)
     _validate(settings)
     return settings
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One sentence per `ADAPTER_*` variable that is not a setting (a typo is silently a
+    default otherwise), naming the closest setting when there is one."""
+    known = [ENV_PREFIX + f.name.upper() for f in fields(Settings)]
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -206,6 +248,14 @@ def _validate(s: Settings) -> None:
         problems.append("fhir_base_url: must start with http:// or https://")
     if s.fhir_auth_header and ":" not in s.fhir_auth_header:
         problems.append("fhir_auth_header: 'Header-Name: value'")
+    if bool(s.health_client_cert_file) != bool(s.health_client_key_file):
+        problems.append("health_client_cert_file and health_client_key_file: set both or neither")
+    for name in ("health_client_cert_file", "health_client_key_file"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            problems.append(f"{name}={getattr(s, name)}: no such file")
+    url_problem = database_url_problem(s.database_url)
+    if url_problem:
+        problems.append(f"database_url: {url_problem}")
     if not Path(s.mappings_dir).is_dir():
         problems.append(f"mappings_dir={s.mappings_dir}: not a directory")
     problems += _security_problems(s)

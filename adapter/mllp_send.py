@@ -4,13 +4,17 @@ Sends every message of the given HL7 v2 files over one connection, each after
 the previous ACK, and prints one line per message: its MSH-10 and the ACK code
 (with the ERR text when there is one). Exit 0 when every message was accepted
 (AA/CA), 1 when any was not, 2 when the files or the connection failed.
+With `--tls` it speaks MLLP over TLS, verifying the server's certificate (`--ca`), and
+presents a client certificate for mutual TLS (`--cert`, `--key`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.readers.er7 import split_messages
@@ -18,6 +22,23 @@ from adapter.service.ack import read_msa, read_msh
 from adapter.service.mllp import Frame, MllpDecoder, encode_frame
 
 ACCEPTED = ("AA", "CA")
+
+
+@dataclass(frozen=True, slots=True)
+class SendTls:
+    """MLLP over TLS: whom to trust, what to present (mutual TLS), which name to expect."""
+
+    ca_file: str | None = None  # None: the system's CAs
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None  # None: the host connected to
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context (ssl.SSLError / OSError when a file will not load)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 def messages_in(paths: Sequence[Path]) -> list[bytes]:
@@ -29,8 +50,18 @@ def messages_in(paths: Sequence[Path]) -> list[bytes]:
     return out
 
 
-async def send(host: str, port: int, messages: list[bytes], timeout: float) -> list[bytes]:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+async def send(
+    host: str,
+    port: int,
+    messages: list[bytes],
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> list[bytes]:
+    connect = asyncio.open_connection(
+        host, port, ssl=tls, server_hostname=(server_name or host) if tls else None
+    )
+    reader, writer = await asyncio.wait_for(connect, timeout)
     decoder = MllpDecoder()
     pending: list[bytes] = []  # frames that arrived in the same read as an earlier one
     acks: list[bytes] = []
@@ -55,16 +86,24 @@ async def _next_frame(
     return pending.pop(0)
 
 
-def run(host: str, port: int, paths: Sequence[Path], timeout: float) -> int:
+def run(
+    host: str, port: int, paths: Sequence[Path], timeout: float, tls: SendTls | None = None
+) -> int:
     try:
         messages = messages_in(paths)
     except OSError as exc:
         print(f"charge-adapter: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        acks = asyncio.run(send(host, port, messages, timeout))
+        context = tls.context() if tls else None
+    except (ssl.SSLError, OSError) as exc:
+        print(f"charge-adapter: TLS files (--ca/--cert/--key): {_reason(exc)}", file=sys.stderr)
+        return 2
+    try:
+        server_name = tls.server_name if tls else None
+        acks = asyncio.run(send(host, port, messages, timeout, context, server_name))
     except (OSError, TimeoutError, ConnectionError) as exc:
-        print(f"charge-adapter: MLLP {host}:{port}: {exc or type(exc).__name__}", file=sys.stderr)
+        print(f"charge-adapter: MLLP {host}:{port}: {_reason(exc)}", file=sys.stderr)
         return 2
     rejected = 0
     for message, ack in zip(messages, acks, strict=True):
@@ -73,3 +112,12 @@ def run(host: str, port: int, paths: Sequence[Path], timeout: float) -> int:
         rejected += code not in ACCEPTED
         print(f"{msh.control_id if msh else '?'} {code}")
     return 1 if rejected else 0
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: the file and OS reason, the TLS verification failure, or the error type."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"server certificate not accepted: {exc.verify_message}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__

@@ -5,28 +5,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from adapter.config import Settings, SettingsError, load_settings
+from adapter.config import Settings, SettingsError, load_settings, unknown_variables
 from adapter.logs import configure
+from adapter.service.startup import EXIT_CONFIG, StartupError, listen_error
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from adapter.service.replay import ReplaySelection
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # replay: a named message was not replayed (unknown, dead, truncated)
-EXIT_CONFIG = 2
 
 
 def run(ns: argparse.Namespace) -> int:
+    strict = bool(getattr(ns, "strict", False))
     try:
-        settings = load_settings(config_file=ns.config)
+        settings = load_settings(config_file=ns.config, strict=strict)
     except SettingsError as exc:
         print(f"charge-adapter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for problem in unknown_variables(os.environ):  # not strict: said, and ignored
+        print(f"charge-adapter: warning: {problem}", file=sys.stderr)
     if ns.command == "settings":
         print(json.dumps(settings.masked(), indent=2, default=str))
         return EXIT_OK
@@ -50,8 +57,9 @@ def health(settings: Settings, timeout: float) -> int:
     """Container/k8s probe: GET /healthz on this replica over the scheme it serves.
 
     With TLS the server's own certificate is not verified (it is localhost by
-    definition); with mutual TLS the server's certificate and key are presented
-    as the client certificate, so they must allow clientAuth (see docs/security.md).
+    definition); with mutual TLS it presents `health_client_cert_file`/`key_file`, or
+    when those are not set the server's certificate and key, which must then allow
+    clientAuth and be issued by a CA of `tls_client_ca_file` (see docs/security.md).
     """
     import ssl
     import urllib.request
@@ -64,14 +72,21 @@ def health(settings: Settings, timeout: float) -> int:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         if settings.tls_client_ca_file:
-            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+            cert = settings.health_client_cert_file or settings.tls_cert_file
+            key = settings.health_client_key_file or settings.tls_key_file
+            try:
+                context.load_cert_chain(cert, key)
+            except (ssl.SSLError, OSError) as exc:
+                print(f"charge-adapter: health client certificate {cert}: {exc}", file=sys.stderr)
+                return 1
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     url = f"{scheme}://{host}:{settings.http_port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             ok = response.status == 200
     except OSError as exc:
-        print(f"charge-adapter: {url}: {exc}", file=sys.stderr)
+        reason = getattr(exc, "reason", None) or exc
+        print(f"charge-adapter: {url}: {reason}", file=sys.stderr)
         return 1
     return EXIT_OK if ok else 1
 
@@ -94,16 +109,42 @@ def serve(settings: Settings) -> int:
         yield
 
     app.cleanup_ctx.append(freeze_startup_objects)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.http_port,
-        print=None,
-        shutdown_timeout=settings.shutdown_grace_seconds,
-        access_log=None,
-        ssl_context=server_tls_of(app),
-    )
+    app.cleanup_ctx.append(_reload_on_sighup)
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.http_port,
+            print=None,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            access_log=None,
+            ssl_context=server_tls_of(app),
+        )
+    except StartupError as exc:
+        print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # the HTTP site binds last, after the MLLP listener
+        error = listen_error(exc, "HTTP", settings.host, settings.http_port, "ADAPTER_HTTP_PORT")
+        print(f"charge-adapter: cannot start: {error}", file=sys.stderr)
+        return error.exit_code
     return EXIT_OK
+
+
+async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
+    """SIGHUP reloads the mapping tables (the old ones stay when the new ones fail)."""
+    from adapter.service.app import STATE
+
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(app[STATE].reload_mappings())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    yield
+    loop.remove_signal_handler(signal.SIGHUP)
 
 
 def _since(text: str | None) -> datetime | None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -24,7 +26,7 @@ from adapter.config import Settings
 from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
 from adapter.icd10 import is_billable
-from adapter.mappings_loader import load_mappings
+from adapter.mappings_loader import MappingError, load_mappings
 from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
@@ -33,6 +35,7 @@ from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from adapter.service.security import install, server_ssl_context
+from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, listen_error
 from adapter.store import open_store
 from adapter.store.base import Store
 
@@ -59,6 +62,27 @@ class AppState:
     draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def reload_mappings(self) -> MappingError | None:
+        """Load the tables again and swap them in; on any error keep the old ones.
+
+        Validated first (a bad row is a MappingError naming file and line), swapped in one
+        step after: a message read during the reload sees the old tables or the new, never
+        a mix. Encounters already coded are not re-coded (that is `replay`); what is read
+        or coded from now on uses the new tables.
+        """
+        try:
+            mappings = await asyncio.to_thread(load_mappings, Path(self.settings.mappings_dir))
+        except MappingError as exc:
+            self.metrics.mapping_reloads.labels("error").inc()
+            log.error("mappings.reload_failed", error=str(exc), kept="previous tables")
+            return exc
+        self.mappings = mappings
+        self.ingestor.mappings = mappings
+        self.coder.ctx = dataclasses.replace(self.coder.ctx, mappings=mappings)
+        self.metrics.mapping_reloads.labels("ok").inc()
+        log.info("mappings.reloaded", directory=self.settings.mappings_dir)
+        return None
 
     async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
         """Keep the message, then build its ACK (AA only after the commit)."""
@@ -137,8 +161,32 @@ async def start_state(
     """
     tls = tls or server_ssl_context(settings)
     mappings = load_mappings_checked(settings)
+    store = await _open_store(settings)
+    try:
+        return await _start(settings, clock, tls, mappings, store)
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _open_store(settings: Settings) -> Store:
+    """Open and migrate the store; a database that refuses or is missing is a StartupError."""
     store = open_store(settings.database_url, pg_schema=settings.database_schema)
-    await store.migrate()
+    try:
+        await store.migrate()
+    except Exception as exc:
+        await store.close()
+        raise database_error(exc, settings.database_url) from exc
+    return store
+
+
+async def _start(
+    settings: Settings,
+    clock: Callable[[], datetime],
+    tls: ssl.SSLContext | None,
+    mappings: Mappings,
+    store: Store,
+) -> AppState:
     metrics = Metrics()
     tz = settings.tz
     ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
@@ -167,7 +215,12 @@ async def start_state(
             item.head, item.size, settings.mllp_max_frame_bytes
         ),
     )
-    await state.mllp.start(settings.host, settings.mllp_port, ssl=tls)
+    try:
+        await state.mllp.start(settings.host, settings.mllp_port, ssl=tls)
+    except OSError as exc:
+        raise listen_error(
+            exc, "MLLP", settings.host, settings.mllp_port, "ADAPTER_MLLP_PORT"
+        ) from exc
     state.tasks.append(
         asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
     )
@@ -204,9 +257,11 @@ def _deliverer(
 
 
 def load_mappings_checked(settings: Settings) -> Mappings:
-    from pathlib import Path
-
-    return load_mappings(Path(settings.mappings_dir))
+    """The site tables, or a StartupError naming the file and line at fault."""
+    try:
+        return load_mappings(Path(settings.mappings_dir))
+    except MappingError as exc:
+        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
 
 
 async def stop_state(state: AppState) -> None:

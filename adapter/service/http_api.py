@@ -9,6 +9,7 @@
 | `GET /fhir/metadata` | the CapabilityStatement |
 | `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
 | `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see http_review) |
+| `POST /admin/reload-mappings` | load the site tables again (see http_admin) |
 | `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus |
 
 Every error answers an OperationOutcome (operation_outcome.error_middleware). The
@@ -29,7 +30,7 @@ from aiohttp import web
 from adapter import __version__
 from adapter.logs import redact_library_logs
 from adapter.readers.time_range import RANGE_TEXT
-from adapter.service import http_fhir, http_health, http_review, security
+from adapter.service import http_admin, http_fhir, http_health, http_review, security
 from adapter.service.app import STATE
 from adapter.service.http_fhir import (
     DEFAULT_COUNT,
@@ -77,6 +78,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_post("/hl7", post_hl7)
     router.add_get("/review", http_review.list_review)
     router.add_post("/review/{claim_id}/release", http_review.release)
+    router.add_post("/admin/reload-mappings", http_admin.reload_mappings)
     router.add_get("/fhir/metadata", metadata)
     router.add_post("/fhir", http_fhir.post_bundle)
     router.add_post(f"/fhir/{_IN}", http_fhir.create)

@@ -63,6 +63,12 @@ class Metrics:
             ["table"],
             registry=self.registry,
         )
+        self.mapping_reloads = Counter(
+            "adapter_mapping_reloads_total",
+            "Mapping table reloads (SIGHUP, POST /admin/reload-mappings) by result",
+            ["result"],
+            registry=self.registry,
+        )
 
     def message(self, fmt: str, kind: str, outcome: str) -> None:
         """Count one inbound message; `kind` comes off the wire, so it is checked and bounded.

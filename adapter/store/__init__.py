@@ -23,25 +23,39 @@ def open_store(database_url: str, *, pg_schema: str = "public") -> Store:
 
     The URL may carry a password, so it never appears in an error message.
     """
+    problem = database_url_problem(database_url)
+    if problem:
+        raise ValueError(problem)
     url = database_url.strip()
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return _sqlite(url)
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"a SQLite URL needs a file path; accepted forms: {_ACCEPTED}")
-        return _sqlite(rest[1:])
-    if scheme in ("postgresql", "postgres"):
+    if sep and scheme.lower() in ("postgresql", "postgres"):
         from adapter.store.postgres import PostgresStore
 
         return PostgresStore(url, schema=pg_schema)
-    raise ValueError(f"unsupported database URL scheme {scheme!r}; accepted forms: {_ACCEPTED}")
-
-
-def _sqlite(path: str) -> Store:
     from adapter.store.sqlite import SqliteStore
 
+    return SqliteStore(rest[1:] if sep else url)
+
+
+def database_url_problem(database_url: str) -> str | None:
+    """Why `open_store` would refuse this URL (without opening anything), or None.
+
+    The settings check calls it, so `charge-adapter settings` fails on `mysql://` as
+    `serve` would. The URL may carry a password: it is never quoted.
+    """
+    url = database_url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        path = url
+    elif scheme.lower() == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            return f"a SQLite URL needs a file path; accepted forms: {_ACCEPTED}"
+        path = rest[1:]
+    elif scheme.lower() in ("postgresql", "postgres"):
+        return None
+    else:
+        shown = scheme.lower() if scheme.isalnum() and len(scheme) <= 20 else "(invalid)"
+        return f"unsupported database URL scheme {shown!r}; accepted forms: {_ACCEPTED}"
     if not path or path == ":memory:":
-        raise ValueError(f"the store needs a file, not an empty or in-memory path; {_ACCEPTED}")
-    return SqliteStore(path)
+        return f"the store needs a file, not an empty or in-memory path; {_ACCEPTED}"
+    return None
