@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ import pytest
 
 from tests.service_fixtures import make_settings, running_client, state_of
 from tests.store_fixtures import PG_URL
+from tests.tls_fixtures import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPINGS = ROOT / "mappings"
@@ -76,7 +78,9 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *pa
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    env: dict[str, str], tls: ssl.SSLContext | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """`charge-adapter serve` until its /healthz answers; SIGTERM and wait at the end."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "adapter.cli", "serve"],
@@ -85,13 +89,13 @@ def serving(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    url = f"http://127.0.0.1:{env['ADAPTER_HTTP_PORT']}/healthz"
+    url = f"http{'s' if tls else ''}://127.0.0.1:{env['ADAPTER_HTTP_PORT']}/healthz"
     try:
         for _ in range(300):
             if proc.poll() is not None:
                 pytest.fail(f"serve exited {proc.returncode}: {proc.stderr.read()!r}")  # type: ignore[union-attr]
             try:
-                with urllib.request.urlopen(url, timeout=1):
+                with urllib.request.urlopen(url, timeout=1, context=tls):
                     break
             except OSError:
                 time.sleep(0.1)
@@ -117,6 +121,14 @@ def metric(env: dict[str, str], line_start: str) -> float:
         if line.startswith(line_start):
             return float(line.rpartition(" ")[2])
     return 0.0
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    made = make_pki(tmp_path_factory.mktemp("pki"))
+    if made is None:
+        pytest.skip("TLS TESTS NOT RUN: neither `cryptography` nor the `openssl` CLI is available")
+    return made
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -336,3 +348,82 @@ async def test_a_read_only_client_may_not_reload_the_mappings(tmp_path: Path) ->
         assert (await client.post("/admin/reload-mappings", headers=auditor)).status == 403
         ops = {"Authorization": "Bearer ops-token-0123456789"}
         assert (await client.post("/admin/reload-mappings", headers=ops)).status == 200
+
+
+# --- clients under TLS ------------------------------------------------------------------------
+
+DEMO_HL7 = ROOT / "fixtures/scenarios/S09.hl7"
+
+
+def tls_env(tmp_path: Path, pki: Pki, *, mutual: bool, **more: str) -> dict[str, str]:
+    files = {
+        "ADAPTER_TLS_CERT_FILE": str(pki.server_cert),
+        "ADAPTER_TLS_KEY_FILE": str(pki.server_key),
+    }
+    if mutual:
+        files["ADAPTER_TLS_CLIENT_CA_FILE"] = str(pki.ca)
+    return service_env(tmp_path, **files, **more)
+
+
+def send(env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
+    return adapter("send", "--port", env["ADAPTER_MLLP_PORT"], *flags, str(DEMO_HL7), env=env)
+
+
+def test_send_speaks_tls_verifying_the_server_against_the_given_ca(
+    tmp_path: Path, pki: Pki
+) -> None:
+    env = tls_env(tmp_path, pki, mutual=False)
+    with serving(env, pki.client_context()):
+        done = send(env, "--tls", "--ca", str(pki.ca))
+        assert done.returncode == 0, done.stderr
+        acks = done.stdout.split()
+        assert acks[1::2] and set(acks[1::2]) == {"AA"}
+        refused = send(env, "--tls", "--ca", str(pki.stranger_ca))
+        assert_one_line_error(refused, 2, "server certificate not accepted")
+        plain = send(env)  # plain text to a TLS listener: the connection closes, no answer
+        assert plain.returncode == 2 and "Traceback" not in plain.stderr
+
+
+def test_send_presents_a_client_certificate_under_mutual_tls(tmp_path: Path, pki: Pki) -> None:
+    env = tls_env(tmp_path, pki, mutual=True)
+    with serving(env, pki.client_context("client")):
+        ok = send(
+            env,
+            "--tls",
+            "--ca",
+            str(pki.ca),
+            "--cert",
+            str(pki.client_cert),
+            "--key",
+            str(pki.client_key),
+        )
+        assert ok.returncode == 0, ok.stderr
+        without = send(env, "--tls", "--ca", str(pki.ca))
+        assert without.returncode == 2 and "Traceback" not in without.stderr
+
+
+def test_send_tls_options_need_tls(tmp_path: Path) -> None:
+    env = service_env(tmp_path)
+    assert_one_line_error(send(env, "--ca", "ca.pem"), 2, "need --tls")
+
+
+def test_health_under_mutual_tls_presents_the_health_client_certificate(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The container HEALTHCHECK: with a client certificate from the settings it passes; with
+    only the server's own certificate (serverAuth only, as here) the handshake is refused."""
+    env = tls_env(tmp_path, pki, mutual=True)
+    with serving(env, pki.client_context("client")):
+        probe_env = dict(
+            env,
+            ADAPTER_HEALTH_CLIENT_CERT_FILE=str(pki.client_cert),
+            ADAPTER_HEALTH_CLIENT_KEY_FILE=str(pki.client_key),
+        )
+        assert adapter("health", env=probe_env, timeout=60).returncode == 0
+        refused = adapter("health", env=env, timeout=60)
+        assert_one_line_error(refused, 1, "/healthz")
+
+
+def test_health_client_certificate_settings_come_in_pairs(tmp_path: Path, pki: Pki) -> None:
+    env = service_env(tmp_path, ADAPTER_HEALTH_CLIENT_CERT_FILE=str(pki.client_cert))
+    assert_one_line_error(adapter("health", env=env), 2, "health_client_key_file")
