@@ -5,16 +5,19 @@ when it has been quiet for the quiet period, at the end-of-day cutoff, or when
 it changed after it was coded (a late correction, a replay, a release from
 review). The store leases it to exactly one replica; this worker re-reads the
 encounter's stored messages through the current mappings, codes them with the
-pure core and saves the resources as new versions where they changed.
+pure core and saves the resources as new versions where they changed. A biller's
+override stands through a re-code that bills the same lines (`plan`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -23,10 +26,13 @@ from adapter.core.charges import CodedEncounter, Outcome
 from adapter.core.coder import CodingContext, code_encounter
 from adapter.core.feed import collect
 from adapter.core.fhir_output import OutputOptions, encounter_resources
+from adapter.core.ids import claim_id, task_id
 from adapter.core.model import InboundMessage
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
+from adapter.service.claim_diff import ClaimDiff, diff_claims
 from adapter.service.metrics import Metrics
+from adapter.service.review_decision import apply_override, standing_override
 from adapter.store.base import (
     CodingResult,
     EncounterState,
@@ -140,16 +146,54 @@ class Coder:
     async def _code_one(self, lease: Lease, messages: list[StoredMessage]) -> _Coded | None:
         key = lease.encounter.key
         try:
-            coded = self.code_messages(key, messages)
-            resources = encounter_resources(coded, self.ctx.mappings, self.output)
+            planned = await self.plan(key, lease.encounter.state, messages)
         except Exception as exc:
             log.error("coder.encounter_failed", encounter=_short(key), error=type(exc).__name__)
             await self.store.release_lease(lease)
             return None
+        resources = planned.resources
         # dicts, not JSON: the store serialises each body once, with its meta
         rows = [(r["resourceType"], r["id"], str(r.get("status", "")), r) for r in resources]
+        result = CodingResult(lease, planned.state, planned.detail, rows)
+        return _Coded(result, planned.coded)
+
+    async def plan(self, key: str, state: EncounterState, messages: list[StoredMessage]) -> Planned:
+        """What coding the encounter now gives: the pure coding, then a standing review
+        override applied when the encounter is re-coded (`state` DIRTY) and still bills
+        the same. Reads the store (the current Claim and Task) but writes nothing, so a
+        dry run uses it as is."""
+        coded = self.code_messages(key, messages)
+        resources = encounter_resources(coded, self.ctx.mappings, self.output)
         detail = coded.skip_reason or " ".join(h.reason.value for h in coded.holds)
-        return _Coded(CodingResult(lease, STATE[coded.outcome], detail, rows), coded)
+        planned = Planned(coded, STATE[coded.outcome], detail, resources)
+        if state is EncounterState.DIRTY and planned.state is EncounterState.HELD:
+            return await self._with_standing_override(key, planned)
+        return planned
+
+    async def _with_standing_override(self, key: str, planned: Planned) -> Planned:
+        """Same lines and diagnoses as the overridden Claim: the override stands (the
+        resources come out as the override made them, so nothing new is written).
+        Otherwise the encounter is held again: the review shows what changed."""
+        task = await self.store.read_resource("Task", task_id(key))
+        override = standing_override(None if task is None else json.loads(task.body))
+        if override is None:
+            return planned
+        current = await self.store.read_resource("Claim", claim_id(key))
+        claim = next((r for r in planned.resources if r["resourceType"] == "Claim"), None)
+        before = None if current is None else json.loads(current.body)
+        diff = diff_claims(before, claim)
+        if not diff.empty:
+            log.info(
+                "review.override_reopened",
+                encounter=_short(key),
+                added=len(diff.added),
+                removed=len(diff.removed),
+                changed=len(diff.changed),
+            )
+            return replace(planned, reopened=diff)
+        log.info("review.override_kept", encounter=_short(key))
+        kept = apply_override(planned.resources, override)
+        return replace(planned, state=EncounterState.CODED, resources=kept, override_kept=True)
 
     async def _save(self, coded: list[_Coded], failed: set[str]) -> int:
         """Save a group in one store transaction; the number saved. A stale result (the
@@ -211,6 +255,18 @@ class Coder:
             holds=[h.reason.value for h in coded.holds],
             versions_written=len(result.written),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One encounter's coding as it would be saved: state, detail and resources."""
+
+    coded: CodedEncounter
+    state: EncounterState
+    detail: str
+    resources: list[dict[str, Any]]
+    override_kept: bool = False  # a review override stands: same lines and diagnoses
+    reopened: ClaimDiff | None = None  # an override no longer matches: what changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,11 @@ the draft as it is (`override`, with a note saying why): the Claim becomes activ
 ChargeItems billable and the Task completed, each as a new version queued for delivery.
 Both are audited with the actor: with auth on, the authenticated client (the token's
 name); an `actor` in the body is then only recorded as "<client> on behalf of <actor>".
-A later message for the encounter re-codes it as usual, which replaces an override: the
-source changed, so the decision has to be made again.
+A later message for the encounter re-codes it as usual. When the re-code bills the same
+lines and diagnoses (an interface engine resending the visit under new MSH-10s), the
+override stands and nothing is rewritten; when it bills something else the encounter is
+back on the worklist, with the difference from the overridden Claim
+(`changesSinceOverride`): the source changed, so the decision has to be made again.
 
 The review id is the Claim id: stable across re-codes and free of PHI.
 """
@@ -27,6 +30,7 @@ from aiohttp import web
 from adapter.core.fhir_output import HOLD_REASON
 from adapter.core.ids import claim_id, is_fhir_id, task_id
 from adapter.service.app import STATE, AppState
+from adapter.service.claim_diff import diff_claims
 from adapter.service.http_fhir import parse_json
 from adapter.service.operation_outcome import (
     FHIR_JSON_TYPES,
@@ -34,6 +38,12 @@ from adapter.service.operation_outcome import (
     ApiError,
     read_body,
     require_content_type,
+)
+from adapter.service.review_decision import (
+    claim_overridden,
+    is_override,
+    task_completed,
+    without_meta,
 )
 from adapter.service.security import principal_of
 from adapter.store.base import (
@@ -47,16 +57,12 @@ from adapter.store.base import (
 
 log = structlog.get_logger()
 
-EXT_OVERRIDE_NOTE = "https://charge-adapter.org/fhir/StructureDefinition/override-note"
-TASK_OUTPUT = "https://charge-adapter.org/fhir/CodeSystem/task-output"
 ACTIONS = ("recode", "override")
 AUDIT_ACTION = {"recode": "release-recode", "override": "override"}
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_TEXT = 2000  # note and actor: a sentence or a paragraph, not a document
 _PAGE = 500
-_BEFORE_EXTENSION = ("resourceType", "id", "meta", "implicitRules", "language", "text",
-                     "contained")  # fmt: skip
 RELEASE_LOCK = web.AppKey("review_release_lock", asyncio.Lock)
 
 
@@ -99,7 +105,23 @@ async def review_item(store: Store, row: EncounterRow, base: str) -> JSON:
         "holdReasons": await hold_reasons(store, row),
         "lastUpdated": row.updated_at.isoformat(),
         "links": _links(base, row.key),
-    }
+    } | await changes_since_override(store, cid)
+
+
+async def changes_since_override(store: Store, cid: str) -> JSON:
+    """`changesSinceOverride` when a biller had overridden this Claim and a re-code that
+    bills something else put it back on hold: the lines (and diagnoses) added, removed and
+    changed since the overridden version, which is named. Nothing otherwise."""
+    versions = await store.history("Claim", cid)
+    if not versions:
+        return {}
+    current = json.loads(versions[0].body)
+    for row in versions[1:]:
+        body = json.loads(row.body)
+        if is_override(body):
+            diff = diff_claims(body, current)
+            return {"changesSinceOverride": {"overriddenVersion": row.version} | diff.as_json()}
+    return {}
 
 
 def _links(base: str, key: str) -> JSON:
@@ -233,21 +255,21 @@ async def override(state: AppState, key: str, actor: str, note: str) -> JSON:
     versions: JSON = {"ChargeItem": {}}
     for item in await _charge_items(store, key):
         if item.status == "planned":
-            body = _without_meta(item.body) | {"status": "billable"}
+            body = without_meta(item.body) | {"status": "billable"}
             written = await store.put_resource_version(
                 "ChargeItem", item.resource_id, "billable", _dumps(body), now, destination
             )
             versions["ChargeItem"][item.resource_id] = written.version
     claim = await store.read_resource("Claim", claim_id(key))
     if claim is not None:
-        body = _with_extension(_without_meta(claim.body) | {"status": "active"}, note)
+        body = claim_overridden(without_meta(claim.body), note)
         written = await store.put_resource_version(
             "Claim", claim.resource_id, "active", _dumps(body), now, destination
         )
         versions["Claim"] = written.version
     task = await store.read_resource("Task", task_id(key))
     if task is not None:
-        body = _completed_task(_without_meta(task.body), note, now.isoformat(timespec="seconds"))
+        body = task_completed(without_meta(task.body), note, now.isoformat(timespec="seconds"))
         written = await store.put_resource_version(
             "Task", task.resource_id, "completed", _dumps(body), now, destination
         )
@@ -272,55 +294,6 @@ async def _charge_items(store: Store, key: str) -> list[ResourceRow]:
         items += rows
         if not rows or len(items) >= total:
             return items
-
-
-def _without_meta(body: str) -> dict[str, Any]:
-    """The stored JSON without versionId/lastUpdated: the store sets them on the new version."""
-    resource: dict[str, Any] = json.loads(body)
-    meta = resource.pop("meta", None)
-    if isinstance(meta, dict):
-        kept = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
-        resource = _with_meta(resource, kept) if kept else resource
-    return resource
-
-
-def _with_meta(resource: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    """Other meta elements (profile, tag) stay, right after id."""
-    out: dict[str, Any] = {}
-    for name, value in resource.items():
-        out[name] = value
-        if name == "id":
-            out["meta"] = meta
-    return out
-
-
-def _with_extension(resource: Mapping[str, Any], note: str) -> dict[str, Any]:
-    """The override note as an extension, in the R4 element position (after id/meta/text)."""
-    note_ext = {"url": EXT_OVERRIDE_NOTE, "valueString": note}
-    others = [e for e in resource.get("extension", []) if e.get("url") != EXT_OVERRIDE_NOTE]
-    out = {k: v for k, v in resource.items() if k in _BEFORE_EXTENSION}
-    out["extension"] = [*others, note_ext]
-    out.update((k, v) for k, v in resource.items() if k not in out)
-    return out
-
-
-def _completed_task(task: Mapping[str, Any], note: str, when: str) -> dict[str, Any]:
-    """Task completed, lastModified now, and the note as its output (R4 element order)."""
-    out: dict[str, Any] = {}
-    for name, value in task.items():
-        if name in ("lastModified", "output"):
-            continue
-        out[name] = "completed" if name == "status" else value
-        if name == "authoredOn":
-            out["lastModified"] = when
-    out.setdefault("lastModified", when)
-    out["output"] = [
-        {
-            "type": {"coding": [{"system": TASK_OUTPUT, "code": "override-note"}]},
-            "valueString": note,
-        }
-    ]
-    return out
 
 
 def _dumps(resource: Mapping[str, Any]) -> str:
