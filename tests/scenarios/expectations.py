@@ -1,10 +1,10 @@
 """Expected outcome of every acceptance scenario, derived by hand from the rules.
 
-Sources: shared/domain/coding-rules.md (R1-R45, worked scenarios S01-S34),
-shared/domain/decisions.md (D1-D27, which win where they settle something),
-shared/domain/drug-catalog-seed.csv (class, billing unit, package amount, container)
-and the OPPS Addendum B copy (status indicator `N` = packaged: no JW/JZ in hospital
-outpatient). Nothing here was taken from the adapter's code: it is the oracle the
+Sources: the team's rule set with its worked scenarios S01-S34 (the rules restated in
+docs/coding-rules.md, R1-R45, and docs/decisions.md, D1-D27, which win where they settle
+something), mappings/reference/drug-catalog-seed.csv (class, billing unit, package amount,
+container) and the OPPS Addendum B copy beside it (status indicator `N` = packaged: no JW/JZ
+in hospital outpatient). Nothing here was taken from the adapter's code: it is the oracle the
 adapter is tested against, and `rules` shows the arithmetic behind every number.
 
 Fixtures: `fixtures/scenarios/<id>.hl7` (ADT^A04, RAS^O17, ADT^A03) and
