@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -141,3 +142,16 @@ def test_pump_drug_is_billed_with_its_units_s20_r34() -> None:
 )  # fmt: skip
 def test_least_waste_vial_combination_d17(amount: str, sizes: tuple[str, ...], opened: str) -> None:
     assert least_waste(Decimal(amount), tuple(Decimal(s) for s in sizes)) == Decimal(opened)
+
+
+@pytest.mark.parametrize("dose", ["5 mL", None], ids=["volume-for-a-mg-drug", "no-amount"])
+def test_dose_that_cannot_be_counted_in_billing_units_is_held_as_missing_dose_d16(
+    dose: str | None,
+) -> None:
+    """Carboplatin bills per 50 mg: a charted 5 mL, or no amount at all, counts no unit."""
+    given = admin("J9045", "500 mg", "10:00", "10:30")
+    drug = replace(given.ingredients[0], amount=quantity(dose) if dose else None)
+    coded = code(replace(given, ingredients=(drug,)))
+    assert [h.reason for h in coded.holds] == [HoldReason.MISSING_DOSE]
+    assert "J9045" in coded.holds[0].detail
+    assert "J9045" not in drug_lines(coded)
