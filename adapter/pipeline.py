@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, tzinfo
 from typing import Any
 
-from adapter.core.assembly import assemble
+from adapter.core.assembly import AssemblyNotes, assemble_noted
 from adapter.core.charges import CodedEncounter, Outcome, TableWarning
 from adapter.core.coder import CodingContext, code_encounter
 from adapter.core.feed import collect
@@ -61,6 +61,27 @@ def table_warnings(found: Iterable[TableWarning]) -> tuple[str, ...]:
     )
 
 
+def assembly_warnings(notes: AssemblyNotes) -> tuple[str, ...]:
+    """What assembly kept apart or could not match, counted: ids only, never patient data."""
+    found = []
+    if notes.shared_ids:
+        found.append(
+            f"{notes.shared_ids} order/administration ids (ORC-3 or ORC-2 with RXA-1/RXA-2) "
+            "are used by more than one patient: each patient's administrations are kept apart"
+        )
+    if notes.unmatched_updates:
+        found.append(
+            f"{notes.unmatched_updates} corrections (RXA-21 U) matched no earlier "
+            "administration of their patient: each is coded as given"
+        )
+    if notes.unmatched_deletes:
+        found.append(
+            f"{notes.unmatched_deletes} deletions (RXA-21 D, entered-in-error) matched no "
+            "earlier administration of their patient: nothing was removed"
+        )
+    return tuple(found)
+
+
 def sniff_format(data: bytes) -> str:
     """`fhir` for JSON / NDJSON, `hl7` for ER7 (with or without MLLP bytes), else ``."""
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:16]
@@ -95,13 +116,14 @@ class Pipeline:
         """Close every encounter (end of the batch) and build the output Bundle."""
         feed = collect(self.messages)
         ctx = CodingContext(self.mappings, self.options, self.site_tz, is_billable)
-        coded = tuple(code_encounter(e, ctx) for e in assemble(feed.events, self.site_tz))
+        encounters, notes = assemble_noted(feed.events, self.site_tz)
+        coded = tuple(code_encounter(e, ctx) for e in encounters)
         resources = tuple(
             r for c in coded for r in encounter_resources(c, self.mappings, self.output)
         )
         digest = hashlib.sha256("|".join(r["id"] for r in resources).encode()).hexdigest()
         text = dumps(bundle(resources, f"batch-{digest[:16]}"), pretty=self.pretty)
-        warnings = table_warnings(w for c in coded for w in c.warnings)
+        warnings = assembly_warnings(notes) + table_warnings(w for c in coded for w in c.warnings)
         return PipelineResult(
             coded=coded,
             resources=resources,

@@ -303,24 +303,29 @@ class TestIdentity:
         [
             ("ORC|RE|ORD1^EPIC|RX1^EPICRX", "hl7:RX1:0:1"),
             ("ORC|RE|ORD1^EPIC|", "hl7:ORD1:0:1"),
-            ("ORC|RE||", "hl7:CTRL0001#1:0:1"),
+            ("ORC|RE||", "hl7:#1:0:1"),  # not the control id: a resend keeps its ids
         ],
     )
-    def test_source_id_filler_then_placer(
+    def test_correction_key_filler_then_placer(
         self, orc: str, expected: str, mappings: Mappings
     ) -> None:
-        assert expected == admin(ras(orc, rxa(), RXR), mappings).source_id
+        found = admin(ras(orc, rxa(), RXR), mappings)
+
+        assert (found.correction_key, found.source_id) == (
+            expected,
+            f"{expected}:20250314T133000Z:850214",  # + start (UTC) and given code
+        )
 
     def test_source_id_uses_rxa1_rxa2_and_group_ordinal(self, mappings: Mappings) -> None:
         body = ("ORC|RE", rxa(f1="1", f2="3"), RXR, "ORC|RE", rxa(f1="1", f2="3"), RXR)
 
-        assert [a.source_id for a in admins(one(ras(*body), mappings))] == [
-            "hl7:CTRL0001#1:1:3",
-            "hl7:CTRL0001#2:1:3",
+        assert [a.correction_key for a in admins(one(ras(*body), mappings))] == [
+            "hl7:#1:1:3",
+            "hl7:#2:1:3",
         ]
 
     def test_rxa_without_orc(self, mappings: Mappings) -> None:
-        assert admin(ras(rxa(), RXR), mappings).source_id == "hl7:CTRL0001#0:0:1"
+        assert admin(ras(rxa(), RXR), mappings).correction_key == "hl7:#0:0:1"
 
 
 class TestTimes:

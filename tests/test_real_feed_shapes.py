@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from adapter.core.assembly import assemble
 from adapter.core.charges import CodedEncounter, Outcome
+from adapter.core.feed import collect
 from adapter.core.mappings import Mappings
 from adapter.core.model import Administration, Code, CodeSystem, Method, PatientClass, Route
 from adapter.core.options import CodingOptions
@@ -129,7 +131,7 @@ def test_coded_indication_still_wins_over_the_order_text(mappings: Mappings) -> 
     assert [c.code for c in found.indications] == ["E86.0"]
 
 
-def test_hydration_bag_after_chemo_with_text_indication_bills_96361_and_its_fluid(
+def test_hydration_bag_after_chemo_with_text_indication_bills_96361_and_its_fluid_d12(
     mappings: Mappings,
 ) -> None:
     coded = by_visit(run(mappings, fixture("ras_o17_text_only_indications.hl7")))["VTXT0001"]
@@ -184,7 +186,7 @@ def test_pv1_2_inpatient_is_read_without_pv1_19(mappings: Mappings) -> None:
     assert (found.visit_id, found.patient_class) == (None, PatientClass.INPATIENT)
 
 
-def test_inpatient_administration_without_visit_number_is_never_billed_with_the_outpatient_day(
+def test_inpatient_administration_without_visit_number_is_never_billed_with_the_outpatient_day_d2(
     mappings: Mappings,
 ) -> None:
     """Same patient, same day, same location: the inpatient RXAs stay apart, skipped (D2)."""
@@ -364,3 +366,203 @@ def test_route_rows_differing_only_in_case_or_spacing_are_refused(tmp_path: Path
 
     with pytest.raises(MappingError, match="duplicate route code 'IV PUSH'"):
         load_mappings(tmp_path)
+
+
+# --- class 1: administration identity ---------------------------------------------------
+
+
+def admins_of(*files: bytes) -> list[Administration]:
+    """The administrations that assembly keeps, over the files read as one feed."""
+    mappings = load_mappings(default_mappings_dir())
+    messages = [m for n, f in enumerate(files) for m in read_hl7(f, mappings, NY, f"f{n}")]
+    return [a for e in assemble(collect(messages).events, NY) for a in e.administrations]
+
+
+def test_eight_rxa_with_constant_rxa1_rxa2_under_one_orc_are_eight_administrations(
+    mappings: Mappings,
+) -> None:
+    """Every RXA of the plan is `0|1`: start and given code tell them apart."""
+    (first, *_) = [m for m in split(fixture("ras_o17_constant_rxa_ids.hl7")) if b"RAS^O17" in m]
+
+    found = read_admins(first.decode(), mappings)
+
+    assert len(found) == 8
+    assert len({a.source_id for a in found}) == 8
+    assert {a.correction_key for a in found} == {"hl7:MY-PLAN-7:0:1"}
+
+
+def test_two_identical_rxa_in_one_message_are_numbered_and_both_kept(mappings: Mappings) -> None:
+    """Two identical bags hung together: still two; the resend numbers them the same way."""
+    body = (ORC, rxa(f19="E86.0^Dehydration^I10"), rxa(f19="E86.0^Dehydration^I10"), "RXR|IV")
+
+    first = read_admins(ras(*body, ctl="M1"), mappings)
+    resend = read_admins(ras(*body, ctl="M2"), mappings)
+
+    assert [a.source_id for a in first] == [a.source_id for a in resend]
+    assert first[1].source_id == f"{first[0].source_id}#2"
+    assert len(admins_of(ras(*body, ctl="M1").encode(), ras(*body, ctl="M2").encode())) == 2
+
+
+def test_resend_under_a_new_msh10_and_corrections_still_find_their_originals_d23(
+    mappings: Mappings,
+) -> None:
+    """The fixture: 8 RXA, the same message again under a new MSH-10 (no duplicate), a U
+    that moved carboplatin's start by 5 minutes and changed its dose (replaces it), a D of
+    diphenhydramine (removes it)."""
+    result = run(mappings, fixture("ras_o17_constant_rxa_ids.hl7"))
+
+    (coded,) = result.coded
+    assert len(admins_of(fixture("ras_o17_constant_rxa_ids.hl7"))) == 7
+    units = {ln.code: ln.units for ln in coded.lines}
+    assert units["J9045"] == 8  # 400 mg as corrected, not 450 + 400
+    assert "J1200" not in units  # deleted
+    assert (units["J9267"], units["J2405"], units["J1100"], units["J7030"]) == (175, 8, 10, 1)
+    assert Counter(ln.code for ln in coded.lines)["96375"] == 1 and units["96375"] == 2
+    assert not result.warnings or all("matched no" not in w for w in result.warnings)
+
+
+def test_an_order_number_reused_on_another_day_is_another_administration(
+    mappings: Mappings,
+) -> None:
+    """A standing order keeps ORC-3 and `0|1` every day: day 2 must not replace day 1."""
+    day1 = ras(ORC, rxa(f19="E86.0^Dehydration^I10"), "RXR|IV", ctl="D1", pv1=PV1_NO_VISIT)
+    day2 = ras(
+        ORC,
+        rxa(f3="20260116090000", f4="20260116100000", f19="E86.0^Dehydration^I10"),
+        "RXR|IV",
+        ctl="D2",
+        pv1=PV1_NO_VISIT,
+    )
+
+    found = admins_of(day1.encode(), day2.encode())
+
+    assert sorted(str(a.start.date()) for a in found) == ["2026-01-15", "2026-01-16"]
+
+
+PV1_NO_VISIT = "PV1|1|O|ONCINF^^^HOSP"
+
+
+def test_update_of_the_additive_replaces_the_additive_not_the_bag(mappings: Mappings) -> None:
+    """Bag and additive share order and `0|1`; the U (new start) names the additive's drug."""
+    bag = rxa(f1="", f5="00264-5802-00^NS^NDC", f6="250", f7="mL")
+    drug = rxa(f1="", f5="00703-4239-01^carboplatin^NDC", f6="450", f7="mg")
+    fixed = rxa(f1="", f3="20260115091000", f5="00703-4239-01^carboplatin^NDC", f6="400", f21="U")
+
+    found = admins_of(
+        ras(ORC, bag, drug, "RXR|IV", ctl="M1").encode(),
+        ras(ORC, fixed, "RXR|IV", ctl="M2").encode(),
+    )
+
+    given = sorted((a.ingredients[0].codes[0].code, a.ingredients[0].amount) for a in found)
+    assert [(code, str(q.value) if q else "") for code, q in given] == [
+        ("00264-5802-00", "250"),
+        ("00703-4239-01", "400"),
+    ]
+
+
+def test_unmatched_corrections_are_counted_never_silent(mappings: Mappings) -> None:
+    update = ras(ORC, rxa(f21="U", f19="E86.0^Dehydration^I10"), "RXR|IV", ctl="U1")
+    delete = ras("ORC|RE|ORD9|RX9||CM", rxa(f21="D"), "RXR|IV", ctl="D1")
+
+    result = run(mappings, update.encode(), delete.encode())
+
+    assert len(admins_of(update.encode(), delete.encode())) == 1  # the update, as given
+    assert any(w.startswith("1 corrections (RXA-21 U) matched no") for w in result.warnings)
+    assert any(w.startswith("1 deletions (RXA-21 D") for w in result.warnings)
+
+
+def split(data: bytes) -> list[bytes]:
+    from adapter.readers.er7 import split_messages
+
+    text = data.decode()
+    return [("\r".join(c.lines) + "\r").encode() for c in split_messages(text)]
+
+
+# --- class 6: batch and service agree; ids are per patient ------------------------------
+
+
+def multi_patient_feed(patients: int) -> bytes:
+    """One RAS per patient, all with the same order numbers, RXA `0|1`, start and drug."""
+    messages = []
+    for n in range(patients):
+        pid = f"PID|1||P{n:04d}^^^HOSP^MR"
+        pv1 = f"PV1|1|O|ONCINF^^^HOSP||||||||||||||||V{n:04d}"
+        body = (ORC, rxa(f19="^Dehydration"), "RXR|IV")
+        messages.append(ras(*body, ctl=f"MP{n:04d}", pid=pid, pv1=pv1))
+    return ("\r".join(messages) + "\r").encode()
+
+
+def test_reused_order_numbers_for_different_patients_are_kept_apart(mappings: Mappings) -> None:
+    result = run(mappings, multi_patient_feed(5))
+
+    assert len(result.coded) == 5 and result.count(Outcome.SKIPPED) == 0
+    assert result.warnings[0] == (
+        "1 order/administration ids (ORC-3 or ORC-2 with RXA-1/RXA-2) are used by more than "
+        "one patient: each patient's administrations are kept apart"
+    )
+
+
+def test_one_patients_delete_never_removes_another_patients_administration(
+    mappings: Mappings,
+) -> None:
+    feed = multi_patient_feed(2)
+    delete = ras(ORC, rxa(f21="D"), "RXR|IV", ctl="DEL", pid="PID|1||P0000^^^HOSP^MR", pv1="PV1|1|O|ONCINF^^^HOSP||||||||||||||||V0000")  # fmt: skip
+
+    assert [a.patient_id for a in admins_of(feed, delete.encode())] == ["HOSP|P0001"]
+
+
+def test_batch_warns_about_reused_ids_on_stderr_without_patient_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adapter.cli import main
+
+    feed = tmp_path / "feed.hl7"
+    feed.write_bytes(multi_patient_feed(20))
+
+    assert main(["code", str(feed)]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [ln for ln in err.splitlines() if "order/administration ids" in ln]
+    assert warning.startswith("warning: 1 order/administration ids")
+    assert "P00" not in err and "V00" not in err
+    assert "encounters coded=0 held=20 " in err  # held: no diagnosis was sent
+
+
+async def test_batch_and_service_code_the_same_multi_patient_file_into_as_many_claims(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same file through `charge-adapter code` and through the running service (MLLP)."""
+    from adapter.cli import main
+    from adapter.service.app import start_state, stop_state
+    from adapter.store.base import SearchQuery
+    from tests.mllp_client import send_messages
+    from tests.service_fixtures import Clock, make_settings
+
+    data = multi_patient_feed(12)
+    feed = tmp_path / "feed.hl7"
+    feed.write_bytes(data)
+    assert main(["code", str(feed)]) == 0
+    batch = [
+        e["resource"]
+        for e in json_loads(capsys.readouterr().out)["entry"]
+        if e["resource"]["resourceType"] == "Claim"
+    ]
+
+    clock = Clock()
+    state = await start_state(make_settings(tmp_path, close_check_seconds=3600), clock)
+    try:
+        assert state.mllp is not None
+        await send_messages("127.0.0.1", state.mllp.port, split(data))
+        clock.advance(minutes=241)
+        await state.coder.run_once()
+        rows, _ = await state.store.search(SearchQuery("Claim", count=500))
+    finally:
+        await stop_state(state)
+
+    assert len(batch) == len(rows) == 12
+    assert sorted(c["id"] for c in batch) == sorted(r.resource_id for r in rows)
+
+
+def json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)

@@ -5,6 +5,8 @@ feed has one; otherwise patient + local service date + location. A visit that
 crosses midnight keeps its visit key, so it stays one encounter (R3, R17, D9).
 Corrections (D23) are applied here: a later UPDATE replaces the earlier
 administration with the same source id, DELETE / entered-in-error removes it.
+Identity is per patient: senders reuse order numbers across patients, and one
+patient's correction must never replace another patient's administration.
 """
 
 from __future__ import annotations
@@ -55,45 +57,135 @@ def encounter_key(admin: Administration, site_tz: tzinfo) -> str:
     return f"{key}|inpatient" if admin.patient_class is PatientClass.INPATIENT else key
 
 
+_Identity = tuple[str, str]  # (patient id, source id)
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblyNotes:
+    """What assembly did besides grouping, counted so nothing leaves without a reason.
+
+    `replaced`: an administration read again (a resend, an UPDATE) replaced its earlier
+    copy; `deleted`: removed by DELETE / entered-in-error; `unmatched_updates`: an
+    UPDATE with no original, kept as given; `unmatched_deletes`: a DELETE with no
+    original (nothing to remove); `shared_ids`: order/administration ids
+    (ORC-3/ORC-2 + RXA-1/RXA-2) used by more than one patient, kept apart.
+    """
+
+    replaced: int = 0
+    deleted: int = 0
+    unmatched_updates: int = 0
+    unmatched_deletes: int = 0
+    shared_ids: int = 0
+
+
+@dataclass
+class _Admins:
+    """Administrations by encounter key, findable by identity and by correction key."""
+
+    by_key: dict[str, dict[_Identity, Administration]]
+    where: dict[_Identity, str]  # identity -> encounter key
+    family: dict[_Identity, list[_Identity]]  # (patient, correction key) -> identities
+    counts: dict[str, int]
+
+
 def assemble(events: Iterable[Event], site_tz: tzinfo) -> tuple[Encounter, ...]:
     """Group events into encounters, in order of first appearance."""
-    admins: dict[str, dict[str, Administration]] = {}
-    keys: dict[str, str] = {}  # source id -> encounter key, so a correction finds its original
+    return assemble_noted(events, site_tz)[0]
+
+
+def assemble_noted(
+    events: Iterable[Event], site_tz: tzinfo
+) -> tuple[tuple[Encounter, ...], AssemblyNotes]:
+    """`assemble`, plus what became of administrations that are not in an encounter."""
+    state = _Admins({}, {}, {}, {})
     visits: dict[str, Visit] = {}
     conditions: list[ConditionEvent] = []
     patient_coverages: dict[str, list[Coverage]] = {}
+    patients_of: dict[str, set[str]] = {}
     for event in events:
         if isinstance(event, Administration):
-            _apply_administration(admins, keys, event, site_tz)
+            _apply_administration(state, event, site_tz)
+            correction = event.correction_key or event.source_id
+            patients_of.setdefault(correction, set()).add(event.patient_id)
         elif isinstance(event, Visit):
             visits[event.visit_id] = _merge_visit(visits.get(event.visit_id), event)
         elif isinstance(event, ConditionEvent):
             conditions.append(event)
         elif isinstance(event, CoverageEvent):
             patient_coverages.setdefault(event.patient_id, []).append(event.coverage)
-    return tuple(
+    encounters = tuple(
         _build(key, group, visits, conditions, patient_coverages)
-        for key, group in admins.items()
+        for key, group in state.by_key.items()
         if group
     )
+    counts = state.counts
+    notes = AssemblyNotes(
+        replaced=counts.get("replaced", 0),
+        deleted=counts.get("deleted", 0),
+        unmatched_updates=counts.get("unmatched_updates", 0),
+        unmatched_deletes=counts.get("unmatched_deletes", 0),
+        shared_ids=sum(1 for patients in patients_of.values() if len(patients) > 1),
+    )
+    return encounters, notes
 
 
-def _apply_administration(
-    admins: dict[str, dict[str, Administration]],
-    keys: dict[str, str],
-    admin: Administration,
-    site_tz: tzinfo,
-) -> None:
-    """Insert, replace or remove by source id; a replacement may move the admin between keys."""
-    old_key = keys.pop(admin.source_id, None)
-    if old_key is not None:
-        admins[old_key].pop(admin.source_id, None)
+def _apply_administration(state: _Admins, admin: Administration, site_tz: tzinfo) -> None:
+    """Insert, replace or remove; a replacement may move the admin between keys.
+
+    The same identity (patient + source id: a resend, an UPDATE of the same start and
+    drug) replaces its earlier copy. A correction (UPDATE, DELETE, entered-in-error)
+    whose identity is new changed a distinguishing field (start time, code): it
+    replaces the patient's administration with the same correction key (order +
+    RXA-1/RXA-2), preferring one with the same drug, then the latest read.
+    """
+    ident = (admin.patient_id, admin.source_id)
     removed = admin.action is Action.DELETE or admin.status is AdminStatus.ENTERED_IN_ERROR
+    correction = removed or admin.action is Action.UPDATE
+    target = ident if ident in state.where else None
+    if target is None and correction:
+        target = _original(state, admin)
+    if target is not None:
+        _remove(state, target)
+        _count(state, "deleted" if removed else "replaced")
+    elif correction:
+        _count(state, "unmatched_deletes" if removed else "unmatched_updates")
     if removed:
         return
     key = encounter_key(admin, site_tz)
-    admins.setdefault(key, {})[admin.source_id] = admin
-    keys[admin.source_id] = key
+    state.by_key.setdefault(key, {})[ident] = admin
+    state.where[ident] = key
+    state.family.setdefault(_family(admin), []).append(ident)
+
+
+def _family(admin: Administration) -> _Identity:
+    return admin.patient_id, admin.correction_key or admin.source_id
+
+
+def _original(state: _Admins, admin: Administration) -> _Identity | None:
+    """The administration a correction with a new identity stands for, if any."""
+    candidates = [i for i in state.family.get(_family(admin), []) if i in state.where]
+    if not candidates:
+        return None
+    given = _given_codes(admin)
+    same_drug = [i for i in candidates if _given_codes(_lookup(state, i)) == given]
+    return (same_drug or candidates)[-1]
+
+
+def _lookup(state: _Admins, ident: _Identity) -> Administration:
+    return state.by_key[state.where[ident]][ident]
+
+
+def _given_codes(admin: Administration) -> frozenset[tuple[str, str]]:
+    return frozenset((c.system, c.code) for i in admin.ingredients for c in i.codes)
+
+
+def _remove(state: _Admins, ident: _Identity) -> None:
+    key = state.where.pop(ident)
+    state.by_key[key].pop(ident, None)
+
+
+def _count(state: _Admins, what: str) -> None:
+    state.counts[what] = state.counts.get(what, 0) + 1
 
 
 def _merge_visit(old: Visit | None, new: Visit) -> Visit:
@@ -117,7 +209,7 @@ def _merge_visit(old: Visit | None, new: Visit) -> Visit:
 
 def _build(
     key: str,
-    group: dict[str, Administration],
+    group: dict[_Identity, Administration],
     visits: dict[str, Visit],
     conditions: list[ConditionEvent],
     patient_coverages: dict[str, list[Coverage]],

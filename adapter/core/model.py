@@ -118,6 +118,9 @@ class Administration:
     patient_id: str
     start: datetime
     ingredients: tuple[Ingredient, ...]
+    # what a correction (RXA-21 U/D) that changed a distinguishing field (start, code)
+    # still shares with its original: HL7 order + RXA-1/RXA-2. "" = the source id
+    correction_key: str = ""
     end: datetime | None = None
     visit_id: str | None = None
     route: Route = Route.UNKNOWN

@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 
@@ -310,21 +310,39 @@ def _read_ras(message: Message, header: _Header, context: _Context) -> Outcome:
     patient = _patient_id(message)
     pv1 = message.first("PV1")
     visit = _visit(pv1, patient, VisitStatus.UNKNOWN, context) if pv1 else None
-    admins: list[Event] = []
+    admins: list[Administration] = []
     for group in _order_groups(message.segments):
         if group.admins:
-            scope = _scope(group, header, patient, pv1)
+            scope = _scope(group, patient, pv1)
             admins.extend(_administration(block, scope, context) for block in group.admins)
-    return ((visit,) if visit else ()) + tuple(admins)
+    return ((visit,) if visit else ()) + _distinct_ids(admins)
 
 
-def _scope(group: _OrderGroup, header: _Header, patient: str, pv1: Segment | None) -> _Scope:
+def _distinct_ids(admins: list[Administration]) -> tuple[Administration, ...]:
+    """Number RXAs of one message that share every identifying field (`#2`, `#3`...).
+
+    Two RXA with the same order, RXA-1/RXA-2, start and given code (two identical
+    bags hung together) are still two administrations; their order in the message
+    is the same in a resend, so the numbering finds the same originals again.
+    """
+    seen: dict[str, int] = {}
+    found: list[Administration] = []
+    for admin in admins:
+        count = seen.get(admin.source_id, 0) + 1
+        seen[admin.source_id] = count
+        found.append(
+            admin if count == 1 else replace(admin, source_id=f"{admin.source_id}#{count}")
+        )
+    return tuple(found)
+
+
+def _scope(group: _OrderGroup, patient: str, pv1: Segment | None) -> _Scope:
     return _Scope(
         patient_id=patient,
         visit_id=(pv1.get(19).strip() or None) if pv1 else None,
         location=(pv1.get(3).strip() or None) if pv1 else None,
         patient_class=_patient_class(pv1.get(2).strip().upper()) if pv1 else PatientClass.UNKNOWN,
-        order_id=_order_id(group, header),
+        order_id=_order_id(group),
         expected_minutes=_expected_minutes(group),
         rxr=_last(group.head, "RXR"),
         rxcs=tuple(s for s in group.head if s.name == "RXC"),
@@ -369,7 +387,7 @@ def _orders(kind: str) -> _Handler:
 
 
 def _order_event_id(group: _OrderGroup, header: _Header, kind: str) -> str:
-    source = f"hl7:{_order_id(group, header)}:{kind}"
+    source = f"hl7:{_order_id(group)}:{kind}"
     rxd = _first(group.head, "RXD")
     return f"{source}:{rxd.get(1).strip()}" if rxd and rxd.get(1).strip() else source
 
@@ -446,14 +464,20 @@ def _last(segments: Iterable[Segment], name: str) -> Segment | None:
     return found
 
 
-def _order_id(group: _OrderGroup, header: _Header) -> str:
-    """Filler order number, else placer; else the message and group position."""
+def _order_id(group: _OrderGroup) -> str:
+    """Filler order number, else placer; else the group's position in the message.
+
+    Not the control id: a resend under a new MSH-10 must give the same ids, or it
+    would be billed twice. Order numbers are not unique across patients (nor, in
+    some feeds, across days): the administration's own identity adds what tells
+    them apart (`_admin_ids`), and assembly keys everything per patient.
+    """
     orc = group.orc
     if orc is not None:
         ident = orc.get(3, 1).strip() or orc.get(2, 1).strip()
         if ident:
             return ident
-    return f"{header.control_id}#{group.ordinal}"
+    return f"#{group.ordinal}"
 
 
 # --- identity and visit ----------------------------------------------------------------
@@ -562,12 +586,15 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
     rxr = block.group_rxr or scope.rxr
     rxcs = tuple(s for s in block.tail if s.name == "RXC") or _order_rxcs(rxa, scope, context)
     route, route_text = _route(rxr, context.mappings)
+    ingredients = tuple(_rxc_ingredient(s) for s in rxcs) if rxcs else (_rxa_ingredient(rxa),)
+    correction_key = f"hl7:{scope.order_id}:{rxa.get(1).strip()}:{rxa.get(2).strip()}"
     return Administration(
-        source_id=f"hl7:{scope.order_id}:{rxa.get(1).strip()}:{rxa.get(2).strip()}",
+        source_id=f"{correction_key}:{_given(rxa, start)}",
+        correction_key=correction_key,
         patient_id=scope.patient_id,
         start=start,
         end=None if end == start else end,
-        ingredients=tuple(_rxc_ingredient(s) for s in rxcs) if rxcs else (_rxa_ingredient(rxa),),
+        ingredients=ingredients,
         visit_id=scope.visit_id,
         route=route,
         route_text=route_text,
@@ -583,6 +610,18 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
         expected_minutes=scope.expected_minutes,
         patient_class=scope.patient_class,
     )
+
+
+def _given(rxa: Segment, start: datetime) -> str:
+    """What tells apart RXAs that share order and RXA-1/RXA-2: start (UTC) and given code.
+
+    Senders leave RXA-1/RXA-2 at `0|1` for every RXA of an order (a bag and its
+    additive, the doses of a standing order on different days) and reuse order numbers;
+    the start and the code of what was given differ where the administrations differ,
+    and stay the same in a resend of the same documentation.
+    """
+    code = rxa.get(5, 1).strip() or rxa.get(5, 4).strip() or rxa.get(5, 2).strip()
+    return f"{start.astimezone(UTC):%Y%m%dT%H%M%SZ}:{_safe(code)}"
 
 
 def _order_rxcs(rxa: Segment, scope: _Scope, context: _Context) -> tuple[Segment, ...]:
