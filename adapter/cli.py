@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapter.core.explain import render
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
@@ -34,6 +35,8 @@ class CodeArgs:
     site_tz: str
     pump_g0498: bool
     z_order: ZOrder
+    explain: bool = False  # the per-administration report, to stderr or `explain_to`
+    explain_to: Path | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 site_tz=ns.site_tz,
                 pump_g0498=ns.pump_g0498,
                 z_order=ZOrder(ns.z_order),
+                explain=ns.explain or ns.explain_to is not None,
+                explain_to=Path(ns.explain_to) if ns.explain_to else None,
             )
         )
     if ns.command == "send":
@@ -87,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
         epilog=RULES_HELP,
     )
     code.add_argument("paths", nargs="+", metavar="PATH", help="HL7 v2 (.hl7) or FHIR JSON files")
+    code.add_argument(
+        "--explain",
+        action="store_true",
+        help="report to stderr, per input file, every administration read and what became "
+        "of it: the coded line(s), the hold and its reason, or why it was skipped "
+        "(stdout keeps the Bundle)",
+    )
+    code.add_argument(
+        "--explain-to",
+        metavar="FILE",
+        help="write the --explain report to FILE instead of stderr (implies --explain)",
+    )
     code.add_argument(
         "--setting",
         choices=Setting.ALL,
@@ -250,8 +267,26 @@ def run_code(args: CodeArgs) -> int:
     result = pipeline.close()
     sys.stdout.write(result.bundle_json)
     sys.stdout.write("\n")
+    if args.explain and not _explain(pipeline, result, args.explain_to):
+        return EXIT_BAD_INPUT
     _report(result, unreadable)
     return EXIT_BAD_INPUT if result.errors or unreadable else EXIT_OK
+
+
+def _explain(pipeline: Pipeline, result: PipelineResult, target: Path | None) -> bool:
+    """Write the explain report (stderr, or the file); False when the file cannot be written."""
+    lines = render(pipeline.explain(result))
+    if target is None:
+        for line in lines:
+            print(line, file=sys.stderr)
+        return True
+    try:
+        with target.open("w", encoding="utf-8") as out:
+            out.writelines(f"{line}\n" for line in lines)
+    except OSError as exc:
+        print(f"charge-adapter: cannot write {target} ({exc.strerror})", file=sys.stderr)
+        return False
+    return True
 
 
 def tune_gc() -> None:

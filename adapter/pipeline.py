@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import date, tzinfo
 from typing import Any
 
-from adapter.core.assembly import AssemblyNotes, assemble_noted
+from adapter.core.assembly import AssemblyNotes, Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, Outcome, TableWarning
 from adapter.core.coder import CodingContext, code_encounter
-from adapter.core.feed import collect
+from adapter.core.explain import ExplainInput, Explanation, explain
+from adapter.core.feed import FeedResult, collect
 from adapter.core.fhir_output import OutputOptions, bundle, dumps, encounter_resources
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError
@@ -35,6 +36,8 @@ class PipelineResult:
     messages: int
     duplicates: int
     skipped_messages: int
+    encounters: tuple[Encounter, ...] = ()
+    feed: FeedResult | None = None
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for c in self.coded if c.outcome is outcome)
@@ -100,17 +103,31 @@ class Pipeline:
     output: OutputOptions = field(default_factory=OutputOptions)
     pretty: bool = True  # indent=2 for people; compact is ~5x faster to encode
     messages: list[InboundMessage] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # the input of each message
 
     def feed_file(self, data: bytes, origin: str) -> None:
         """Read one file's messages into the feed; an unknown format is one input error."""
         kind = sniff_format(data)
         if kind == "fhir":
-            self.messages.extend(read_fhir(data, self.mappings, self.site_tz, origin))
+            read = read_fhir(data, self.mappings, self.site_tz, origin)
         elif kind == "hl7":
-            self.messages.extend(read_hl7(data, self.mappings, self.site_tz, origin))
+            read = read_hl7(data, self.mappings, self.site_tz, origin)
         else:
             error = InputError(origin, "not an HL7 v2 (MSH...) or FHIR JSON file")
-            self.messages.append(InboundMessage(f"file:{origin}", "unknown", error=error))
+            read = (InboundMessage(f"file:{origin}", "unknown", error=error),)
+        self.messages.extend(read)
+        self.origins.extend(origin for _ in read)
+
+    def explain(self, result: PipelineResult) -> Explanation:
+        """Every administration read, and what became of it (`charge-adapter code --explain`)."""
+        assert result.feed is not None, "explain the result of this pipeline's close()"
+        batch = ExplainInput(
+            tuple(zip(self.origins, self.messages, strict=True)),
+            result.feed,
+            result.encounters,
+            result.coded,
+        )
+        return explain(batch, self.mappings.catalog, self.options)
 
     def close(self) -> PipelineResult:
         """Close every encounter (end of the batch) and build the output Bundle."""
@@ -133,4 +150,6 @@ class Pipeline:
             messages=feed.messages,
             duplicates=feed.duplicates,
             skipped_messages=len(feed.skipped) - feed.duplicates,
+            encounters=encounters,
+            feed=feed,
         )

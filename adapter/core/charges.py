@@ -49,6 +49,13 @@ class TableWarning:
     service_date: date
 
 
+class EncounterSkip(StrEnum):
+    """Why a whole encounter bills nothing (`CodedEncounter.skip_reason`)."""
+
+    INPATIENT = "inpatient"  # D2: billed by the inpatient claim, not here
+    NOTHING_BILLABLE = "nothing billable"  # read and coded: no line and no hold
+
+
 class Outcome(StrEnum):
     CODED = "coded"
     HELD = "held"
@@ -67,7 +74,7 @@ class CodedEncounter:
     holds: tuple[Hold, ...]
     period_start: datetime | None
     period_end: datetime | None
-    skip_reason: str = ""
+    skip_reason: str = ""  # an EncounterSkip value when skipped
     place_of_service: str = ""  # professional claims (R1): 11 office
     coverage_payer: str = ""
     coverage_id: str = ""

@@ -13,7 +13,13 @@ from datetime import datetime, tzinfo
 
 from adapter.core.admin_codes import code_administrations
 from adapter.core.assembly import Encounter
-from adapter.core.charges import ChargeLine, CodedEncounter, LineKind, TableWarning
+from adapter.core.charges import (
+    ChargeLine,
+    CodedEncounter,
+    EncounterSkip,
+    LineKind,
+    TableWarning,
+)
 from adapter.core.classify import Classified, classify
 from adapter.core.diagnoses import order_diagnoses
 from adapter.core.drug_lines import code_drugs
@@ -57,7 +63,7 @@ def code_encounter(encounter: Encounter, ctx: CodingContext) -> CodedEncounter:
     lines = _ordered((*admin.lines, *drugs.lines))
     holds = _item_holds(items) + admin.holds + drugs.holds
     if not lines and not holds:
-        return replace(base, skip_reason="nothing billable")
+        return replace(base, skip_reason=EncounterSkip.NOTHING_BILLABLE)
     dx = order_diagnoses(
         encounter.diagnoses, drugs.classes_given, ctx.options.z_order, ctx.is_billable_icd
     )

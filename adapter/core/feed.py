@@ -20,6 +20,7 @@ class FeedResult:
     errors: tuple[InputError, ...]
     messages: int
     duplicates: int
+    duplicates_at: tuple[int, ...] = ()  # positions (0-based) of the messages dropped as re-sends
 
 
 def collect(messages: Iterable[InboundMessage]) -> FeedResult:
@@ -28,18 +29,21 @@ def collect(messages: Iterable[InboundMessage]) -> FeedResult:
     events: list[Event] = []
     skipped: list[Skipped] = []
     errors: list[InputError] = []
-    count = duplicates = 0
-    for message in messages:
+    dropped: list[int] = []
+    count = 0
+    for index, message in enumerate(messages):
         count += 1
         if message.error is not None:
             errors.append(message.error)
             continue
         if message.dedup_key in seen:
-            duplicates += 1
+            dropped.append(index)
             skipped.append(Skipped(message.dedup_key, "duplicate"))
             continue
         seen.add(message.dedup_key)
         if message.skip_reason:
             skipped.append(Skipped(message.dedup_key, message.skip_reason))
         events.extend(message.events)
-    return FeedResult(tuple(events), tuple(skipped), tuple(errors), count, duplicates)
+    return FeedResult(
+        tuple(events), tuple(skipped), tuple(errors), count, len(dropped), tuple(dropped)
+    )
