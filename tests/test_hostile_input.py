@@ -115,6 +115,14 @@ DEFECT_MARKERS = ("adapter defect", "unexpected ")
 FRAME_TIMEOUT = 60.0
 
 
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):  # hostile bodies: invalid text, deep nesting
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -180,6 +188,7 @@ class LiveService:
         self.loop_errors: list[str] = []
         self.kept: dict[str, Kept] = {}  # by SHA-256 of the raw payload
         self.keys: dict[str, Kept] = {}  # by dedup key
+        self.by_id: dict[tuple[str, str], Kept] = {}  # by (resourceType, id) of a stored resource
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._client: TestClient[Any, Any] | None = None
         self._last_id = 0
@@ -242,6 +251,16 @@ class LiveService:
             kept.errors.append(str(error))
             self.keys.setdefault(str(dedup_key), Kept()).statuses.add(MessageStatus(status))
             self._last_id = max(self._last_id, int(message_id))
+            resource = _json_object(bytes(raw))
+            if isinstance(resource.get("id"), str):
+                key = (str(resource.get("resourceType")), resource["id"])
+                self.by_id.setdefault(key, Kept()).statuses.add(MessageStatus(status))
+
+    def statuses_of_resource(self, rtype: str, rid: str) -> set[MessageStatus]:
+        """The rows of stored single resources with this type and id (a create without an id
+        is kept with the id the server assigned, so its raw differs from the request)."""
+        kept = self.by_id.get((rtype, rid))
+        return kept.statuses if kept else set()
 
     def statuses(self, raw: bytes) -> set[MessageStatus]:
         kept = self.kept.get(digest(raw))
@@ -732,8 +751,14 @@ def check_fhir_request(service: LiveService, endpoint: Endpoint, body: bytes) ->
             if any(not e["status"].startswith("422") for e in entries) or not entries:
                 assert MessageStatus.ACCEPTED in statuses or not entries, "accepted, not stored"
         else:
-            assert document["resourceType"] == "OperationOutcome", document
-            assert MessageStatus.ACCEPTED in statuses, "created but not stored"
+            # the stored resource (Prefer: return=representation, the default), or an
+            # OperationOutcome when it has no id to be read back by
+            assert document["resourceType"] in (endpoint.rtype, "OperationOutcome"), document
+            if document["resourceType"] == endpoint.rtype:
+                read = service.request("GET", f"/fhir/{endpoint.rtype}/{document['id']}")
+                assert read.status == 200 and read.json() == document, "not read back"
+                statuses = statuses | service.statuses_of_resource(endpoint.rtype, document["id"])
+            assert MessageStatus.ACCEPTED in statuses, f"created but not stored: {body!r}"
     for error in service.kept.get(digest(body), Kept()).errors:
         assert not any(marker in error for marker in DEFECT_MARKERS), error
     check_no_failures(service)

@@ -188,16 +188,69 @@ async def test_transaction_with_an_unreadable_entry_is_refused_whole_and_kept_as
     assert sum(counts.encounters_by_state.values()) == 0
 
 
-async def test_post_one_resource_answers_201_with_location_then_200(client: Client) -> None:
+async def test_post_one_resource_answers_201_with_versioned_location_and_the_stored_resource(
+    client: Client,
+) -> None:
     resource = scenario_resource("S03", "MedicationAdministration")
     first = await post_fhir(client, "/fhir/MedicationAdministration", resource)
     assert first.status == 201
-    assert first.headers["Location"].endswith("/fhir/MedicationAdministration/s03-ma-1")
-    outcome = await first.json(content_type=None)
-    assert outcome["resourceType"] == "OperationOutcome"
-    assert outcome["issue"][0]["severity"] == "information"
+    location = first.headers["Location"]
+    assert location.endswith("/fhir/MedicationAdministration/s03-ma-1/_history/1")
+    assert first.headers["ETag"] == 'W/"1"'
+    stored = await first.json(content_type=None)
+    assert stored["id"] == "s03-ma-1" and stored["meta"]["versionId"] == "1"
+    assert {k: v for k, v in stored.items() if k != "meta"} == resource
     again = await post_fhir(client, "/fhir/MedicationAdministration", resource)
     assert again.status == 200
+    assert again.headers["Location"] == location, "an unchanged resend is the same version"
+    read = await client.get("/fhir/MedicationAdministration/s03-ma-1")
+    assert read.status == 200 and await read.json(content_type=None) == stored
+
+
+@pytest.mark.parametrize(
+    ("prefer", "expected"),
+    [("return=minimal", None), ("return=OperationOutcome", "OperationOutcome"),
+     ("return=representation", "MedicationAdministration"), ("", "MedicationAdministration")],
+)  # fmt: skip
+async def test_post_honours_prefer_return(
+    client: Client, prefer: str, expected: str | None
+) -> None:
+    resource = scenario_resource("S03", "MedicationAdministration")
+    headers = {**HEADERS, "Prefer": prefer} if prefer else HEADERS
+    response = await client.post(
+        "/fhir/MedicationAdministration", data=fhir_body(resource), headers=headers
+    )
+    assert response.status == 201
+    assert response.headers["Location"].endswith("/_history/1")
+    body = await response.read()
+    if expected is None:
+        assert body == b""
+    else:
+        assert json.loads(body)["resourceType"] == expected
+
+
+async def test_post_without_an_id_gets_a_stable_server_id_and_put_updates_that_resource(
+    client: Client,
+) -> None:
+    """FHIR create assigns the id; a resend of the same create gets the same id, and a PUT
+    to it makes version 2 of the same administration, never a second one."""
+    resource = scenario_resource("S03", "MedicationAdministration")
+    del resource["id"]
+    first = await post_fhir(client, "/fhir/MedicationAdministration", resource)
+    assert first.status == 201
+    created = await first.json(content_type=None)
+    rid = created["id"]
+    assert first.headers["Location"].endswith(f"/MedicationAdministration/{rid}/_history/1")
+    again = await post_fhir(client, "/fhir/MedicationAdministration", resource)
+    assert (await again.json(content_type=None))["id"] == rid
+    changed = {**created, "note": [{"text": "pump checked"}]}
+    updated = await post_fhir(client, f"/fhir/MedicationAdministration/{rid}", changed, "PUT")
+    assert updated.status == 200
+    assert updated.headers["Location"].endswith(f"/{rid}/_history/2")
+    history = await (await client.get(f"/fhir/MedicationAdministration/{rid}/_history")).json(
+        content_type=None
+    )
+    assert history["total"] == 2
 
 
 async def test_put_one_resource_checks_id_and_type_against_the_url(client: Client) -> None:
@@ -205,7 +258,7 @@ async def test_put_one_resource_checks_id_and_type_against_the_url(client: Clien
     rid = encounter["id"]
     created = await post_fhir(client, f"/fhir/Encounter/{rid}", encounter, "PUT")
     assert created.status == 201
-    assert created.headers["Location"].endswith(f"/fhir/Encounter/{rid}")
+    assert created.headers["Location"].endswith(f"/fhir/Encounter/{rid}/_history/1")
     same = await post_fhir(client, f"/fhir/Encounter/{rid}", encounter, "PUT")
     assert same.status == 200
     other_id = await post_fhir(client, "/fhir/Encounter/other-id", encounter, "PUT")
@@ -256,6 +309,9 @@ async def test_an_interaction_not_offered_is_405_with_allow(client: Client) -> N
     response = await client.get("/fhir/MedicationAdministration")
     await assert_outcome(response, 405, "not-supported")
     assert response.headers["Allow"] == "POST"
+    response = await client.delete("/fhir/MedicationAdministration/ma-1")
+    await assert_outcome(response, 405, "not-supported")
+    assert response.headers["Allow"] == "GET, HEAD, PUT"
     response = await post_fhir(client, "/fhir/Claim", {"resourceType": "Claim"})
     await assert_outcome(response, 405)
     assert "GET" in response.headers["Allow"]
@@ -498,7 +554,9 @@ async def test_capability_statement_is_valid_r4_and_lists_what_is_served(client:
     assert claim_codes == {"read", "vread", "history-instance", "search-type"}
     params = {p["name"] for p in by_type["Claim"]["searchParam"]}
     assert params == {"patient", "encounter", "status", "_lastUpdated"}
-    assert {i["code"] for i in by_type["Patient"]["interaction"]} == {"create", "update"}
+    assert {i["code"] for i in by_type["Patient"]["interaction"]} == {
+        "create", "update", "read", "vread", "history-instance"
+    }  # fmt: skip
     assert {i["code"] for i in rest["interaction"]} == {"batch", "transaction"}
 
 

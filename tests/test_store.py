@@ -753,8 +753,9 @@ async def test_put_resource_version_writes_and_queues_a_new_version(store: Store
     assert current == row
     [delivery] = await store.due_deliveries(LATER + MIN, 10)
     assert (delivery.resource_id, delivery.version, delivery.destination) == ("clm-1", 2, "fhir")
-    with pytest.raises(LookupError):
-        await store.put_resource_version("Claim", "clm-nope", "active", text, LATER, None)
+    first = await store.put_resource_version("Patient", "pat-1", "", '{"id": "pat-1"}', LATER, None)
+    assert (first.version, first.encounter_key) == (1, ""), "not stored yet: version 1"
+    assert [d.resource_id for d in await store.due_deliveries(LATER + MIN, 10)] == ["clm-1"]
 
 
 # --- reading resources ----------------------------------------------------------------------

@@ -5,7 +5,7 @@
 | `POST /fhir` | batch/transaction/collection Bundle in → batch-/transaction-response |
 | `POST /fhir/{type}`, `PUT /fhir/{type}/{id}` | one inbound resource → 201/200 + Location |
 | `GET /fhir/{Claim,ChargeItem,Task}` | search (strict: unknown parameter → 400) |
-| `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (ETag, Last-Modified) |
+| `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (inbound types too) |
 | `GET /fhir/metadata` | the CapabilityStatement |
 | `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
 | `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see http_review) |
@@ -84,9 +84,10 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(f"/fhir/{_IN}", http_fhir.create)
     router.add_put(f"/fhir/{_IN}/{{id}}", http_fhir.update)
     router.add_get(f"/fhir/{_OUT}", http_fhir.search)
-    router.add_get(f"/fhir/{_OUT}/{{id}}", http_fhir.read)
-    router.add_get(f"/fhir/{_OUT}/{{id}}/_history", http_fhir.history)
-    router.add_get(f"/fhir/{_OUT}/{{id}}/_history/{{vid}}", http_fhir.vread)
+    for types in (_OUT, _IN):  # inbound resources are read back as they were kept
+        router.add_get(f"/fhir/{types}/{{id}}", http_fhir.read)
+        router.add_get(f"/fhir/{types}/{{id}}/_history", http_fhir.history)
+        router.add_get(f"/fhir/{types}/{{id}}/_history/{{vid}}", http_fhir.vread)
     for path, level in _FALLBACKS:
         router.add_route("*", path, _unsupported(level))
 
@@ -135,14 +136,12 @@ def _allowed(rtype: str, level: str) -> str:
     """The methods the registered routes accept for this type at this path level."""
     if rtype in OUTPUT_TYPES or (rtype == "metadata" and level == "type"):
         return "GET, HEAD"
-    if rtype in INBOUND_TYPES and level in ("type", "instance"):
-        return "POST" if level == "type" else "PUT"
+    if rtype in INBOUND_TYPES:
+        return {"type": "POST", "instance": "GET, HEAD, PUT"}.get(level, "GET, HEAD")
     return ""
 
 
 def _not_served(rtype: str) -> str:
-    if rtype in INBOUND_TYPES:
-        return f"{rtype} is accepted for charge capture (POST, PUT) but not served back"
     return f"resource type {_safe(rtype)} is not supported"
 
 
@@ -195,7 +194,8 @@ _REST_DOCUMENTATION = (
     f"_count (default {DEFAULT_COUNT}, max {MAX_COUNT}), _offset (at most {MAX_OFFSET}). "
     "Without a time zone, _lastUpdated values are read in the site time zone; years outside "
     f"{RANGE_TEXT} are refused. "
-    "Inbound resources are kept for charge capture and not served back."
+    "Inbound resources created or updated one by one (POST/PUT /fhir/{type}) are served "
+    "back by read, vread and history; inbound resources are not searchable."
 )
 
 _SEARCH_PARAMS: list[JSON] = [
@@ -239,7 +239,13 @@ def _input_resource(rtype: str) -> JSON:
     return {
         "type": rtype,
         "documentation": "accepted for charge capture (see docs/feed-conventions.md)",
-        "interaction": [{"code": "create"}, {"code": "update"}],
+        "interaction": [
+            {"code": "create"},
+            {"code": "update"},
+            {"code": "read"},
+            {"code": "vread"},
+            {"code": "history-instance"},
+        ],
         "versioning": "versioned",
         "updateCreate": True,
     }

@@ -17,6 +17,7 @@ asks for the FHIR lenient behaviour instead (unknown parameters ignored and repo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -127,18 +128,103 @@ async def _ingest_resource(request: web.Request, url_id: str | None) -> web.Resp
             raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id")
         resource = _resource_object(parse_json(raw), rtype)
         body_id = _checked_id(resource, url_id)
+    if not body_id:  # create without an id: the server assigns one, as FHIR create does
+        resource, raw = with_assigned_id(resource)
+        body_id = resource["id"]
     result = await state.ingestor.receive_fhir(raw, ORIGIN)
     errors = [issue for entry in result.entries for issue in _error_issues(entry)]
     if errors:
         log.info("http.fhir_resource", type=rtype, status=422, issues=len(errors))
         raise ApiError(422, errors)
-    status = 200 if result.duplicate else 201
-    rid = body_id or next((e.resource_id for e in result.entries), "")
+    row, created = None, not result.duplicate
+    if is_fhir_id(body_id):
+        row, created = await _keep_for_read(state, rtype, body_id, resource)
+    status = 201 if created and not result.duplicate else 200
     headers = {}
-    if is_fhir_id(rid):
-        headers["Location"] = f"{fhir_base(request)}/{rtype}/{rid}"
+    if row is not None:
+        location = f"{fhir_base(request)}/{rtype}/{row.resource_id}/_history/{row.version}"
+        headers = {
+            "Location": location,
+            "ETag": etag(row.version),
+            "Last-Modified": http_date(row.last_updated),
+        }
     log.info("http.fhir_resource", type=rtype, status=status)
-    return fhir_response(information(_stored_text(rtype, result)), status, headers)
+    outcome = information(_stored_text(rtype, result))
+    return _prefer_return(request, row, outcome, status, headers)
+
+
+def with_assigned_id(resource: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The resource with a server-assigned id (right after resourceType), and its bytes.
+
+    The id is derived from the business identifier when there is one, else from the
+    content, so a re-sent create gets the same id (and stays one administration), and a
+    later PUT to that id updates it instead of adding a second one.
+    """
+    identifiers = resource.get("identifier")
+    first = identifiers[0] if isinstance(identifiers, list) and identifiers else None
+    if isinstance(first, dict) and isinstance(first.get("value"), str):
+        basis = f"identifier|{first.get('system', '')}|{first['value']}"
+    else:
+        basis = "content|" + json.dumps(resource, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{resource['resourceType']}|{basis}".encode()).hexdigest()[:32]
+    out = {"resourceType": resource["resourceType"], "id": digest}
+    out.update((k, v) for k, v in resource.items() if k not in ("resourceType", "id"))
+    return out, json.dumps(out, ensure_ascii=False).encode("utf-8")
+
+
+async def _keep_for_read(
+    state: AppState, rtype: str, rid: str, resource: Mapping[str, Any]
+) -> tuple[ResourceRow, bool]:
+    """Keep the resource as a readable version (`GET /fhir/{type}/{id}`), after the raw
+    message is committed; an unchanged resend keeps the current version. True when this
+    created the resource (its version 1)."""
+    current = await state.store.read_resource(rtype, rid)
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    if current is not None and _without_version_meta(json.loads(current.body)) == body:
+        return current, False
+    status = resource.get("status")
+    row = await state.store.put_resource_version(
+        rtype,
+        rid,
+        status if isinstance(status, str) else "",
+        json.dumps(body, ensure_ascii=False),
+        state.clock(),
+        None,  # inbound resources are read back here, never delivered downstream
+    )
+    return row, current is None
+
+
+def _without_version_meta(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored body as it was given: meta (which the store sets) removed."""
+    return {k: v for k, v in body.items() if k != "meta"}
+
+
+def _prefer_return(
+    request: web.Request,
+    row: ResourceRow | None,
+    outcome: JSON,
+    status: int,
+    headers: Mapping[str, str],
+) -> web.Response:
+    """`Prefer: return=minimal|representation|OperationOutcome` (FHIR RESTful API 3.1.0.5).
+
+    Without a Prefer header the stored resource is returned (what clients such as fhirpy
+    read the server-assigned id and version from)."""
+    prefer = _prefer_value(request.headers.get("Prefer", ""), "return")
+    if prefer == "minimal":
+        return web.Response(status=status, headers=headers)
+    if prefer == "OperationOutcome" or row is None:
+        return fhir_response(outcome, status, headers)
+    return fhir_bytes(row.body.encode("utf-8"), status, headers)
+
+
+def _prefer_value(header: str, name: str) -> str:
+    for part in header.split(","):
+        for token in part.split(";"):
+            key, _, value = token.strip().partition("=")
+            if key.strip().lower() == name:
+                return value.strip().strip('"')
+    return ""
 
 
 def _stored_text(rtype: str, result: FhirResult) -> str:

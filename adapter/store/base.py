@@ -377,8 +377,10 @@ class Store(Protocol):
         now: datetime,
         destination: str | None,
     ) -> ResourceRow:
-        """Write a new version of one existing resource (review override: Claim active,
-        Task completed), queue it for delivery."""
+        """Write a new version of one resource (review override: Claim active, Task
+        completed), queue it for delivery when `destination` is not None. A resource not
+        stored yet gets version 1 with no encounter (an inbound resource kept for read-back,
+        `POST /fhir/{type}`)."""
 
     # --- delivery -----------------------------------------------------------------------
 

@@ -505,9 +505,9 @@ class PostgresStore:
         parsed = parse_body(body)
         async with self._tx() as conn:
             current = await _read_resource(conn, resource_type, resource_id, None, lock=True)
-            if current is None:
-                raise LookupError(f"no stored {resource_type}/{resource_id} to version")
-            planned = new_version(current.version, key, current.encounter_key, status, parsed, now)
+            version = current.version if current else None
+            encounter_key = current.encounter_key if current else ""
+            planned = new_version(version, key, encounter_key, status, parsed, now)
             await _write_versions(conn, [planned], destination, now, ())
         return planned.row
 

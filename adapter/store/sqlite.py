@@ -835,11 +835,8 @@ def _put_version(
     destination: str | None,
 ) -> ResourceRow:
     current = _read_resource(conn, key[0], key[1], None)
-    if current is None:
-        raise LookupError(f"no stored {key[0]}/{key[1]} to version")
-    planned = new_version(
-        current.version, key, current.encounter_key, status, parse_body(body), now
-    )
+    version, encounter_key = (current.version, current.encounter_key) if current else (None, "")
+    planned = new_version(version, key, encounter_key, status, parse_body(body), now)
     _write_versions(conn, [planned], destination, now)
     return planned.row
 
