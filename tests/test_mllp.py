@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import prometheus_client
 import pytest
 import structlog
 from hypothesis import given, settings
@@ -487,6 +488,9 @@ async def test_ack_latency_is_observed(start_server: ServerFactory) -> None:
     class Metrics:
         def __init__(self) -> None:
             self.ack_latency = Histogram()
+            self.limits_hit = prometheus_client.Counter(
+                "hits", "limits hit", ["listener", "limit"], registry=None
+            )
 
     metrics = Metrics()
     server = await start_server(metrics=metrics)

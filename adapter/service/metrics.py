@@ -56,6 +56,12 @@ class Metrics:
             ["destination"],
             registry=self.registry,
         )
+        self.limits_hit = Counter(
+            "adapter_limits_hit_total",
+            "Connections refused or cut by a limit (docs/security.md), by listener and limit",
+            ["listener", "limit"],
+            registry=self.registry,
+        )
         self._message_series: dict[tuple[str, str, str], Any] = {}
         self.table_warnings = Counter(
             "adapter_stale_table_total",

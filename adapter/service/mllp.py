@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +36,7 @@ from adapter.service.ack import (
     read_msh,
 )
 from adapter.service.labels import control_id_label
+from adapter.service.listener import Descriptors, Limits, Listener
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -43,6 +45,7 @@ __all__ = [
     "START_BLOCK",
     "AckMetrics",
     "Frame",
+    "FrameBudget",
     "Handler",
     "HandlerResult",
     "Item",
@@ -109,6 +112,10 @@ class MllpDecoder:
     buffer never holds more than `max_frame_bytes` (an end block waiting for the
     byte after it is held as a flag, not in the buffer).
 
+    The payload is held as the list of chunks it arrived in and joined once, at the frame's
+    end: growing one bytearray to a megabyte per connection leaves the allocator's arenas
+    fragmented, and their memory stayed with the process after the connections closed.
+
     Rules: bytes before a start block are skipped and counted; 0x1C ends a
     payload whatever follows it (CR is consumed, anything else is reported as
     `missing_cr` and, unless it is a start block, skipped); a start block inside
@@ -131,15 +138,20 @@ class MllpDecoder:
         self.missing_cr = 0
         self.abandoned = 0
         self._state = _State.OUTSIDE
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._buffered = 0  # bytes held in `_chunks`
         self._size = 0  # payload bytes of the current frame (buffered or discarded)
         self._expect_cr = False  # the previous read ended with 0x1C: a CR may follow
         self._skipped = 0  # skipped since the last item
 
     @property
     def buffered(self) -> int:
-        """Bytes held between calls (for the bounded-memory guarantee)."""
-        return len(self._buffer)
+        """Bytes held between calls (for the bounded-memory guarantee and the global budget)."""
+        return self._buffered
+
+    def head(self, limit: int = OVERSIZE_HEAD_BYTES) -> bytes:
+        """The first bytes of the unfinished frame (its MSH, when that much has come)."""
+        return b"".join(self._chunks)[:limit] if self.in_frame else b""
 
     @property
     def in_frame(self) -> bool:
@@ -181,7 +193,7 @@ class MllpDecoder:
     def _begin(self) -> None:
         self._state = _State.INSIDE
         self._size = 0
-        self._buffer.clear()
+        self._drop()
 
     def _consume(self, items: list[Item], data: bytes, pos: int) -> int:
         """Take payload bytes up to the next end block (or restart, or the chunk's end)."""
@@ -209,14 +221,31 @@ class MllpDecoder:
         if self._state is _State.DISCARDING:
             return
         if self._size <= self.max_frame_bytes:
-            self._buffer += memoryview(data)[start:stop]
+            self._keep(data if start == 0 and stop == len(data) else data[start:stop])
             return
         head = min(OVERSIZE_HEAD_BYTES, self.max_frame_bytes)
-        room = head - len(self._buffer)
-        if room > 0:
-            self._buffer += data[start : start + room]
-        del self._buffer[head:]
+        kept = (b"".join(self._chunks) + data[start : start + head])[:head]
+        self._drop()
+        self._keep(kept)
         self._state = _State.DISCARDING
+
+    def _keep(self, chunk: bytes) -> None:
+        if chunk:
+            self._chunks.append(chunk)
+            self._buffered += len(chunk)
+
+    def _drop(self) -> None:
+        self._chunks = []
+        self._buffered = 0
+
+    def abandon(self) -> None:
+        """Forget the unfinished frame (the server refused it); its bytes count as skipped."""
+        if self.in_frame:
+            self.abandoned += 1
+            self._skipped += self._size
+        self._state = _State.OUTSIDE
+        self._size = 0
+        self._drop()
 
     def _finish(self, items: list[Item], data: bytes, after: int) -> int:
         """Close the frame whose end block preceded `after`; returns where to go on."""
@@ -230,7 +259,7 @@ class MllpDecoder:
     def _close(self, items: list[Item], missing_cr: bool) -> None:
         items.append(self._item(missing_cr))
         self._state = _State.OUTSIDE
-        self._buffer.clear()
+        self._drop()
         self._size = 0
 
     def _item(self, missing_cr: bool) -> Item:
@@ -238,9 +267,9 @@ class MllpDecoder:
         self.skipped_bytes += skipped
         if self._state is _State.DISCARDING:
             self.oversize_frames += 1
-            return Oversize(bytes(self._buffer), self._size, skipped, missing_cr)
+            return Oversize(b"".join(self._chunks), self._size, skipped, missing_cr)
         self.frames += 1
-        return Frame(bytes(self._buffer), skipped, missing_cr)
+        return Frame(b"".join(self._chunks), skipped, missing_cr)
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -291,11 +320,43 @@ class _Observer(Protocol):
     def observe(self, amount: float) -> None: ...
 
 
+class _Incrementer(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _LabelledCounter(Protocol):
+    def labels(self, *values: str) -> _Incrementer: ...
+
+
 class AckMetrics(Protocol):
-    """What the server needs of the application's metrics: an ACK latency histogram."""
+    """What the server needs of the application's metrics: an ACK latency histogram, and the
+    counter of limits hit (`listener`, `limit` labels)."""
 
     @property
     def ack_latency(self) -> _Observer: ...
+
+    @property
+    def limits_hit(self) -> _LabelledCounter: ...
+
+
+class FrameBudget:
+    """Bytes of unfinished frames held by all connections together, against one limit.
+
+    Why global: a per-frame limit alone lets 2,000 connections each hold a frame just
+    under it (2 GB). Past the budget, the connection whose read would exceed it is refused
+    (see `MllpServer`), and the others go on.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the MLLP buffer budget must be positive")
+        self.limit = limit
+        self.used = 0
+
+    def hold(self, before: int, now: int) -> bool:
+        """Move one connection's holding from `before` to `now`; False when over the limit."""
+        self.used += now - before
+        return self.used <= self.limit
 
 
 def _local_now() -> datetime:
@@ -320,6 +381,7 @@ class _Connection:
     decoder: MllpDecoder
     task: asyncio.Task[None] | None = None
     reading: bool = False
+    held: int = 0  # bytes of its unfinished frame counted in the server's FrameBudget
 
     @property
     def idle(self) -> bool:
@@ -329,10 +391,16 @@ class _Connection:
 class MllpServer:
     """An asyncio MLLP listener: per connection, messages are answered in order, one at a time.
 
-    Connections run in parallel. `idle_timeout` closes a connection that sent
-    nothing for that long; `max_frame_bytes` bounds a frame (an oversize frame
-    is answered AR, or CR in enhanced mode, ERR-3 207, without calling the
-    handler). A handler returns a `HandlerResult` or just the ACK bytes.
+    Connections run in parallel, each under limits (docs/security.md): `idle_timeout`
+    closes a connection that completed no frame for that long (bytes alone are not
+    progress: a sender dribbling a byte a second is cut too); `frame_deadline` closes one
+    whose frame did not complete within that many seconds of its start block, however
+    the bytes trickle in; `buffer_budget` bounds the unfinished frames of all connections
+    together (the connection that would exceed it is answered AR, ERR-3 207, when its MSH
+    has come, else closed); `max_connections`, `max_per_address` and `fd_reserve` are
+    checked at accept (`adapter.service.listener`). `max_frame_bytes` bounds a frame
+    (an oversize frame is answered AR, or CR in enhanced mode, ERR-3 207, without
+    calling the handler). A handler returns a `HandlerResult` or just the ACK bytes.
     `clock` and `control_ids` feed the ACKs the server builds itself;
     `metrics` (optional) observes the frame-to-ACK latency; `keep_oversize`
     (optional) is given each oversize frame's head before it is refused, so the
@@ -346,22 +414,32 @@ class MllpServer:
         idle_timeout: float = 300.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         read_bytes: int = 64 * 1024,
+        frame_deadline: float = 30.0,
+        buffer_budget: int = 128 * 1024 * 1024,
+        max_connections: int = 1000,
+        max_per_address: int = 100,
+        fd_reserve: int = 64,
+        descriptors: Descriptors | None = None,
         metrics: AckMetrics | None = None,
         clock: Callable[[], datetime] = _local_now,
         control_ids: Callable[[], str] = ack_control_id,
         keep_oversize: OversizeKeeper | None = None,
     ) -> None:
-        if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1:
+        if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1 or frame_deadline <= 0:
             raise ValueError("MLLP limits must be positive")
         self.handler = handler
         self.idle_timeout = idle_timeout
+        self.frame_deadline = frame_deadline
+        self.budget = FrameBudget(buffer_budget)
+        self.limits = Limits(max_connections, max_per_address, fd_reserve)
+        self.descriptors = descriptors or Descriptors()
         self.max_frame_bytes = max_frame_bytes
         self.read_bytes = read_bytes
         self.metrics = metrics
         self.clock = clock
         self.control_ids = control_ids
         self.keep_oversize = keep_oversize
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._connections: dict[int, _Connection] = {}
         self._sequence = 0
         self._stopping = False
@@ -369,9 +447,9 @@ class MllpServer:
     @property
     def port(self) -> int:
         """The bound port (what `start(host, 0)` picked)."""
-        if self._server is None or not self._server.sockets:
+        if self._server is None:
             raise RuntimeError("MLLP server is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._server.port
 
     @property
     def connections(self) -> int:
@@ -387,8 +465,18 @@ class MllpServer:
         if self._server is not None:
             raise RuntimeError("MLLP server already started")
         self._stopping = False
-        self._server = await asyncio.start_server(self._serve, host, port, ssl=ssl)
+        counter = self.metrics.limits_hit if self.metrics is not None else None
+        listener = Listener(
+            "mllp", self._protocol, self.limits, self.descriptors, refused=counter, ssl_context=ssl
+        )
+        await listener.start(host, port)
+        self._server = listener
         log.info("mllp.listening", host=host, port=self.port, tls=ssl is not None)
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        """What `asyncio.start_server` builds per connection: a stream pair for `_serve`."""
+        reader = asyncio.StreamReader(limit=2 * self.read_bytes)
+        return asyncio.StreamReaderProtocol(reader, self._serve)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting; answer messages already received; close every connection.
@@ -401,7 +489,7 @@ class MllpServer:
         if server is None:
             return
         self._stopping = True
-        server.close()
+        await server.close()
         for connection in list(self._connections.values()):
             if connection.idle:
                 connection.writer.close()  # the pending read returns EOF
@@ -413,7 +501,6 @@ class MllpServer:
             if late:
                 log.warning("mllp.stop_cut", connections=len(late))
                 await asyncio.wait(late)
-        await server.wait_closed()
         log.info("mllp.stopped")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -431,6 +518,8 @@ class MllpServer:
             log.error("mllp.connection_failed", peer=str(peer), error=type(exc).__name__)
         finally:
             del self._connections[peer.connection]
+            self.budget.hold(connection.held, 0)
+            connection.held = 0
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
@@ -447,22 +536,72 @@ class MllpServer:
         return connection
 
     async def _read_loop(self, reader: asyncio.StreamReader, connection: _Connection) -> str:
-        """Read, decode, answer every complete item in order; returns why it ended."""
+        """Read, decode, answer every complete item in order; returns why it ended.
+
+        Two clocks bound a connection: the last complete frame (`idle_timeout`) and the
+        start of the unfinished one (`frame_deadline`); a read waits for the earlier.
+        """
         decoder = connection.decoder
+        loop = asyncio.get_running_loop()
+        progress = loop.time()
+        frame_started: float | None = None
         while not self._stopping or decoder.in_frame:
+            idle_at = progress + self.idle_timeout
+            frame_at = frame_started + self.frame_deadline if frame_started is not None else idle_at
             connection.reading = True
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout_at(min(idle_at, frame_at)):
                     data = await reader.read(self.read_bytes)
             except TimeoutError:
-                return "idle"
+                return self._cut(connection, "frame_deadline" if frame_at < idle_at else "idle")
             finally:
                 connection.reading = False
             if not data:
                 return "stopping" if self._stopping else "eof"
-            for item in decoder.feed(data):
+            items = decoder.feed(data)
+            now = loop.time()
+            if items:
+                progress = now
+            if not decoder.in_frame:
+                frame_started = None
+            elif items or frame_started is None:
+                frame_started = now
+            within = self._hold(connection)
+            for item in items:
                 await self._answer(item, connection)
+            if not within:
+                await self._refuse_partial(connection)
+                return self._cut(connection, "buffer_budget")
         return "stopping"
+
+    def _hold(self, connection: _Connection) -> bool:
+        """Count the connection's unfinished frame in the budget; False when that exceeds it."""
+        held = connection.decoder.buffered
+        within = self.budget.hold(connection.held, held)
+        connection.held = held
+        return within
+
+    def _cut(self, connection: _Connection, reason: str) -> str:
+        """A limit closes the connection: counted (`limits_hit`), and the reason logged."""
+        if self.metrics is not None:
+            self.metrics.limits_hit.labels("mllp", reason).inc()
+        return reason
+
+    async def _refuse_partial(self, connection: _Connection) -> None:
+        """Over the buffer budget: AR (ERR-3 207, resend later) when the MSH has come, so the
+        sender knows which message; else nothing (it resends after the close)."""
+        decoder = connection.decoder
+        msh = read_msh(_complete_header(decoder.head()))
+        decoder.abandon()
+        self.budget.hold(connection.held, 0)
+        connection.held = 0
+        if msh is None:
+            return
+        text = "receiver busy: too many unfinished messages buffered; resend later"
+        reply = self._own_reply(msh, reject=True, error=AckError("207", text))
+        if reply.frame is not None:
+            connection.writer.write(reply.frame)
+            await connection.writer.drain()
 
     async def _answer(self, item: Item, connection: _Connection) -> None:
         """Handle one item and write its ACK before the next item is looked at."""
@@ -519,6 +658,19 @@ class MllpServer:
             msh, code, error=error, now=self.clock(), control_id=self.control_ids()
         )
         return _Reply(encode_frame(ack), code, control_id)
+
+
+_FIRST_LINE = re.compile(rb"[^\r\n]*[\r\n]")
+
+
+def _complete_header(head: bytes) -> bytes:
+    """The part of an unfinished frame up to the end of its MSH segment ("" before that):
+    a header cut mid-way could give a wrong control id."""
+    start = head.find(b"MSH")
+    if start < 0:
+        return b""
+    end = _FIRST_LINE.match(head, start)
+    return head[: end.end()] if end else b""
 
 
 def _reply(result: HandlerResult) -> _Reply:
