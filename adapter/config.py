@@ -67,9 +67,20 @@ class Settings:
     end_of_day_cutoff: str = ""  # "HH:MM" site time: close the day's encounters then; "" = off
     close_check_seconds: float = 5.0  # how often the coder looks for encounters to close
     lease_seconds: int = 120  # an encounter handed to one replica is its own for this long
-    mllp_idle_timeout_seconds: float = 300.0
+    mllp_idle_timeout_seconds: float = 300.0  # without a complete frame
     mllp_max_frame_bytes: int = 1024 * 1024
     http_max_body_bytes: int = 10 * 1024 * 1024
+    # Limits against hostile or broken peers (docs/security.md); 0 turns a cap off.
+    mllp_frame_deadline_seconds: float = 30.0  # a frame completes this long after its start
+    mllp_buffer_budget_bytes: int = 128 * 1024 * 1024  # unfinished frames, all connections
+    mllp_max_connections: int = 1000
+    mllp_max_connections_per_address: int = 100
+    http_max_connections: int = 1000
+    http_max_connections_per_address: int = 100
+    http_header_timeout_seconds: float = 20.0  # request head complete; also keep-alive idle
+    http_body_timeout_seconds: float = 60.0  # request body complete, from its first read
+    http_body_budget_bytes: int = 128 * 1024 * 1024  # bodies being read, all requests
+    fd_reserve: int = 64  # MLLP refuses below this many free descriptors, HTTP below 1/4
     fhir_base_url: str = ""  # downstream FHIR server; "" = serve resources only from /fhir
     fhir_auth_header: str = ""  # e.g. "Authorization: Bearer <token>"
     delivery_backoff_base_seconds: float = 2.0
@@ -242,6 +253,7 @@ def _validate(s: Settings) -> None:
                  "http_max_body_bytes"):  # fmt: skip
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be positive")
+    problems += _limit_problems(s)
     if s.log_format not in ("auto", "json", "console"):
         problems.append(f"log_format={s.log_format}: auto, json or console")
     if s.fhir_base_url and not s.fhir_base_url.startswith(("http://", "https://")):
@@ -261,6 +273,32 @@ def _validate(s: Settings) -> None:
     problems += _security_problems(s)
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+_POSITIVE_LIMITS = (
+    "mllp_frame_deadline_seconds",
+    "mllp_buffer_budget_bytes",
+    "mllp_idle_timeout_seconds",
+    "http_header_timeout_seconds",
+    "http_body_timeout_seconds",
+    "http_body_budget_bytes",
+)
+_CAPS = (
+    "mllp_max_connections",
+    "mllp_max_connections_per_address",
+    "http_max_connections",
+    "http_max_connections_per_address",
+    "fd_reserve",
+)
+
+
+def _limit_problems(s: Settings) -> list[str]:
+    """Deadlines and budgets must be positive; caps may be 0 (off), never negative."""
+    problems = [f"{name}: must be positive" for name in _POSITIVE_LIMITS if getattr(s, name) <= 0]
+    problems += [f"{name}: 0 (off) or more" for name in _CAPS if getattr(s, name) < 0]
+    if s.http_body_budget_bytes < s.http_max_body_bytes:
+        problems.append("http_body_budget_bytes: at least http_max_body_bytes")
+    return problems
 
 
 def _security_problems(s: Settings) -> list[str]:

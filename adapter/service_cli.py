@@ -97,6 +97,7 @@ def serve(settings: Settings) -> int:
     from adapter.cli import tune_gc
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of
+    from adapter.service.serving import run_app
 
     try:
         app = create_app(settings)  # loads the TLS files and tokens
@@ -111,15 +112,7 @@ def serve(settings: Settings) -> int:
     app.cleanup_ctx.append(freeze_startup_objects)
     app.cleanup_ctx.append(_reload_on_sighup)
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.http_port,
-            print=None,
-            shutdown_timeout=settings.shutdown_grace_seconds,
-            access_log=None,
-            ssl_context=server_tls_of(app),
-        )
+        run_app(app, settings, server_tls_of(app))  # web.run_app, with the HTTP limits
     except StartupError as exc:
         print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
         return exc.exit_code

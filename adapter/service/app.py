@@ -32,8 +32,10 @@ from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Ingestor
+from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.service.security import install, server_ssl_context
 from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, listen_error
 from adapter.store import open_store
@@ -59,6 +61,7 @@ class AppState:
     metrics: Metrics
     clock: Callable[[], datetime]
     mllp: MllpServer | None = None
+    descriptors: Descriptors = field(default_factory=Descriptors)  # MLLP and HTTP share it
     draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -121,6 +124,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> w
     """
     app = web.Application(client_max_size=settings.http_max_body_bytes)
     app.on_response_prepare.append(_neutral_server_header)
+    app[BODY_LIMITS] = BodyLimits(
+        settings.http_max_body_bytes,
+        settings.http_body_timeout_seconds,
+        BodyBudget(settings.http_body_budget_bytes),
+    )
     tls = install(app, settings)
     app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
     from adapter.service.http_api import setup_routes
@@ -144,6 +152,7 @@ def _lifecycle(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = await start_state(settings, clock, tls)
         app[STATE] = state
+        app[BODY_LIMITS].hits = state.metrics.limits_hit
         try:
             yield
         finally:
@@ -209,6 +218,12 @@ async def _start(
         handler=lambda raw, peer: _mllp_handler(state, raw, peer),
         idle_timeout=settings.mllp_idle_timeout_seconds,
         max_frame_bytes=settings.mllp_max_frame_bytes,
+        frame_deadline=settings.mllp_frame_deadline_seconds,
+        buffer_budget=settings.mllp_buffer_budget_bytes,
+        max_connections=settings.mllp_max_connections,
+        max_per_address=settings.mllp_max_connections_per_address,
+        fd_reserve=settings.fd_reserve,
+        descriptors=state.descriptors,
         metrics=metrics,
         clock=clock,
         keep_oversize=lambda item, _peer: ingestor.keep_oversize(

@@ -45,6 +45,7 @@ from adapter.service.operation_outcome import (
     JSON,
     ApiError,
     Issue,
+    body_budget_middleware,
     error_middleware,
     fhir_response,
     read_body,
@@ -69,6 +70,7 @@ def setup_routes(app: web.Application) -> None:
     """
     redact_library_logs()  # aiohttp's own error lines may quote URLs with patient ids
     app.middlewares.append(error_middleware)
+    app.middlewares.append(body_budget_middleware)
     app.middlewares.append(security.auth_middleware)
     http_review.setup_review(app)
     router = app.router

@@ -9,10 +9,11 @@ are logged by type and route template only: URLs and bodies can carry PHI.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -29,6 +30,7 @@ _CODE_FOR_STATUS = {
     404: "not-found",
     405: "not-supported",
     406: "not-supported",
+    408: "timeout",
     409: "conflict",
     413: "too-long",
     415: "not-supported",
@@ -107,7 +109,10 @@ def fhir_bytes(
 
 
 def error_response(error: ApiError) -> web.Response:
-    return fhir_response(operation_outcome(error.issues), error.status, error.headers)
+    response = fhir_response(operation_outcome(error.issues), error.status, error.headers)
+    if error.headers.get("Connection") == "close":
+        response.force_close()  # the rest of an unread body is not waited for
+    return response
 
 
 @web.middleware
@@ -157,6 +162,104 @@ def require_content_type(request: web.Request, allowed: frozenset[str], what: st
         raise ApiError.of(415, "not-supported", text + expected)
 
 
+class BodyBudget:
+    """Bytes of request bodies the process holds, against one limit (all requests together).
+
+    A request reserves its Content-Length (chunked: the maximum body size) before its body
+    is read, and gives it back when its response is ready (`body_budget_middleware`): 100
+    slow 10 MiB uploads must not hold a gigabyte at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, amount: int) -> bool:
+        if self.used + amount > self.limit:
+            return False
+        self.used += amount
+        return True
+
+    def give(self, amount: int) -> None:
+        self.used -= amount
+
+
+class _HitCounter(Protocol):
+    def labels(self, *values: str) -> Any: ...
+
+
+@dataclass(slots=True)
+class BodyLimits:
+    """How request bodies are read: size, deadline (from the first read), shared budget.
+
+    `hits` is the metrics counter, attached at start-up (the metrics are created then).
+    """
+
+    max_bytes: int
+    timeout: float
+    budget: BodyBudget
+    hits: _HitCounter | None = None  # adapter_limits_hit_total{listener, limit}
+
+    def hit(self, limit: str) -> None:
+        if self.hits is not None:
+            self.hits.labels("http", limit).inc()
+
+
+BODY_LIMITS = web.AppKey("body_limits", BodyLimits)
+_RESERVED = web.RequestKey("body_reserved", int)
+
+
 async def read_body(request: web.Request) -> bytes:
-    """The whole body; aiohttp raises 413 past `client_max_size` (settings.http_max_body_bytes)."""
-    return await request.read()
+    """The whole body, under the app's `BodyLimits` when it has them (the service does).
+
+    Called by handlers, so after the auth middleware: an unauthenticated client never gets a
+    body read. Over the size: 413. The budget spent: 503 with Retry-After, the body unread.
+    Not complete within the deadline: 408 and the connection closed (a body dribbled at a
+    byte a second would otherwise hold its connection and its buffer for ever). The chunks
+    are joined once at the end: a growing buffer per request is what kept memory after
+    slow uploads had gone.
+    """
+    limits = request.app.get(BODY_LIMITS)
+    if limits is None:
+        return await request.read()
+    declared = request.content_length
+    if declared is not None and declared > limits.max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=limits.max_bytes, actual_size=declared)
+    reserve = declared if declared is not None else limits.max_bytes
+    if not limits.budget.take(reserve):
+        limits.hit("body_budget")
+        text = "server busy: too many request bodies being read; retry later"
+        raise ApiError(503, (Issue("transient", text),), {"Retry-After": "1"})
+    request[_RESERVED] = request.get(_RESERVED, 0) + reserve
+    try:
+        async with asyncio.timeout(limits.timeout):
+            return await _read_chunks(request, limits.max_bytes)
+    except TimeoutError:
+        limits.hit("body_timeout")
+        text = f"request body not complete within {limits.timeout:g} s"
+        raise ApiError(408, (Issue("timeout", text),), {"Connection": "close"}) from None
+
+
+async def _read_chunks(request: web.Request, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@web.middleware
+async def body_budget_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Give back what `read_body` reserved once the handler is done with the body."""
+    try:
+        return await handler(request)
+    finally:
+        reserved = request.get(_RESERVED, 0)
+        limits = request.app.get(BODY_LIMITS)
+        if reserved and limits is not None:
+            limits.budget.give(reserved)

@@ -1,0 +1,191 @@
+"""Serving the HTTP app under limits: connection caps, a header deadline, no version banner.
+
+`run_app(app, settings)` is what `charge-adapter serve` runs instead of `web.run_app`: the
+same runner (start-up, graceful shutdown on SIGTERM/SIGINT), but the HTTP site accepts
+through `adapter.service.listener` (total and per-address caps, the descriptor reserve; a
+refused client reads a canned 503), and:
+
+- `http_header_timeout_seconds` is aiohttp's keep-alive timeout, which closes a connection
+  whose request head has not come complete that long after it connected (or after its
+  previous response), however slowly bytes trickle in; the body has its own deadline
+  (`operation_outcome.read_body`);
+- aiohttp's own error responses (a malformed request line, an over-long header) say
+  `Server: charge-adapter` too, not the Python and aiohttp versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from adapter.config import Settings
+from adapter.service.app import SERVER_HEADER, STATE
+from adapter.service.listener import Descriptors, Limits, Listener
+
+log = structlog.get_logger()
+
+_REFUSED_BODY = (
+    b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient",'
+    b'"diagnostics":"too many connections; retry later"}]}'
+)
+REFUSED_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Server: " + SERVER_HEADER.encode() + b"\r\n"
+    b"Retry-After: 1\r\n"
+    b"Content-Type: application/fhir+json\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: " + str(len(_REFUSED_BODY)).encode() + b"\r\n\r\n" + _REFUSED_BODY
+)
+LINGER_S = 2.0
+HTTP_RESERVE_SHARE = 4  # HTTP refuses below fd_reserve / 4: the rest is kept for the probes
+
+
+class _Handler(RequestHandler):
+    """aiohttp's protocol, with its own error responses under our `Server` header."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        response.headers["Server"] = SERVER_HEADER
+        return response
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose accept loop is a `Listener` (caps, descriptor reserve)."""
+
+    __slots__ = ("_descriptors", "_handler_options", "_host", "_limits", "_listener", "_port")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        limits: Limits,
+        descriptors: Descriptors,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        handler_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._limits = limits
+        self._descriptors = descriptors
+        self._handler_options = handler_options or {}
+        self._listener: Listener | None = None
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return self._listener.port if self._listener is not None else self._port
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        options = self._handler_options
+
+        def protocol() -> asyncio.BaseProtocol:
+            return _Handler(server, loop=loop, **options)
+
+        state = self._runner.app.get(STATE) if isinstance(self._runner, web.AppRunner) else None
+        hits = state.metrics.limits_hit if state is not None else None
+        self._listener = Listener(
+            "http",
+            protocol,
+            self._limits,
+            self._descriptors,
+            refused=hits,
+            refusal_bytes=REFUSED_RESPONSE,
+            ssl_context=self._ssl_context,
+        )
+        await self._listener.start(self._host, self._port)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        await super().stop()
+
+
+def http_limits(settings: Settings) -> Limits:
+    return Limits(
+        settings.http_max_connections,
+        settings.http_max_connections_per_address,
+        settings.fd_reserve // HTTP_RESERVE_SHARE,
+    )
+
+
+def handler_options(settings: Settings) -> dict[str, Any]:
+    """What each HTTP connection's protocol is built with (no access log: paths carry PHI).
+
+    After an early answer (401, 408, 503) aiohttp reads and drops the rest of the body for
+    `lingering_time`, so the client sees the answer rather than a reset: 2 s, not its 10,
+    or a body dribbled on after its 408 would hold the connection that much longer.
+    """
+    return {
+        "keepalive_timeout": settings.http_header_timeout_seconds,
+        "lingering_time": LINGER_S,
+        "access_log": None,
+    }
+
+
+async def start_site(
+    runner: web.AppRunner, settings: Settings, ssl_context: ssl.SSLContext | None
+) -> GuardedSite:
+    """The HTTP site on `settings.host`/`http_port`, sharing the app's descriptor count."""
+    state = runner.app.get(STATE)
+    descriptors = state.descriptors if state is not None else Descriptors()
+    site = GuardedSite(
+        runner,
+        settings.host,
+        settings.http_port,
+        http_limits(settings),
+        descriptors,
+        ssl_context=ssl_context,
+        handler_options=handler_options(settings),
+    )
+    await site.start()
+    return site
+
+
+def run_app(app: web.Application, settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
+    """Start the app, serve until SIGTERM/SIGINT, shut down gracefully (as `web.run_app`)."""
+    asyncio.run(_serve(app, settings, ssl_context))
+
+
+async def _serve(
+    app: web.Application, settings: Settings, ssl_context: ssl.SSLContext | None
+) -> None:
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=settings.shutdown_grace_seconds
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runner.setup()  # inside: a start-up that fails half-way is cleaned up
+        await start_site(runner, settings, ssl_context)
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        await runner.cleanup()
