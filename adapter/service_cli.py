@@ -92,8 +92,6 @@ def health(settings: Settings, timeout: float) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from aiohttp import web
-
     from adapter.cli import tune_gc
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of
