@@ -96,7 +96,7 @@ async def test_a_request_head_that_trickles_is_cut_at_the_header_deadline(tmp_pa
         reader, writer = await asyncio.open_connection(HOST, port)
         started = time.monotonic()
         try:
-            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400:
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(0.02)
@@ -105,7 +105,7 @@ async def test_a_request_head_that_trickles_is_cut_at_the_header_deadline(tmp_pa
         except ConnectionError:
             pass
         assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert time.monotonic() - started < 1.6
+        assert time.monotonic() - started < 3.0
         writer.close()
 
 
@@ -119,7 +119,7 @@ async def test_a_body_that_trickles_is_answered_408_at_the_body_deadline(tmp_pat
         answer = await read_response(reader)
         assert answer.startswith(b"HTTP/1.1 408")
         assert b'"code":"timeout"' in answer
-        assert 0.4 < time.monotonic() - started < 1.6
+        assert 0.4 < time.monotonic() - started < 3.0
         assert await asyncio.wait_for(reader.read(), 5) == b""  # and the connection closed
         assert hits(app, "body_timeout") == 1
         assert app[BODY_LIMITS].budget.used == 0

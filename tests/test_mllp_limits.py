@@ -76,12 +76,12 @@ async def test_a_frame_dripped_a_byte_at_a_time_is_cut_at_the_frame_deadline(
             writer.write(bytes([byte]))
             await writer.drain()
             await asyncio.sleep(0.02)
-            if reader.at_eof() or time.monotonic() - started > 3:
+            if reader.at_eof() or time.monotonic() - started > 8:
                 break
     except ConnectionError:
         pass
     assert await closed_without_answer(reader)
-    assert 0.4 < time.monotonic() - started < 1.6
+    assert 0.4 < time.monotonic() - started < 3.0  # a loaded CI machine is slow, never 8 s
     assert hits(server, "frame_deadline") == 1
     writer.close()
 
@@ -93,7 +93,7 @@ async def test_the_idle_timeout_needs_a_complete_frame_not_a_byte(
     reader, writer = await asyncio.open_connection(HOST, server.port)
     started = time.monotonic()
     try:
-        for _ in range(150):  # a CR every 20 ms between frames: bytes, never a frame
+        for _ in range(400):  # a CR every 20 ms between frames (8 s): bytes, never a frame
             writer.write(b"\r")
             await writer.drain()
             await asyncio.sleep(0.02)
@@ -102,7 +102,7 @@ async def test_the_idle_timeout_needs_a_complete_frame_not_a_byte(
     except ConnectionError:
         pass
     assert await closed_without_answer(reader)
-    assert time.monotonic() - started < 1.6
+    assert time.monotonic() - started < 3.0
     assert hits(server, "idle") == 1
     writer.close()
 
