@@ -17,7 +17,7 @@ import io
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from adapter.core.catalog import Catalog, Container, Drug, DrugClass, Product
+from adapter.core.catalog import Ambiguity, Catalog, Container, Drug, DrugClass, Product
 from adapter.core.holds import HoldReason
 from adapter.core.mappings import (
     HoldReasonText,
@@ -72,7 +72,7 @@ _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "rxnorm_ingredient",
             "labeler",
         ),
-        LOCAL: ("local_code", "target", "note"),
+        LOCAL: ("local_code", "target", "container", "package_amount", "note"),
         OPPS: ("hcpcs", "status_indicator"),
         VERSIONS: ("name", "effective_start", "effective_end"),
         ROUTES: ("code", "route"),
@@ -83,6 +83,17 @@ _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         LABELS: ("code", "label"),
         OBSERVATIONS: ("code", "meaning"),
     }
+)
+
+# Earlier layouts a site's file may still have: read with the missing columns empty.
+_EARLIER_COLUMNS: Mapping[str, tuple[tuple[str, ...], ...]] = MappingProxyType(
+    {LOCAL: (("local_code", "target", "note"),)}
+)
+# What an overlay row may say about its target NDC's container (JW/JZ, D17/D18).
+_OVERLAY_CONTAINERS = (
+    Container.SINGLE_DOSE.value,
+    Container.MULTIPLE_DOSE.value,
+    Container.PHARMACY_BULK.value,
 )
 
 BILLING_UNITS = ("mg", "mcg", "g", "mL", "units")
@@ -143,7 +154,11 @@ def _read(directory: Path, name: str) -> tuple[_Row, ...]:
         raise MappingError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     lines = _numbered(text, path)
     columns = _COLUMNS[name]
-    _check_header(next(lines, (1, []))[1], path, columns)
+    header = tuple(next(lines, (1, []))[1])
+    if header in _EARLIER_COLUMNS.get(name, ()):
+        rows = (_row(path, line, cells, header) for line, cells in lines if any(cells))
+        return tuple(_Row(r.path, r.line, {c: r.cells.get(c, "") for c in columns}) for r in rows)
+    _check_header(list(header), path, columns)
     return tuple(_row(path, line, cells, columns) for line, cells in lines if any(cells))
 
 
@@ -299,17 +314,29 @@ def _same_as_drug(row: _Row, drug: Drug) -> None:
         )
 
 
-def _rxnorm_pairs(rows: Iterable[_Row]) -> tuple[tuple[str, str], ...]:
+def _rxnorm_pairs(
+    rows: Iterable[_Row],
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, Ambiguity], ...]]:
     """RxCUI -> HCPCS only where the ingredient bills under exactly one code.
 
     An ingredient with product-specific codes (cyclophosphamide) cannot pick
-    one from RxNorm alone, so it is left to the NDC.
+    one from RxNorm alone, so it is left to the NDC; those RxCUIs are returned
+    apart, with their row count and codes, so a hold can say "ambiguous".
     """
     codes: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
     for row in rows:
         if row["rxnorm_ingredient"]:
             codes.setdefault(row["rxnorm_ingredient"], set()).add(row["hcpcs"])
-    return tuple((rxcui, min(hcpcs)) for rxcui, hcpcs in sorted(codes.items()) if len(hcpcs) == 1)
+            counts[row["rxnorm_ingredient"]] = counts.get(row["rxnorm_ingredient"], 0) + 1
+    ordered = sorted(codes.items())
+    single = tuple((rxcui, min(hcpcs)) for rxcui, hcpcs in ordered if len(hcpcs) == 1)
+    several = tuple(
+        (rxcui, Ambiguity(counts[rxcui], tuple(sorted(hcpcs))))
+        for rxcui, hcpcs in ordered
+        if len(hcpcs) > 1
+    )
+    return single, several
 
 
 def _local_pairs(
@@ -333,13 +360,49 @@ def _local_target(row: _Row, drugs: Mapping[str, Drug], ndcs: frozenset[str]) ->
     raise row.error(f"target {target!r} is neither an 11-digit NDC (no dashes) nor a HCPCS code")
 
 
+def _overlay(rows: Iterable[_Row], products: tuple[Product, ...]) -> tuple[Product, ...]:
+    """The container and package amount a site records for an NDC the catalog leaves unknown.
+
+    The `waste-undetermined` hold names this fix (JW/JZ need the container, D17/D18);
+    the generated catalog must not be edited by hand, so the overlay carries it.
+    """
+    known = {p.ndc for p in products}
+    facts: dict[str, tuple[Container | None, Decimal | None]] = {}
+    for row in rows:
+        container, amount = row["container"], row["package_amount"]
+        if not container and not amount:
+            continue
+        target = _text(row, "target").upper()
+        if not _NDC11.fullmatch(target) or target not in known:
+            raise row.error("container and package_amount need a target NDC of drug_catalog.csv")
+        facts[target] = (
+            Container(_choice(row, "container", _OVERLAY_CONTAINERS, "container"))
+            if container
+            else None,
+            _amount(row, "package_amount") if amount else None,
+        )
+    return tuple(_with_facts(p, facts.get(p.ndc)) for p in products)
+
+
+def _with_facts(product: Product, facts: tuple[Container | None, Decimal | None] | None) -> Product:
+    if facts is None:
+        return product
+    container, amount = facts
+    return replace(
+        product,
+        container=container or product.container,
+        package_amount=amount or product.package_amount,
+    )
+
+
 def _catalog(tables: Mapping[str, tuple[_Row, ...]]) -> tuple[Catalog, dict[str, str]]:
     """The Catalog, plus the drug labels (they join the other code labels)."""
     drugs = _drugs(tables[DRUGS])
     by_code = {code: drug for code, (drug, _label) in drugs.items()}
-    products = _products(tables[CATALOG], by_code)
+    products = _overlay(tables[LOCAL], _products(tables[CATALOG], by_code))
     local = _local_pairs(tables[LOCAL], by_code, frozenset(p.ndc for p in products))
-    catalog = Catalog.build(by_code.values(), products, _rxnorm_pairs(tables[CATALOG]), local)
+    single, several = _rxnorm_pairs(tables[CATALOG])
+    catalog = Catalog.build(by_code.values(), products, single, local, several)
     return catalog, {code: label for code, (_drug, label) in drugs.items()}
 
 

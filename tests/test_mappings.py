@@ -406,19 +406,19 @@ def copy_of_mappings(tmp_path: Path) -> Path:
         ),
         pytest.param(
             "drug_catalog_local.csv",
-            append("ERX99999,00006302699,no such NDC"),
+            append("ERX99999,00006302699,,,no such NDC"),
             "not in drug_catalog.csv",
             id="local-ndc",
         ),
         pytest.param(
             "drug_catalog_local.csv",
-            append("ERX99999,0006-3026-02,dashed"),
+            append("ERX99999,0006-3026-02,,,dashed"),
             "neither an 11-digit NDC",
             id="local-dashed",
         ),
         pytest.param(
             "drug_catalog_local.csv",
-            append("erx12345,J9271,same code"),
+            append("erx12345,J9271,,,same code"),
             "duplicate local code 'ERX12345'",
             id="local-duplicate",
         ),

@@ -316,7 +316,7 @@ async def test_post_admin_reload_mappings_swaps_good_tables_and_keeps_old_on_a_b
         state = state_of(client)
         before = state.mappings
         overlay = tables / "drug_catalog_local.csv"
-        overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
+        overlay.write_text(overlay.read_text() + "ERX99999,00006302602,,,test: pembrolizumab\n")
         response = await client.post("/admin/reload-mappings")
         assert response.status == 200, await response.text()
         assert response.headers["Cache-Control"] == "no-store"

@@ -566,3 +566,181 @@ def json_loads(text: str) -> Any:
     import json
 
     return json.loads(text)
+
+
+# --- class 9: hold sentences say exactly what is missing --------------------------------
+
+
+def held(mappings: Mappings, *body: str, setting: str | None = None) -> CodedEncounter:
+    pipeline = Pipeline(mappings, CodingOptions(setting_override=setting), NY)
+    pipeline.feed_file(ras(*body).encode(), "t.hl7")
+    (coded,) = pipeline.close().coded
+    return coded
+
+
+def details_of(coded: CodedEncounter, reason: str) -> list[str]:
+    return [h.detail for h in coded.holds if h.reason.value == reason]
+
+
+CHEMO = "00703-4239-01^carboplatin^NDC"
+
+
+EMPTY = "RXA-4 is empty; "
+NEITHER = "no rate and no infused volume either, so D5 cannot compute the stop"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"f4": "20260115090000"}, f"RXA-4 equals RXA-3 (no real stop time); {NEITHER}"),
+        ({"f4": ""}, EMPTY + NEITHER),
+        (
+            {"f4": "", "f12": "125 mL/h"},
+            EMPTY + "rate 125 mL/h documented but no infused volume (D5 needs both)",
+        ),
+        (
+            {"f4": "", "f23": "500"},
+            EMPTY + "infused volume 500 mL documented but no rate (D5 needs both)",
+        ),
+        (
+            {"f4": "", "f12": "10 mg/h", "f23": "500"},
+            EMPTY + "rate 10 mg/h is not a volume per time (mL/h), so D5 cannot use it",
+        ),
+    ],
+    ids=["equal", "empty", "rate-only", "volume-only", "rate-in-mass"],
+)
+def test_missing_stop_time_hold_names_what_is_missing_d5(
+    changes: dict[str, str], expected: str, mappings: Mappings
+) -> None:
+    body = (ORC, rxa(f5=CHEMO, f6="450", f7="mg", **changes), "RXR|IV")
+
+    assert details_of(held(mappings, *body), "missing-stop-time") == [expected]
+
+
+def test_no_stop_time_is_never_said_alone_when_a_rate_is_present(mappings: Mappings) -> None:
+    body = (ORC, rxa(f5=CHEMO, f6="450", f7="mg", f4="", f12="250"), "RXR|IV")
+
+    (detail,) = details_of(held(mappings, *body), "missing-stop-time")
+
+    assert "rate 250 mL/h documented" in detail and "no rate" not in detail
+
+
+def test_fhir_stop_note_names_the_element(mappings: Mappings) -> None:
+    resource = {
+        "resourceType": "MedicationAdministration",
+        "id": "ma3",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "00703-4239-01"}]
+        },
+        "effectivePeriod": {
+            "start": "2026-01-15T09:00:00-05:00",
+            "end": "2026-01-15T09:00:00-05:00",
+        },
+        "dosage": {"route": {"text": "IV"}, "dose": {"value": 450, "unit": "mg"}},
+    }
+    pipeline = Pipeline(mappings, CodingOptions(), NY)
+    pipeline.feed_file(json_bytes(resource), "t.json")
+    (coded,) = pipeline.close().coded
+
+    (detail,) = details_of(coded, "missing-stop-time")
+    assert detail.startswith("effectivePeriod.end equals its start (no real stop time); ")
+
+
+def rxnorm_rows(rxcui: str) -> tuple[int, list[str]]:
+    """Counted from the shipped catalog itself: the oracle the hold sentence must match."""
+    import csv
+
+    with (default_mappings_dir() / "drug_catalog.csv").open(encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["rxnorm_ingredient"] == rxcui]
+    return len(rows), sorted({r["hcpcs"] for r in rows})
+
+
+def copy_mappings(tmp_path: Path, table: str, row: str) -> Mappings:
+    for source in default_mappings_dir().glob("*.csv"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    path = tmp_path / table
+    path.write_text(path.read_text(encoding="utf-8") + row + "\n", encoding="utf-8")
+    return load_mappings(tmp_path)
+
+
+def test_rxnorm_code_of_several_catalog_rows_is_held_as_ambiguous_not_unknown_d14(
+    mappings: Mappings,
+) -> None:
+    body = (ORC, rxa(f5="3002^cyclophosphamide^RXNORM", f6="1000", f7="mg"), "RXR|IV")
+    rows, hcpcs = rxnorm_rows("3002")
+
+    (detail,) = details_of(held(mappings, *body), "unknown-drug")
+
+    assert rows > 1
+    assert detail.startswith(f"RxNorm 3002 is ambiguous: {rows} catalog rows under {', '.join(hcpcs)}")  # fmt: skip
+    assert "no catalog entry" not in detail
+
+
+def test_the_overlay_row_an_ambiguous_rxnorm_hold_recommends_clears_it(tmp_path: Path) -> None:
+    """local_code 3002 (as the hold says) with the site's NDC: the drug now bills."""
+    fixed = copy_mappings(tmp_path, "drug_catalog_local.csv", "3002,J9075,,,site: cyclophosphamide NOS")  # fmt: skip
+    body = (ORC, rxa(f5="3002^cyclophosphamide^RXNORM", f6="1000", f7="mg"), "RXR|IV")
+
+    coded = held(fixed, *body)
+
+    assert details_of(coded, "unknown-drug") == []
+    assert "J9075" in {ln.code for ln in coded.lines}
+
+
+VINCRISTINE = "61703-0309-16^vincristine 2 mg/2 mL^NDC"  # container unknown in the catalog
+
+
+def test_waste_hold_names_the_ndc_and_the_overlay_columns_that_fix_it_d17(
+    mappings: Mappings,
+) -> None:
+    body = (ORC, rxa(f5=VINCRISTINE, f6="1", f7="mg", f4="20260115091000"), "RXR|IV|||IVP")
+
+    (detail,) = details_of(held(mappings, *body, setting="office"), "waste-undetermined")
+
+    assert detail == (
+        "J9370: container type of NDC 61703030916 unknown; add a row to "
+        "mappings/drug_catalog_local.csv: local_code 61703030916, target 61703030916, "
+        "container single-dose or multiple-dose, package_amount in mg per container"
+    )
+
+
+def test_the_overlay_row_the_waste_hold_recommends_clears_it_and_decides_jw_d17(
+    tmp_path: Path,
+) -> None:
+    fixed = copy_mappings(tmp_path, "drug_catalog_local.csv", "61703030916,61703030916,single-dose,2,site: label read")  # fmt: skip
+    body = (ORC, rxa(f5=VINCRISTINE, f6="1", f7="mg", f4="20260115091000"), "RXR|IV|||IVP")
+
+    coded = held(fixed, *body, setting="office")
+
+    assert details_of(coded, "waste-undetermined") == []
+    assert sorted(
+        (ln.code, ln.modifiers, ln.units) for ln in coded.lines if ln.code == "J9370"
+    ) == [
+        ("J9370", (), 1),
+        ("J9370", ("JW",), 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("X1,J9070,single-dose,,hcpcs target", "need a target NDC"),
+        ("X1,61703030916,unknown,,not a fix", "container"),
+        ("X1,61703030916,single-dose,0,zero", "package_amount '0' must be a number greater than 0"),
+    ],
+)
+def test_overlay_container_rows_are_validated(tmp_path: Path, row: str, problem: str) -> None:
+    with pytest.raises(MappingError, match=problem):
+        copy_mappings(tmp_path, "drug_catalog_local.csv", row)
+
+
+def test_overlay_file_in_the_earlier_three_column_layout_still_loads(tmp_path: Path) -> None:
+    for source in default_mappings_dir().glob("*.csv"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    (tmp_path / "drug_catalog_local.csv").write_text(
+        "local_code,target,note\nERX12345,00006302602,pembrolizumab\n", encoding="utf-8"
+    )
+
+    assert load_mappings(tmp_path).catalog.local["ERX12345"] == "00006302602"

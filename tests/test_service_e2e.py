@@ -378,7 +378,7 @@ async def test_replay_after_a_mapping_fix_recodes_into_new_versions_not_duplicat
     finally:
         await stop_state(state)
     overlay = mappings / "drug_catalog_local.csv"
-    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
+    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,,,test: pembrolizumab\n")
     summary = await replay(settings, ReplaySelection(), code=True, progress=False)
     assert (summary.relinked, summary.dead, summary.coded) == (3, 0, 1)
     state = await start_state(settings, Clock())

@@ -65,6 +65,14 @@ class Product:
 
 
 @dataclass(frozen=True, slots=True)
+class Ambiguity:
+    """An RxNorm ingredient that bills under several HCPCS codes: it cannot pick one."""
+
+    rows: int  # catalog rows (NDCs) carrying it
+    hcpcs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DrugMatch:
     """A catalog hit: the drug and, when the feed named an NDC, the product."""
 
@@ -116,6 +124,7 @@ class Catalog:
     products: Mapping[str, tuple[Product, ...]]  # by 11-digit NDC; saline NDCs sit under 3 codes
     rxnorm: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     local: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ambiguous_rxnorm: Mapping[str, Ambiguity] = field(default_factory=lambda: MappingProxyType({}))
 
     @staticmethod
     def build(
@@ -123,6 +132,7 @@ class Catalog:
         products: Iterable[Product],
         rxnorm: Iterable[tuple[str, str]] = (),
         local: Iterable[tuple[str, str]] = (),
+        ambiguous_rxnorm: Iterable[tuple[str, Ambiguity]] = (),
     ) -> Catalog:
         by_ndc: dict[str, list[Product]] = {}
         for product in products:
@@ -132,11 +142,18 @@ class Catalog:
             products=_freeze((k, tuple(v)) for k, v in by_ndc.items()),
             rxnorm=_freeze(rxnorm),
             local=_freeze((k.upper(), v) for k, v in local),
+            ambiguous_rxnorm=_freeze(ambiguous_rxnorm),
         )
 
     def products_of(self, hcpcs: str) -> tuple[Product, ...]:
         """Every NDC listed under one HCPCS: the vial sizes for D17's least-waste combination."""
         return tuple(p for ps in self.products.values() for p in ps if p.hcpcs == hcpcs)
+
+    def ambiguity(self, code: Code) -> Ambiguity | None:
+        """Why an RxNorm code found nothing: it names an ingredient billed under several codes."""
+        if code.system != CodeSystem.RXNORM:
+            return None
+        return self.ambiguous_rxnorm.get(code.code.strip())
 
     def match(self, codes: Iterable[Code]) -> DrugMatch | None:
         """First catalog hit over the codes, NDC before RxNorm before HCPCS before local."""

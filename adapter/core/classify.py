@@ -24,6 +24,7 @@ from adapter.core.model import (
     Ingredient,
     IngredientRole,
     Method,
+    Quantity,
     Route,
 )
 from adapter.core.options import CodingOptions
@@ -90,7 +91,7 @@ class Classified:
 def classify(admin: Administration, catalog: Catalog, options: CodingOptions) -> Classified:
     """Classify one administration that was (at least partly) given."""
     resolved = tuple(Resolved(i, catalog.match(i.codes)) for i in admin.ingredients)
-    holds = list(_status_holds(admin)) + list(_unknown_drug_holds(admin, resolved))
+    holds = list(_status_holds(admin)) + list(_unknown_drug_holds(admin, resolved, catalog))
     actives = [r for r in resolved if r.ingredient.role is IngredientRole.ACTIVE and r.match]
     drug_class = _main_class(actives)
     substance = _substance(actives, admin)
@@ -132,14 +133,40 @@ def _status_holds(admin: Administration) -> list[Hold]:
     return []
 
 
-def _unknown_drug_holds(admin: Administration, resolved: tuple[Resolved, ...]) -> list[Hold]:
+def _unknown_drug_holds(
+    admin: Administration, resolved: tuple[Resolved, ...], catalog: Catalog
+) -> list[Hold]:
     holds = []
     for r in resolved:
         if r.match is None and r.ingredient.role is IngredientRole.ACTIVE:
-            codes = ", ".join(f"{c.code} ({c.system})" for c in r.ingredient.codes) or "no code"
-            detail = f"no catalog entry for {codes}; add it to mappings/drug_catalog_local.csv"
+            detail = _unknown_drug_detail(r.ingredient, catalog)
             holds.append(Hold(HoldReason.UNKNOWN_DRUG, detail, admin.source_id))
     return holds
+
+
+def _unknown_drug_detail(ingredient: Ingredient, catalog: Catalog) -> str:
+    """No catalog entry, or an RxNorm ingredient billed under several codes: say which.
+
+    The fix named is one the overlay can express: a `drug_catalog_local.csv` row whose
+    local_code is the code the feed sent and whose target is an NDC or HCPCS.
+    """
+    codes = ingredient.codes
+    for code in codes:
+        ambiguity = catalog.ambiguity(code)
+        if ambiguity is not None:
+            return (
+                f"RxNorm {code.code} is ambiguous: {ambiguity.rows} catalog rows under "
+                f"{', '.join(ambiguity.hcpcs)}; name the NDC given, or add a row to "
+                f"mappings/drug_catalog_local.csv with local_code {code.code} and the "
+                "NDC or HCPCS it stands for at this site"
+            )
+    if not codes:
+        return "the drug was sent as text only, with no code; document its NDC, RxNorm or HCPCS"
+    named = ", ".join(f"{c.code} ({c.system})" for c in codes)
+    return (
+        f"no catalog entry for {named}; add a row to mappings/drug_catalog_local.csv with "
+        f"local_code {codes[0].code} and the NDC or HCPCS it stands for"
+    )
 
 
 def _main_class(actives: list[Resolved]) -> DrugClass | None:
@@ -241,7 +268,7 @@ def _running_interval(
     if end is None:
         end = _computed_end(admin)
         if end is None:
-            detail = "infusion has a start time but no stop time, rate or infused volume"
+            detail = _missing_stop_detail(admin)
             return (
                 None,
                 [Hold(HoldReason.MISSING_STOP_TIME, detail, admin.source_id)],
@@ -253,6 +280,33 @@ def _running_interval(
         detail = f"stop time is before the start or the infusion runs {minutes} minutes"
         return None, [Hold(HoldReason.INVALID_TIMES, detail, admin.source_id)], ("D10",)
     return Interval(admin.start, end), [], rules
+
+
+def _missing_stop_detail(admin: Administration) -> str:
+    """Exactly what is missing: the stop, and which half of D5's rate and volume.
+
+    Never just "no stop time" when a rate (or a volume) was documented: the biller
+    must see which one to ask the nurse for.
+    """
+    stop = admin.stop_note or "no stop time documented"
+    rate, volume = admin.rate, admin.volume
+    if rate is None and volume is None:
+        return f"{stop}; no rate and no infused volume either, so D5 cannot compute the stop"
+    if volume is None:
+        return f"{stop}; rate {_shown(rate)} documented but no infused volume (D5 needs both)"
+    if rate is None:
+        return f"{stop}; infused volume {_shown(volume)} documented but no rate (D5 needs both)"
+    if rate.value <= 0:
+        return f"{stop}; rate {_shown(rate)} is not positive, so D5 cannot compute the stop"
+    if rate.unit not in ("mL/h", "mL/min"):
+        return f"{stop}; rate {_shown(rate)} is not a volume per time (mL/h), so D5 cannot use it"
+    return f"{stop}; infused volume {_shown(volume)} is not a volume, so D5 cannot use it"
+
+
+def _shown(quantity: Quantity | None) -> str:
+    if quantity is None:
+        return ""
+    return f"{quantity.value.normalize():f} {quantity.unit}"
 
 
 def _computed_end(admin: Administration) -> datetime | None:

@@ -151,11 +151,7 @@ def _dose_lines(
         return [_drug_line(dose, units, (), (*rules, "R35", "D18"))]
     opened = _opened_amount(dose, catalog) if container is Container.SINGLE_DOSE else None
     if opened is None:
-        what = dose.products[0].ndc if dose.products else dose.drug.hcpcs
-        detail = (
-            f"{dose.drug.hcpcs}: container type or size unknown for {what}; "
-            "add it to the catalog overlay"
-        )
+        detail = _waste_detail(dose, container)
         holds.append(Hold(HoldReason.WASTE_UNDETERMINED, detail, dose.sources[0]))
         return [_drug_line(dose, units, (), (*rules, "D17"))]
     waste_units = floor_div(opened, unit) - units
@@ -166,6 +162,23 @@ def _dose_lines(
             _drug_line(dose, waste_units, ("JW",), ("R36", "D17"), LineKind.WASTE, wasted),
         ]
     return [_drug_line(dose, units, ("JZ",), (*rules, "R37", "D17"))]
+
+
+def _waste_detail(dose: _Dose, container: Container) -> str:
+    """What the catalog lacks to decide JW/JZ, and the overlay row that supplies it."""
+    hcpcs, unit = dose.drug.hcpcs, dose.drug.unit
+    if not dose.products:
+        return (
+            f"{hcpcs}: no NDC was documented and the catalog's NDCs for {hcpcs} do not settle "
+            "the container type or size; document the NDC given"
+        )
+    ndc = dose.products[0].ndc
+    missing = "container type" if container is Container.UNKNOWN else "package amount"
+    return (
+        f"{hcpcs}: {missing} of NDC {ndc} unknown; add a row to "
+        f"mappings/drug_catalog_local.csv: local_code {ndc}, target {ndc}, container "
+        f"single-dose or multiple-dose, package_amount in {unit} per container"
+    )
 
 
 def _separately_payable(hcpcs: str, opps_status: Mapping[str, str], setting: str) -> bool:

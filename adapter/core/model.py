@@ -122,6 +122,9 @@ class Administration:
     # still shares with its original: HL7 order + RXA-1/RXA-2. "" = the source id
     correction_key: str = ""
     end: datetime | None = None
+    # why `end` is None, in the feed's own terms ("RXA-4 equals RXA-3 (no real stop
+    # time)", "no effectivePeriod.end"): hold texts name exactly what is missing
+    stop_note: str = ""
     visit_id: str | None = None
     route: Route = Route.UNKNOWN
     # the route as the feed wrote it (code, else text): names the route in a hold when

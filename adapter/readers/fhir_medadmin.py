@@ -94,7 +94,7 @@ def read_administration(r: Reading) -> Administration:
     """One MedicationAdministration; required elements missing or malformed raise ReadError."""
     res, path = r.resource, r.path
     patient_id = r.patient_id("subject")
-    start, end = _times(r)
+    start, end, stop_note = _times(r)
     product = _medication(r)
     dosage = get_object(res, "dosage", path) or {}
     dpath = f"{path}.dosage"
@@ -105,6 +105,7 @@ def read_administration(r: Reading) -> Administration:
         patient_id=patient_id,
         start=start,
         end=end,
+        stop_note=stop_note,
         ingredients=_ingredients(product, dosage, dpath),
         visit_id=r.encounter_id("context", "encounter"),
         route=route,
@@ -123,19 +124,24 @@ def read_administration(r: Reading) -> Administration:
 # --- time ---------------------------------------------------------------------------------
 
 
-def _times(r: Reading) -> tuple[datetime, datetime | None]:
-    """Start and end; an end equal to the start documents no stop time (as HL7 RXA-4)."""
+def _times(r: Reading) -> tuple[datetime, datetime | None, str]:
+    """Start, end and why there is no end; an end equal to the start documents no stop time
+    (as HL7 RXA-4)."""
     tz = r.scope.site_tz
     for prefix in _TIME_PREFIXES:
         moment = get_datetime(r.resource, f"{prefix}DateTime", r.path, tz)
         if moment is not None:
-            return moment, None
+            return moment, None, f"{prefix}DateTime only (no period end)"
         period = get_period(r.resource, f"{prefix}Period", r.path, tz)
         if period is not None:
             if period.start is None:
                 raise ReadError(f"{r.path}.{prefix}Period.start", "missing: no start time")
-            end = None if period.end == period.start else period.end
-            return period.start, end
+            if period.end is None:
+                return period.start, None, f"{prefix}Period.end is absent"
+            if period.end == period.start:
+                note = f"{prefix}Period.end equals its start (no real stop time)"
+                return period.start, None, note
+            return period.start, period.end, ""
     raise ReadError(r.path, "missing effective[x] (R4) or occurence[x] (R5): no time")
 
 

@@ -594,6 +594,7 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
         patient_id=scope.patient_id,
         start=start,
         end=None if end == start else end,
+        stop_note=_stop_note(rxa, start, end),
         ingredients=ingredients,
         visit_id=scope.visit_id,
         route=route,
@@ -610,6 +611,13 @@ def _administration(block: _AdminBlock, scope: _Scope, context: _Context) -> Adm
         expected_minutes=scope.expected_minutes,
         patient_class=scope.patient_class,
     )
+
+
+def _stop_note(rxa: Segment, start: datetime, end: datetime | None) -> str:
+    """Why there is no stop time, as the interface analyst will look for it."""
+    if end is None:
+        return "RXA-4 is empty"
+    return "RXA-4 equals RXA-3 (no real stop time)" if end == start else ""
 
 
 def _given(rxa: Segment, start: datetime) -> str:
