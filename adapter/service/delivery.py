@@ -3,17 +3,20 @@
 Each new resource version is queued in the store in the same transaction that
 wrote it, so a restart loses nothing. The worker PUTs `<base>/<Type>/<id>`
 (idempotent: the ids are deterministic, D24) and retries failures with
-exponential backoff and full jitter, capped.
+exponential backoff and full jitter, capped. A Claim goes before the ChargeItems and
+the Task that reference it: they wait while it is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 import structlog
@@ -68,10 +71,15 @@ class Deliverer:
         return self._session
 
     async def run_once(self) -> int:
-        """Attempt every delivery due now; the number delivered."""
+        """Attempt every delivery due now, Claims first; the number delivered.
+
+        A ChargeItem or Task references its Claim, and a strict FHIR server refuses a
+        reference to a resource it does not have: each waits while a version of its Claim
+        is still queued for that destination (failed and backing off, or not tried yet).
+        """
         due = await self.store.due_deliveries(self.clock(), self.config.batch)
         delivered = 0
-        for item in due:
+        for item in sorted(due, key=lambda d: d.resource_type != "Claim"):  # stable
             delivered += await self._deliver(item)
         backlog = await self.store.counts()
         self.metrics.backlog.set(backlog.outbox_pending)
@@ -93,6 +101,10 @@ class Deliverer:
         row = await self.store.read_resource(item.resource_type, item.resource_id, item.version)
         if row is None:
             await self.store.mark_delivered(item.id, self.clock())  # nothing left to send
+            return 0
+        waiting_for = await self._claims_not_delivered(item, row.body)
+        if waiting_for:
+            await self._wait(item, waiting_for)
             return 0
         url = f"{item.destination.rstrip('/')}/{item.resource_type}/{item.resource_id}"
         headers = {"Content-Type": "application/fhir+json"}
@@ -118,6 +130,27 @@ class Deliverer:
         )
         return 0
 
+    async def _claims_not_delivered(self, item: Delivery, body: str) -> list[str]:
+        """The Claims this resource references that are still queued for its destination."""
+        if item.resource_type == "Claim":
+            return []
+        ids = claim_references(json.loads(body))
+        return sorted(await self.store.undelivered(item.destination, "Claim", ids))
+
+    async def _wait(self, item: Delivery, claims: list[str]) -> None:
+        """Try again after the base delay (not the growing backoff): the Claim's own retries
+        set the pace, and this one should follow as soon as the Claim is through."""
+        retry = self.clock() + timedelta(seconds=self.config.backoff_base)
+        error = f"waiting for Claim/{claims[0]} to be delivered first"
+        await self.store.mark_failed(item.id, error, retry)
+        self.metrics.deliveries.labels(item.destination, "waiting").inc()
+        log.info(
+            "delivery.waiting",
+            resource=f"{item.resource_type}/{item.resource_id}",
+            version=item.version,
+            claim=f"Claim/{claims[0]}",
+        )
+
     async def _put(self, url: str, body: str, headers: dict[str, str]) -> str | None:
         try:
             async with self._client().put(url, data=body.encode(), headers=headers) as response:
@@ -130,3 +163,17 @@ class Deliverer:
     def _record(self, item: Delivery, result: str, up: int) -> None:
         self.metrics.deliveries.labels(item.destination, result).inc()
         self.metrics.destination_up.labels(item.destination).set(up)
+
+
+def claim_references(resource: dict[str, Any]) -> list[str]:
+    """Ids of the Claims a ChargeItem (supportingInformation) or Task (focus) references."""
+    refs: list[object] = [resource.get("focus")]
+    supporting = resource.get("supportingInformation")
+    if isinstance(supporting, list):
+        refs.extend(supporting)
+    out = []
+    for ref in refs:
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and target.startswith("Claim/"):
+            out.append(target.removeprefix("Claim/"))
+    return out

@@ -386,6 +386,12 @@ class Store(Protocol):
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...
 
+    async def undelivered(
+        self, destination: str, resource_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        """Of these resources of one type, those with a version still queued (not delivered)
+        for `destination`: a ChargeItem or Task waits while its Claim is one of them."""
+
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
     async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:

@@ -522,6 +522,19 @@ class PostgresStore:
             rows = await conn.fetch(sql, utc(now), limit)
         return [delivery_from_row(row, aware) for row in rows]
 
+    async def undelivered(
+        self, destination: str, resource_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        if not ids:
+            return set()
+        sql = (
+            "SELECT DISTINCT resource_id FROM outbox WHERE delivered_at IS NULL"
+            " AND destination = $1 AND resource_type = $2 AND resource_id = ANY($3::text[])"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, destination, resource_type, list(ids))
+        return {str(row["resource_id"]) for row in rows}
+
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         async with self._tx() as conn:
             sql = "UPDATE outbox SET delivered_at = $1 WHERE id = $2"

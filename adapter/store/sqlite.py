@@ -356,6 +356,20 @@ class SqliteStore:
             ]
         )
 
+    async def undelivered(
+        self, destination: str, resource_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        sql = (
+            "SELECT DISTINCT resource_id FROM outbox WHERE delivered_at IS NULL"
+            f" AND destination = ? AND resource_type = ? AND resource_id IN ({marks})"
+        )
+        params = (destination, resource_type, *ids)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return {str(row[0]) for row in rows}
+
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         sql = "UPDATE outbox SET delivered_at = ? WHERE id = ?"
         await self._write(lambda conn: conn.execute(sql, (iso_utc(now), delivery_id)))
