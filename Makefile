@@ -56,7 +56,7 @@ demo: install ## code the bundled demo fixtures as a batch and print the FHIR Bu
 send-demo: install ## send the demo HL7 feed to a running service (make run) over MLLP
 	@$(BIN)/charge-adapter send --host 127.0.0.1 --port 2575 $(filter %.hl7,$(DEMO))
 
-bench: install ## every benchmark, ending with key=value lines (see bench/README.md); ~26 min
+bench: install ## every benchmark, ending with key=value lines (see bench/README.md); ~30 min
 	$(BIN)/python bench/bench_coding.py
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)

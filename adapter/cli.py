@@ -173,6 +173,12 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument(
         "--no-code", action="store_true", help="only relink; the running service codes them"
     )
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing: print per encounter what the replay would change (Claim lines "
+        "added/removed/changed, holds opened/closed) and which messages would live or die",
+    )
     _send_command(sub)
     health = sub.add_parser(
         "health",

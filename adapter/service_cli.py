@@ -50,7 +50,7 @@ def run(ns: argparse.Namespace) -> int:
     from adapter.service.replay import ReplaySelection
 
     selection = ReplaySelection(since, tuple(ns.message or ()), tuple(ns.dead_letter or ()))
-    return asyncio.run(_replay(settings, selection, not ns.no_code))
+    return asyncio.run(_replay(settings, selection, not ns.no_code, ns.dry_run))
 
 
 def health(settings: Settings, timeout: float) -> int:
@@ -146,11 +146,12 @@ def _since(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-async def _replay(settings: Settings, selection: ReplaySelection, code: bool) -> int:
-    """Exit 0, or 1 when a named message could not be replayed (each said on stderr)."""
+async def _replay(settings: Settings, selection: ReplaySelection, code: bool, dry_run: bool) -> int:
+    """Exit 0, or 1 when a named message could not be replayed (each said on stderr).
+    A dry run prints what would change on stdout and writes nothing."""
     from adapter.service.replay import print_refusals, replay
 
-    summary = await replay(settings, selection, code=code)
+    summary = await replay(settings, selection, code=code, dry_run=dry_run, out=sys.stdout)
     print_refusals(summary.refused, sys.stderr)
     print(summary, file=sys.stderr)
     return EXIT_REFUSED if summary.refused else EXIT_OK

@@ -8,6 +8,8 @@ Parts, each a script of bench/ run in its own process (see bench/README.md):
   drain     coder draining a closed backlog, SQLite then PostgreSQL (drain.py)
   replicas  two adapter processes on one PostgreSQL vs one (replicas.py)
   memory    adapter RSS as messages pile up (memory.py)
+  replay    `charge-adapter replay` peak RSS, 100,000 vs 1,000,000 stored messages
+            (replay_memory.py; ~4 minutes)
 
 Full run: about 23 minutes, ~14 of them `memory` (1,000,000 messages, capped by
 `--memory-max-seconds`, default 1500). `--quick`: about 2-3 minutes, the same
@@ -36,7 +38,7 @@ if str(ROOT) not in sys.path:
 from bench.common import drop_run_schemas, print_keys, run_script  # noqa: E402
 from bench.machine import facts, probes  # noqa: E402
 
-PARTS = ("stages", "ingest", "drain", "replicas", "memory")
+PARTS = ("stages", "ingest", "drain", "replicas", "memory", "replay")
 
 # (key, target text, check) for the headline table
 HEADLINES: list[tuple[str, str, str]] = [
@@ -57,6 +59,7 @@ HEADLINES: list[tuple[str, str, str]] = [
     ("replica_no_double_coding", "yes", "eq:yes"),
     ("rss_growth_pct", "<= 20", "le:20"),
     ("rss_growth_pct_projected_1m", "<= 20", "le:20"),
+    ("replay_rss_growth_pct", "<= 20", "le:20"),
 ]
 
 
@@ -93,6 +96,7 @@ def part_runs(
         ("drain_postgres", "drain", "drain.py", [*q, "--store=postgres"], 1200, True),
         ("replicas", "replicas", "replicas.py", q, 1800, True),
         ("memory", "memory", "memory.py", memory_args, memory_seconds + 600, False),
+        ("replay", "replay", "replay_memory.py", q, 1200, False),
     ]
 
 

@@ -298,3 +298,193 @@ async def test_migration_puts_an_oversize_head_an_old_replay_accepted_back_among
         assert await store.messages_for_encounter("visit:V2", "P") == []
     finally:
         await store.close()
+
+
+# --- dry run --------------------------------------------------------------------------------
+
+LOCAL_DRUG_VISIT = [
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601150800||ADT^A04^ADT_A01|LDA|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VLD1\r"
+    "DG1|1||C34.90^^I10||||||||||||1\r",
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601150900||RAS^O17^RAS_O17|LDR|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VLD1\r"
+    "ORC|RE|O1|F1\rRXA|0|1|202601150900|202601150930|ERX99999^pembrolizumab^LOCAL|200|mg"
+    "|||||||||||||CP|A\rRXR|IV||IVPB\r",
+    "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601151000||ADT^A03^ADT_A03|LDD|P|2.5.1\r"
+    "PID|1||M77^^^HOSP^MR\rPV1|1|O|ONC-OFFICE^^^MAIN||||||||||||||||VLD1"
+    "|||||||||||||||||||||||||202601151000\r",
+]
+
+
+async def dump(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, read outside the store: what "nothing written" means."""
+    tables = ("messages", "message_links", "encounters", "resource_versions", "outbox", "audit")
+    if settings.database_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as conn:
+            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        return {
+            t: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")]
+            for t in tables
+        }
+    finally:
+        await conn.close()
+
+
+async def held_local_drug(settings: Settings, tmp_path: Path) -> Settings:
+    """The local drug code is unknown: held. Then the site adds it to its overlay."""
+    import shutil
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mappings)
+    settings = replace(settings, mappings_dir=str(mappings))
+    state = await start_state(settings, Clock())
+    assert await send(state, LOCAL_DRUG_VISIT) == ["AA", "AA", "AA"]
+    await state.coder.run_once()
+    await stop_state(state)
+    overlay = mappings / "drug_catalog_local.csv"
+    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
+    return settings
+
+
+async def test_a_dry_run_prints_the_change_per_encounter_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import io
+
+    settings = await held_local_drug(settings, tmp_path)
+    (before_claim,) = await claims(settings)
+    assert before_claim["status"] == "draft"
+    before = await dump(settings)
+    out = io.StringIO()
+
+    summary = await replay(settings, ReplaySelection(), dry_run=True, out=out, progress=False)
+
+    assert await dump(settings) == before  # nothing written, not even a lease
+    text = out.getvalue().splitlines()
+    assert summary.dry_run and summary.read == 3 and summary.coded == 0
+    assert text[0] == f"encounter {before_claim['id']}: held -> coded, Claim draft -> active"
+    assert "  hold closed: unknown-drug" in text
+    assert any(line.startswith("  + J9271") for line in text)
+    assert text[-1].startswith("dry run: encounters=1 changed=1 unchanged=0")
+
+    # what it announced is what the replay then does
+    done = await replay(settings, ReplaySelection(), progress=False)
+    assert done.coded == 1
+    (after,) = await claims(settings)
+    assert after["status"] == "active"
+    from adapter.service.claim_diff import diff_claims
+
+    announced = [ln.removeprefix("  ") for ln in text if ln.startswith(("  +", "  -", "  ~"))]
+    assert announced == diff_claims(before_claim, after).lines()
+
+
+async def test_a_dry_run_of_a_named_dead_letter_says_it_would_be_accepted(
+    settings: Settings,
+) -> None:
+    import io
+
+    state = await feed_with_refusals(settings)
+    await stop_state(state)
+    (frame,) = [m for m in await stored(settings) if m.kind == "ADT^A04" and m.status == "dead"]
+    before = await dump(settings)
+    out = io.StringIO()
+
+    await replay(
+        settings,
+        ReplaySelection(dead_letter_ids=(frame.id,)),
+        dry_run=True,
+        out=out,
+        progress=False,
+    )
+
+    assert await dump(settings) == before
+    text = out.getvalue()
+    assert f"dead letter {frame.id} (TWOA) would be accepted" in text
+    assert ": new (coded when it closes)" in text
+
+
+def test_replay_progress_shows_on_a_terminal_only(settings: Settings, tmp_path: Path) -> None:
+    """tqdm on stderr when it is a terminal (a pseudo-terminal here), silent in a pipe."""
+    import asyncio
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    state = asyncio.run(_fed(settings))
+    assert state
+    env = dict(os.environ, ADAPTER_DATABASE_URL=settings.database_url,
+               ADAPTER_DATABASE_SCHEMA=settings.database_schema, ADAPTER_LOG_FORMAT="json")  # fmt: skip
+    command = [sys.executable, "-m", "adapter.cli", "replay", "--no-code"]
+    piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr.splitlines()[-1].startswith("replay: messages=3 ")
+    assert "msg/s" not in piped.stderr and "msg]" not in piped.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    assert b"replay: 100%" in seen and b"3/3" in seen
+
+
+async def _fed(settings: Settings) -> bool:
+    state = await feed_with_refusals(settings)
+    await stop_state(state)
+    return True
+
+
+def test_replay_help_says_what_is_read() -> None:
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "replay", "--help"], capture_output=True, text=True
+    ).stdout
+    for flag in ("--since", "--message", "--dead-letter", "--dry-run", "--no-code"):
+        assert flag in shown
+    assert "MSH-10" in shown and "truncated" in shown
+
+
+async def test_message_finds_a_fhir_payload_by_the_resource_id_the_feed_sent(
+    settings: Settings,
+) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 15, tzinfo=UTC)
+    store = open_store(settings.database_url, pg_schema=settings.database_schema)
+    await store.migrate()
+    try:
+        kept = await store.add_message(
+            NewMessage(
+                "fhir:x",
+                "fhir",
+                "MedicationAdministration",
+                b"{}",
+                now,
+                control_id="MedicationAdministration/ma-77",
+            ),  # fmt: skip
+            [],
+        )
+        for wanted in ("ma-77", "MedicationAdministration/ma-77"):
+            assert [m.id for m in await store.find_messages([wanted])] == [kept.message_id]
+        assert await store.find_messages(["ma-7"]) == []
+        assert await store.find_messages(["Encounter/ma-77"]) == []
+    finally:
+        await store.close()

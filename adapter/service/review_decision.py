@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.core.fhir_output import HOLD_REASON
+
 JSON = dict[str, Any]
 
 EXT_OVERRIDE_NOTE = "https://charge-adapter.org/fhir/StructureDefinition/override-note"
@@ -45,6 +47,21 @@ def standing_override(task: Mapping[str, Any] | None) -> Override | None:
                for c in codings):  # fmt: skip
             return Override(str(output.get("valueString", "")), str(task.get("lastModified", "")))
     return None
+
+
+def open_holds(task: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The hold reason codes a current Task keeps open (a requested review Task)."""
+    if task is None or task.get("status") != "requested":
+        return ()
+    codes: list[str] = []
+    for item in task.get("input", ()):
+        concept = item.get("valueCodeableConcept") or {}
+        codes += [
+            str(c.get("code", ""))
+            for c in concept.get("coding", ())
+            if c.get("system") == HOLD_REASON
+        ]
+    return tuple(dict.fromkeys(codes))
 
 
 def is_override(claim: Mapping[str, Any]) -> bool:
