@@ -479,7 +479,7 @@ async def test_message_finds_a_fhir_payload_by_the_resource_id_the_feed_sent(
                 b"{}",
                 now,
                 control_id="MedicationAdministration/ma-77",
-            ),  # fmt: skip
+            ),
             [],
         )
         for wanted in ("ma-77", "MedicationAdministration/ma-77"):
