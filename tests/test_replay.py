@@ -349,7 +349,7 @@ async def held_local_drug(settings: Settings, tmp_path: Path) -> Settings:
     await state.coder.run_once()
     await stop_state(state)
     overlay = mappings / "drug_catalog_local.csv"
-    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,test: pembrolizumab\n")
+    overlay.write_text(overlay.read_text() + "ERX99999,00006302602,,,test: pembrolizumab\n")
     return settings
 
 
