@@ -13,7 +13,7 @@ from datetime import date, tzinfo
 from typing import Any
 
 from adapter.core.assembly import AssemblyNotes, Encounter, assemble_noted
-from adapter.core.charges import CodedEncounter, Outcome, TableWarning
+from adapter.core.charges import CodedEncounter, EncounterSkip, Outcome, TableWarning
 from adapter.core.coder import CodingContext, code_encounter
 from adapter.core.explain import ExplainInput, Explanation, explain
 from adapter.core.feed import FeedResult, collect
@@ -85,6 +85,16 @@ def assembly_warnings(notes: AssemblyNotes) -> tuple[str, ...]:
     return tuple(found)
 
 
+def shared_visit_warnings(count: int) -> tuple[str, ...]:
+    """Encounters not billed because their visit number names several patients."""
+    if not count:
+        return ()
+    return (
+        f"{count} visit numbers (PV1-19, FHIR Encounter) name more than one patient: not "
+        "billed, since no claim may mix patients; correct the visit numbers and re-send",
+    )
+
+
 def sniff_format(data: bytes) -> str:
     """`fhir` for JSON / NDJSON, `hl7` for ER7 (with or without MLLP bytes), else ``."""
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:16]
@@ -140,7 +150,12 @@ class Pipeline:
         )
         digest = hashlib.sha256("|".join(r["id"] for r in resources).encode()).hexdigest()
         text = dumps(bundle(resources, f"batch-{digest[:16]}"), pretty=self.pretty)
-        warnings = assembly_warnings(notes) + table_warnings(w for c in coded for w in c.warnings)
+        shared = sum(1 for c in coded if c.skip_reason == EncounterSkip.SHARED_VISIT)
+        warnings = (
+            assembly_warnings(notes)
+            + shared_visit_warnings(shared)
+            + table_warnings(w for c in coded for w in c.warnings)
+        )
         return PipelineResult(
             coded=coded,
             resources=resources,

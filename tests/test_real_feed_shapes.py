@@ -744,3 +744,78 @@ def test_overlay_file_in_the_earlier_three_column_layout_still_loads(tmp_path: P
     )
 
     assert load_mappings(tmp_path).catalog.local["ERX12345"] == "00006302602"
+
+
+def test_a_visit_number_used_by_two_patients_is_never_billed_as_one_claim(
+    mappings: Mappings,
+) -> None:
+    """Two patients, one PV1-19: neither's drugs may land on the other's claim."""
+    body = (ORC, rxa(f19="E86.0^Dehydration^I10"), "RXR|IV")
+    first = ras(*body, ctl="S1", pid="PID|1||P1^^^HOSP^MR")
+    second = ras(*body, ctl="S2", pid="PID|1||P2^^^HOSP^MR")
+
+    result = run(mappings, first.encode(), second.encode())
+
+    assert [c.skip_reason for c in result.coded] == ["visit number shared by several patients"]
+    assert any(w.startswith("1 visit numbers (PV1-19, FHIR Encounter) name more") for w in result.warnings)  # fmt: skip
+
+
+def test_a_visit_whose_adt_names_another_patient_is_not_billed_with_that_patients_payer(
+    mappings: Mappings,
+) -> None:
+    adt = (
+        "MSH|^~\\&|HIS|ONC|CHGCAP|ONC|20260115080000||ADT^A04^ADT_A01|A1|P|2.5.1\r"
+        "PID|1||P9^^^HOSP^MR\r" + PV1 + "\rDG1|1||E86.0^^I10||||||||||||1\rIN1|1||123|ACME"
+    )
+    ras_text = ras(ORC, rxa(f19="E86.0^Dehydration^I10"), "RXR|IV", pid="PID|1||P1^^^HOSP^MR")
+
+    (coded,) = run(mappings, adt.encode(), ras_text.encode()).coded
+
+    assert coded.skip_reason == "visit number shared by several patients"
+
+
+def test_the_same_patient_written_with_and_without_authority_is_one_patient(
+    mappings: Mappings,
+) -> None:
+    adt = (
+        "MSH|^~\\&|HIS|ONC|CHGCAP|ONC|20260115080000||ADT^A04^ADT_A01|A1|P|2.5.1\r"
+        "PID|1||P100^^^HOSP^MR\r" + PV1 + "\rDG1|1||E86.0^^I10||||||||||||1"
+    )
+    ras_text = ras(ORC, rxa(f19="E86.0^Dehydration^I10"), "RXR|IV", pid="PID|1||P100")
+
+    (coded,) = run(mappings, adt.encode(), ras_text.encode()).coded
+
+    assert (coded.outcome, coded.skip_reason) == (Outcome.CODED, "")
+
+
+async def test_service_logs_a_correction_that_matched_nothing_counted_without_phi(
+    tmp_path: Path,
+) -> None:
+    """In the service the batch's warning is a structured log line of the coder."""
+    from structlog.testing import capture_logs
+
+    from adapter.service.app import start_state, stop_state
+    from tests.mllp_client import send_messages
+    from tests.service_fixtures import Clock, make_settings
+
+    update = ras(ORC, rxa(f21="U", f19="E86.0^Dehydration^I10"), "RXR|IV", ctl="U1")
+    clock = Clock()
+    state = await start_state(make_settings(tmp_path, close_check_seconds=3600), clock)
+    try:
+        assert state.mllp is not None
+        await send_messages("127.0.0.1", state.mllp.port, [(update + "\r").encode()])
+        clock.advance(minutes=241)
+        with capture_logs() as logs:
+            assert await state.coder.run_once() == 1
+    finally:
+        await stop_state(state)
+
+    (event,) = [e for e in logs if e["event"] == "encounter.assembly"]
+    assert (event["unmatched_updates"], event["unmatched_deletes"]) == (1, 0)
+    assert "P100" not in json_dumps(event) and "V100" not in json_dumps(event)
+
+
+def json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, default=str)

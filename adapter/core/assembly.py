@@ -41,6 +41,9 @@ class Encounter:
     administrations: tuple[Administration, ...]
     diagnoses: tuple[Diagnosis, ...]
     coverages: tuple[Coverage, ...]
+    # every patient id the visit's own messages (ADT, the RAS's PV1, FHIR Encounter) named:
+    # more than one means the visit number is shared, and nothing may be billed from it
+    visit_patients: frozenset[str] = frozenset()
 
 
 def encounter_key(admin: Administration, site_tz: tzinfo) -> str:
@@ -102,6 +105,7 @@ def assemble_noted(
     conditions: list[ConditionEvent] = []
     patient_coverages: dict[str, list[Coverage]] = {}
     patients_of: dict[str, set[str]] = {}
+    visit_patients: dict[str, set[str]] = {}
     for event in events:
         if isinstance(event, Administration):
             _apply_administration(state, event, site_tz)
@@ -109,12 +113,13 @@ def assemble_noted(
             patients_of.setdefault(correction, set()).add(event.patient_id)
         elif isinstance(event, Visit):
             visits[event.visit_id] = _merge_visit(visits.get(event.visit_id), event)
+            visit_patients.setdefault(event.visit_id, set()).add(event.patient_id)
         elif isinstance(event, ConditionEvent):
             conditions.append(event)
         elif isinstance(event, CoverageEvent):
             patient_coverages.setdefault(event.patient_id, []).append(event.coverage)
     encounters = tuple(
-        _build(key, group, visits, conditions, patient_coverages)
+        _build(key, group, visits, conditions, patient_coverages, visit_patients)
         for key, group in state.by_key.items()
         if group
     )
@@ -213,6 +218,7 @@ def _build(
     visits: dict[str, Visit],
     conditions: list[ConditionEvent],
     patient_coverages: dict[str, list[Coverage]],
+    visit_patients: dict[str, set[str]],
 ) -> Encounter:
     administrations = tuple(group.values())
     first = administrations[0]
@@ -228,4 +234,7 @@ def _build(
     coverages = tuple(visit.coverages if visit and visit.coverages else ()) or tuple(
         patient_coverages.get(first.patient_id, ())
     )
-    return Encounter(key, first.patient_id, visit, administrations, tuple(diagnoses), coverages)
+    named = frozenset(visit_patients.get(first.visit_id, ())) if first.visit_id else frozenset()
+    return Encounter(
+        key, first.patient_id, visit, administrations, tuple(diagnoses), coverages, named
+    )

@@ -54,6 +54,9 @@ class EncounterSkip(StrEnum):
 
     INPATIENT = "inpatient"  # D2: billed by the inpatient claim, not here
     NOTHING_BILLABLE = "nothing billable"  # read and coded: no line and no hold
+    # one visit number (PV1-19, Encounter id) carries administrations or visit context of
+    # more than one patient: no claim may mix them; the feed must be fixed and replayed
+    SHARED_VISIT = "visit number shared by several patients"
 
 
 class Outcome(StrEnum):

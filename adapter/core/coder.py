@@ -46,6 +46,8 @@ def code_encounter(encounter: Encounter, ctx: CodingContext) -> CodedEncounter:
     base = _skeleton(encounter, setting, pos)
     if is_inpatient(encounter):
         return replace(base, skip_reason="inpatient")  # D2
+    if has_several_patients(encounter):
+        return replace(base, skip_reason=EncounterSkip.SHARED_VISIT)
     given = sorted(
         (a for a in encounter.administrations if a.status is not AdminStatus.NOT_DONE),
         key=lambda a: (a.start, a.source_id),  # feed order must not change the claim
@@ -83,6 +85,21 @@ def is_inpatient(encounter: Encounter) -> bool:
     if visit is not None and visit.patient_class is not PatientClass.UNKNOWN:
         return visit.patient_class is PatientClass.INPATIENT
     return any(a.patient_class is PatientClass.INPATIENT for a in encounter.administrations)
+
+
+def has_several_patients(encounter: Encounter) -> bool:
+    """A visit number that names more than one patient (their administrations, or the
+    visit's own PID): billing it would put one patient's drugs, diagnoses or payer on
+    another's claim. Ids that differ only by a missing assigning authority
+    (`NRH|E1` and `|E1`) are taken as the same patient."""
+    ids = {a.patient_id for a in encounter.administrations} | encounter.visit_patients
+    if encounter.visit is not None:
+        ids.add(encounter.visit.patient_id)
+    bare = {pid.split("|", 1)[1] if pid.startswith("|") else pid for pid in ids}
+    with_authority = {pid for pid in bare if "|" in pid}
+    plain = {pid for pid in bare if "|" not in pid}
+    plain -= {pid.split("|", 1)[1] for pid in with_authority}
+    return len(with_authority) + len(plain) > 1
 
 
 def _setting(encounter: Encounter, ctx: CodingContext) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from adapter.core.assembly import Encounter, assemble
+from adapter.core.assembly import Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, Outcome
 from adapter.core.coder import CodingContext, code_encounter
 from adapter.core.feed import collect
@@ -232,10 +232,17 @@ class Coder:
             origin = f"message {message.id}"
             inbound.extend(reader(message.raw, self.ctx.mappings, self.ctx.site_tz, origin))
         feed = collect(inbound)
-        encounter = next(
-            (e for e in assemble(feed.events, self.ctx.site_tz) if e.key == key),
-            None,
-        )
+        encounters, notes = assemble_noted(feed.events, self.ctx.site_tz)
+        if notes.unmatched_updates or notes.unmatched_deletes or notes.shared_ids:
+            # the batch prints these as warnings; here they are logged, counted, no PHI
+            log.warning(
+                "encounter.assembly",
+                encounter=_short(key),
+                unmatched_updates=notes.unmatched_updates,
+                unmatched_deletes=notes.unmatched_deletes,
+                shared_ids=notes.shared_ids,
+            )
+        encounter = next((e for e in encounters if e.key == key), None)
         if encounter is None:
             encounter = _empty(key, stored)
         return code_encounter(encounter, self.ctx)
