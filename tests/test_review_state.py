@@ -2,15 +2,17 @@
 
 Interface engines resend a whole visit under new MSH-10s (a queue replayed after an
 outage, a "resend all" after a fix on their side). The service as deployed: the real app
-(HTTP API, MLLP listener, coder) on a SQLite file; the visit (S25: carboplatin with no stop
-time, held) arrives over a real MLLP socket, the biller overrides it over HTTP, and the
-resend comes over MLLP again.
+(HTTP API, MLLP listener, coder) on a SQLite file and on PostgreSQL; the visit (S25:
+carboplatin with no stop time, held) arrives over a real MLLP socket, the biller
+overrides it over HTTP, and the resend comes over MLLP again.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,29 @@ from adapter.service.ack import read_msa
 from adapter.store.base import EncounterState
 from tests.mllp_client import connect
 from tests.service_fixtures import Clock, hl7_messages, make_settings, running_client, state_of
+from tests.store_fixtures import PG_URL, require_postgres
 
 Client = TestClient[Any, Any]
 NOTE = "Stop time 11:00 confirmed with the charge nurse."
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with running_client(make_settings(tmp_path, close_check_seconds=3600), Clock()) as c:
-        yield c
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Client]:
+    settings = make_settings(tmp_path, close_check_seconds=3600)
+    if request.param == "postgresql":
+        await require_postgres()
+        schema = f"t_{uuid.uuid4().hex[:10]}"
+        settings = replace(settings, database_url=PG_URL, database_schema=schema)
+    try:
+        async with running_client(settings, Clock()) as c:
+            yield c
+    finally:
+        if request.param == "postgresql":
+            import asyncpg
+
+            conn = await asyncpg.connect(PG_URL)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+            await conn.close()
 
 
 def resent(messages: list[bytes], tag: str, edit: tuple[str, str] | None = None) -> list[bytes]:
