@@ -16,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapter.core.assembly import assemble
 from adapter.core.charges import CodedEncounter, Outcome
@@ -689,7 +691,11 @@ def test_the_overlay_row_an_ambiguous_rxnorm_hold_recommends_clears_it(tmp_path:
     assert "J9075" in {ln.code for ln in coded.lines}
 
 
-VINCRISTINE = "61703-0309-16^vincristine 2 mg/2 mL^NDC"  # container unknown in the catalog
+VINCRISTINE = "61703-0309-16^vincristine 2 mg/2 mL^NDC"
+DRUGS = {
+    "ondansetron": "00404-9930-02^ondansetron^NDC",
+    "dex": "00404-9795-30^dex^NDC",
+}  # container unknown in the catalog
 
 
 def test_waste_hold_names_the_ndc_and_the_overlay_columns_that_fix_it_d17(
@@ -819,3 +825,26 @@ def json_dumps(value: object) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+_GIVEN = st.lists(
+    st.tuples(st.sampled_from(["0900", "0905", "1300"]), st.sampled_from(list(DRUGS))),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(given_rxas=_GIVEN, resends=st.integers(min_value=0, max_value=2))
+def test_every_rxa_under_constant_ids_is_kept_once_whatever_the_resends(
+    given_rxas: list[tuple[str, str]], resends: int
+) -> None:
+    """Invariant: RXA in = administrations out, however many times the message is resent
+    under new MSH-10s, whatever the mix of equal starts and equal codes."""
+    body = [ORC]
+    for hhmm, drug in given_rxas:
+        body.append(rxa(f3=f"20260115{hhmm}00", f4="", f5=DRUGS[drug], f6="1", f7="mg"))
+    body.append("RXR|IV|||IVP")
+    files = [ras(*body, ctl=f"R{n}").encode() for n in range(resends + 1)]
+
+    assert len(admins_of(*files)) == len(given_rxas)
