@@ -120,6 +120,15 @@ def test_a_correction_a_resend_and_a_deletion_each_say_what_they_did() -> None:
     ]
 
 
+def test_a_visit_resent_under_new_control_ids_bills_the_later_copy_once() -> None:
+    origin, data = scenario("S14.hl7")
+    again = data.decode().replace("|EP260122S14", "|EP260122R14")
+    _, explanation = explained((origin, data), (origin + " (resent)", again.encode()))
+    first, second = explanation.administrations[:2], explanation.administrations[2:]
+    assert [a.reason for a in first] == [AdminSkip.RESENT, AdminSkip.RESENT]
+    assert fates(Explanation(second, ())) == [("skipped", AdminSkip.CARRIER_FLUID), ("coded", "")]
+
+
 def test_a_carrier_fluid_is_skipped_beside_the_drug_it_carried() -> None:
     _, explanation = explained(scenario("S14.hl7"))
     assert fates(explanation) == [("skipped", AdminSkip.CARRIER_FLUID), ("coded", "")]

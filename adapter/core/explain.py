@@ -43,7 +43,8 @@ class AdminSkip(StrEnum):
 
     DUPLICATE_MESSAGE = "duplicate-message"  # its message was already read (same key)
     MESSAGE_REFUSED = "message-refused"  # its message has an input error: nothing of it is read
-    SUPERSEDED = "superseded-by-correction"  # a later one with its identity replaced/removed it
+    SUPERSEDED = "superseded-by-correction"  # a later RXA-21 U/D (FHIR correction) replaced it
+    RESENT = "superseded-by-a-later-copy"  # a later message carried it again: that copy bills
     SAME_IDENTITY = "same-identity-as-a-later-one-in-its-message"  # the feed's ids collide
     DELETION = "correction-deleting-an-earlier-administration"  # RXA-21 D itself
     ENTERED_IN_ERROR = "entered-in-error"  # RXA-20/21 or FHIR status: removes its original
@@ -110,7 +111,7 @@ class ExplainInput:
 def explain(batch: ExplainInput, catalog: Catalog, options: CodingOptions) -> Explanation:
     placed = _placed(batch.encounters, batch.coded)
     duplicates = set(batch.feed.duplicates_at)
-    later = _later_identities(batch.messages, duplicates)
+    later = _Successors.of(batch.messages, duplicates)
     admins: list[AdminExplanation] = []
     notes: list[MessageNote] = []
     numbers: dict[str, int] = {}
@@ -119,28 +120,16 @@ def explain(batch: ExplainInput, catalog: Catalog, options: CodingOptions) -> Ex
         events = [e for e in message.events if isinstance(e, Administration)]
         if not events or message.error is not None:
             notes.append(_note(origin, number, message))
-        if message.error is not None:
-            for position, admin in enumerate(events, 1):
-                where = (origin, number, message.dedup_key, position, admin)
-                admins.append(AdminExplanation(*where, Fate.SKIPPED, AdminSkip.MESSAGE_REFUSED))
-            continue
-        in_message = _identity_counts(events)
         for position, admin in enumerate(events, 1):
             where = (origin, number, message.dedup_key, position, admin)
-            if index in duplicates:
+            if message.error is not None:
+                admins.append(AdminExplanation(*where, Fate.SKIPPED, AdminSkip.MESSAGE_REFUSED))
+            elif index in duplicates:
                 admins.append(AdminExplanation(*where, Fate.SKIPPED, AdminSkip.DUPLICATE_MESSAGE))
-                continue
-            for name in _names(admin):
-                later[name] -= 1
-            in_message[_names(admin)[0]] -= 1
-            found = placed.get(id(admin))
-            if found is None:
-                reason = _not_placed(admin, any(later[n] > 0 for n in _names(admin)))
-                if reason is AdminSkip.SUPERSEDED and in_message[_names(admin)[0]] > 0:
-                    reason = AdminSkip.SAME_IDENTITY
-                admins.append(AdminExplanation(*where, Fate.SKIPPED, reason))
+            elif id(admin) in placed:
+                admins.append(_placed_fate(where, admin, placed[id(admin)], catalog, options))
             else:
-                admins.append(_placed_fate(where, admin, found, catalog, options))
+                admins.append(AdminExplanation(*where, Fate.SKIPPED, later.reason(admin, index)))
     return Explanation(tuple(admins), tuple(notes))
 
 
@@ -152,47 +141,66 @@ def _placed(
 
 
 Name = tuple[str, str, str]
+_CORRECTION = (Action.UPDATE, Action.DELETE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Successors:
+    """The administrations read, in feed order, by the names the assembly finds an
+    earlier copy by: the identity (patient + source id), and for a correction with a
+    new identity the family (patient + correction key: order + RXA-1/RXA-2)."""
+
+    order: dict[Name, list[Administration]]
+    place: dict[int, tuple[int, dict[Name, int]]]  # id -> (message index, index per name)
+
+    @classmethod
+    def of(
+        cls, messages: Sequence[tuple[str, InboundMessage]], duplicates: set[int]
+    ) -> _Successors:
+        order: dict[Name, list[Administration]] = {}
+        place: dict[int, tuple[int, dict[Name, int]]] = {}
+        for index, (_, message) in enumerate(messages):
+            if index in duplicates or message.error is not None:
+                continue
+            for event in message.events:
+                if isinstance(event, Administration):
+                    at: dict[Name, int] = {}
+                    for name in _names(event):
+                        at[name] = len(order.setdefault(name, []))
+                        order[name].append(event)
+                    place[id(event)] = (index, at)
+        return cls(order, place)
+
+    def reason(self, admin: Administration, index: int) -> AdminSkip:
+        """Why the assembly left this administration out: only a later one can do so."""
+        if admin.action is Action.DELETE:
+            return AdminSkip.DELETION
+        if admin.status is AdminStatus.ENTERED_IN_ERROR:
+            return AdminSkip.ENTERED_IN_ERROR
+        identity, family = _names(admin)
+        after = self._after(admin, identity)
+        if after:
+            nxt = after[0]
+            if _is_correction(nxt):
+                return AdminSkip.SUPERSEDED
+            same_message = self.place[id(nxt)][0] == index
+            return AdminSkip.SAME_IDENTITY if same_message else AdminSkip.RESENT
+        if any(_is_correction(n) for n in self._after(admin, family)):
+            return AdminSkip.SUPERSEDED
+        return AdminSkip.UNACCOUNTED
+
+    def _after(self, admin: Administration, name: Name) -> list[Administration]:
+        seen = self.order.get(name, [])
+        return seen[self.place[id(admin)][1][name] + 1 :]
+
+
+def _is_correction(admin: Administration) -> bool:
+    return admin.action in _CORRECTION or admin.status is AdminStatus.ENTERED_IN_ERROR
 
 
 def _names(admin: Administration) -> tuple[Name, Name]:
-    """How the assembly finds an administration's earlier copy: its identity (patient +
-    source id), and for a correction with a new identity its family (patient + the
-    correction key: order + RXA-1/RXA-2)."""
     family = admin.correction_key or admin.source_id
     return ("id", admin.patient_id, admin.source_id), ("family", admin.patient_id, family)
-
-
-def _identity_counts(events: Iterable[Administration]) -> dict[Name, int]:
-    counts: dict[Name, int] = {}
-    for event in events:
-        name = _names(event)[0]
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def _later_identities(
-    messages: Sequence[tuple[str, InboundMessage]], duplicates: set[int]
-) -> dict[Name, int]:
-    """How many administration events (of messages read, not duplicates) carry each
-    identity: one still to come means this one was corrected later."""
-    counts: dict[Name, int] = {}
-    for index, (_, message) in enumerate(messages):
-        if index in duplicates or message.error is not None:
-            continue
-        for event in message.events:
-            if isinstance(event, Administration):
-                for name in _names(event):
-                    counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def _not_placed(admin: Administration, corrected_later: bool) -> AdminSkip:
-    """The assembly drops an administration only through a correction (D23)."""
-    if admin.action is Action.DELETE:
-        return AdminSkip.DELETION
-    if admin.status is AdminStatus.ENTERED_IN_ERROR:
-        return AdminSkip.ENTERED_IN_ERROR
-    return AdminSkip.SUPERSEDED if corrected_later else AdminSkip.UNACCOUNTED
 
 
 def _placed_fate(
