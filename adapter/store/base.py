@@ -257,8 +257,9 @@ class Store(Protocol):
     async def list_messages(
         self, since: datetime | None = None, message_id: int | None = None
     ) -> list[StoredMessage]:
-        """For replay: all messages (ACCEPTED and DEAD) received at or after `since`, or the
-        one message; ordered by id."""
+        """All messages (ACCEPTED and DEAD) received at or after `since`, or the one message;
+        ordered by id, loaded at once: for tests and small tools. Replay streams accepted
+        messages with `replay_page` and never sweeps dead letters."""
 
     async def replay_page(
         self, after_id: int, limit: int, since: datetime | None = None
