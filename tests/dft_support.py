@@ -23,7 +23,7 @@ from adapter.pipeline import Pipeline
 from tests.scenarios.expectations import FIXTURE_DIR, SCENARIOS
 
 NY = ZoneInfo("America/New_York")
-POSTED_AT = datetime(2026, 1, 20, 7, 30, tzinfo=NY)
+POSTED_AT = datetime(2026, 2, 2, 7, 30, tzinfo=NY)
 BY_ID = {s.id: s for s in SCENARIOS}
 
 

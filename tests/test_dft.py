@@ -267,7 +267,7 @@ def test_pid_and_pv1_carry_the_identifiers_as_received() -> None:
     assert (field(segment, 13), field(segment, 16)) == ("ONC-INF", "ONCINF")
     assert repetitions(segment, 19) == list(coded.diagnoses[:4])
     assert field(segment, 4) == field(segment, 4, 2) == "20260116"
-    assert field(segment, 5) == "20260120073000-0500"
+    assert field(segment, 5) == "20260202073000-0500"
 
 
 def test_ndc_goes_to_ft1_29_as_11_digits_in_2_5_1() -> None:
