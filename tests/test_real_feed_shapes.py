@@ -11,6 +11,7 @@ in those shapes.
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +24,15 @@ from adapter.core.assembly import assemble
 from adapter.core.charges import CodedEncounter, Outcome
 from adapter.core.feed import collect
 from adapter.core.mappings import Mappings
-from adapter.core.model import Administration, Code, CodeSystem, Method, PatientClass, Route
+from adapter.core.model import (
+    Administration,
+    Code,
+    CodeSystem,
+    Method,
+    PatientClass,
+    Quantity,
+    Route,
+)
 from adapter.core.options import CodingOptions
 from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
 from adapter.pipeline import Pipeline, PipelineResult
@@ -848,3 +857,38 @@ def test_every_rxa_under_constant_ids_is_kept_once_whatever_the_resends(
     files = [ras(*body, ctl=f"R{n}").encode() for n in range(resends + 1)]
 
     assert len(admins_of(*files)) == len(given_rxas)
+
+
+# --- Japanese feeds: ISO 2022 (MSH-18 `~ISO IR87`) ---------------------------------------
+
+
+def test_iso_2022_jp_text_is_decoded_before_the_message_is_cut_into_fields(
+    mappings: Mappings,
+) -> None:
+    """JIS X 0208 bytes of `剤` are `:^` and of `ボ` `%\\`: read as ER7 they would be a
+    component break and an escape. MSH-18 `~ISO IR87` says to decode first (JAHIS shape)."""
+    name = "抗悪性腫瘍剤カルボプラチン注射液"
+    msh = (
+        "MSH|^~\\&|HIS123|SEND|CHGCAP|RCV|20260115113813||RAS^O17^RAS_O17|JP0001|P|2.5"
+        "||||||~ISO IR87||ISO 2022-1994"
+    )
+    text = "\r".join(
+        [
+            msh,
+            "PID|0001||9999013^^^^PI||患者^太郎^^^^^L^I||19650415|M",
+            "PV1|0001|O|ONCINF^302^^^^N",
+            "ORC|NW|123456789012345||1",
+            rxa(f5=f"00703-4239-01^{name}^NDC", f6="450", f7="mg"),
+            "RXR|IV^静脈内^HL70162",
+        ]
+    )
+    data = text.encode("iso2022_jp")
+    assert b"^" in name.encode("iso2022_jp") and b"\\" in name.encode("iso2022_jp")
+
+    (found,) = [e for e in read_hl7(data, mappings, NY)[0].events if isinstance(e, Administration)]
+
+    assert (found.ingredients[0].text, found.ingredients[0].amount) == (
+        name,
+        Quantity(Decimal("450"), "mg"),
+    )
+    assert found.route is Route.IV

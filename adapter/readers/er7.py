@@ -29,6 +29,7 @@ __all__ = [
     "implausible_header_field",
     "parse_message",
     "peek_charset",
+    "peek_charsets",
     "split_messages",
     "unescape",
 ]
@@ -309,13 +310,21 @@ def _encoding_of(fs: str, msh2: str, version: str | None, charset: str) -> Encod
 
 def peek_charset(msh_line: str) -> str:
     """The MSH-18 character set of a header line, raw ('' when absent)."""
+    return peek_charsets(msh_line)[0]
+
+
+def peek_charsets(msh_line: str) -> tuple[str, ...]:
+    """Every repetition of MSH-18, raw: `~ISO IR87` (Japanese feeds) is the default
+    single-byte set, then JIS X 0208 switched in by ISO 2022 escapes."""
     if len(msh_line) < 4:
-        return ""
+        return ("",)
     fs = msh_line[3]
     parts = msh_line.split(fs)
     value = parts[17] if len(parts) > 17 else ""  # parts[0] is "MSH", parts[n-1] is MSH-n
     rep = msh_line[5:6] if len(msh_line) > 5 else "~"
-    return value.split(rep)[0].strip() if rep and rep != fs else value.strip()
+    if not rep or rep == fs:
+        return (value.strip(),)
+    return tuple(v.strip() for v in value.split(rep))
 
 
 def unescape(value: str, encoding: Encoding = DEFAULT_ENCODING) -> str:

@@ -47,7 +47,7 @@ from adapter.readers.er7 import (
     Segment,
     implausible_header_field,
     parse_message,
-    peek_charset,
+    peek_charsets,
     split_messages,
 )
 from adapter.readers.hl7_time import TimestampError, parse_ts
@@ -174,7 +174,7 @@ def _without_nul(chunk: Chunk) -> Chunk:
 def _decode_text(data: str | bytes, blank_line_ends: bool) -> list[tuple[Chunk, str]]:
     if isinstance(data, str):
         chunks = split_messages(data, blank_line_ends=blank_line_ends)
-        return [(c, _codec(peek_charset(c.lines[0]))) for c in chunks]
+        return [(c, _codec(peek_charsets(c.lines[0]))) for c in chunks]
     if data.startswith(_BOM_BYTES):
         data = data[len(_BOM_BYTES) :]
     # latin-1 maps every byte to one char, so cutting here then re-decoding is lossless
@@ -183,8 +183,11 @@ def _decode_text(data: str | bytes, blank_line_ends: bool) -> list[tuple[Chunk, 
 
 
 def _redecode(chunk: Chunk) -> tuple[Chunk, str]:
-    codec = _codec(peek_charset(chunk.lines[0]))
-    if codec == "latin-1" or all(line.isascii() for line in chunk.lines):
+    codec = _codec(peek_charsets(chunk.lines[0]))
+    if codec == ISO_2022_JP:  # 7-bit: every byte is ASCII, the escapes say what it means
+        if not any("\x1b" in line for line in chunk.lines):
+            return chunk, codec
+    elif codec == "latin-1" or all(line.isascii() for line in chunk.lines):
         return chunk, codec
     try:
         lines = tuple(line.encode("latin-1").decode(codec) for line in chunk.lines)
@@ -193,9 +196,20 @@ def _redecode(chunk: Chunk) -> tuple[Chunk, str]:
     return Chunk(chunk.ordinal, lines), codec
 
 
-def _codec(declared: str) -> str:
-    """Python codec for an MSH-18 value (table 0211); UTF-8 when absent or ASCII."""
-    value = declared.strip().upper()
+ISO_2022_JP = "iso2022_jp_2"
+_ISO_2022_SETS = frozenset({"ISO IR87", "ISO IR159", "ISO 2022-1994"})
+
+
+def _codec(declared: tuple[str, ...]) -> str:
+    """Python codec for MSH-18 (table 0211); UTF-8 when absent or ASCII.
+
+    Japanese feeds (JAHIS, SS-MIX2) send `~ISO IR87`: ASCII, with JIS X 0208 switched
+    in by ISO 2022 escapes. Its double-byte text uses bytes that look like `|` or `^`,
+    so the message must be decoded before it is cut into fields.
+    """
+    if any(v.strip().upper() in _ISO_2022_SETS for v in declared):
+        return ISO_2022_JP
+    value = declared[0].strip().upper() if declared else ""
     if value.startswith("8859/"):
         number = value[5:]
         return "latin-1" if number == "1" else f"iso8859-{number}"
