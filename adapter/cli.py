@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("charge-adapter: --ca, --cert, --key, --server-name need --tls", file=sys.stderr)
             return EXIT_BAD_INPUT
         return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout, tls)
+    if ns.command == "dead-letters":
+        from adapter import dead_letters_cli
+
+        return dead_letters_cli.run(ns)
     if ns.command in ("serve", "replay", "settings", "health"):
         from adapter import service_cli
 
@@ -180,6 +184,9 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "added/removed/changed, holds opened/closed) and which messages would live or die",
     )
     _send_command(sub)
+    from adapter.dead_letters_cli import add_command
+
+    add_command(sub)
     health = sub.add_parser(
         "health",
         help="probe this replica's /healthz (exit 0 when alive): for HEALTHCHECK",

@@ -13,6 +13,7 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from adapter.store.base import (
     Link,
     MessageStatus,
     NewMessage,
+    ReplayOutcome,
     SaveResult,
     SearchQuery,
     Store,
@@ -1108,3 +1110,31 @@ def test_a_body_serialised_once_is_stored_as_one_dump_with_meta_after_id(
     assert dumped.content == json.dumps(
         without_meta(body), ensure_ascii=False, separators=(",", ":")
     )
+
+
+async def test_dead_letter_worklist_filters_by_reason_and_since_pages_and_keeps_the_place(
+    store: Store,
+) -> None:
+    def dead(key: str, reason: str, at: datetime) -> NewMessage:
+        return replace(message(key, at=at), reason=reason, error_location="RXA #1 field RXA-3")
+
+    await store.add_message(message("hl7:ok:1"), [link("visit:1")])
+    await store.add_dead_letter(dead("d:1", "unreadable-field", T0), "bad RXA-3 'x'")
+    await store.add_dead_letter(dead("d:2", "oversize", T0 + MIN), "too big")
+    await store.add_dead_letter(dead("d:3", "unreadable-field", LATER), "bad again")
+    rows, total = await store.list_dead_letters(None, [], 2, 0)
+    assert ([r.dedup_key for r in rows], total) == (["d:1", "d:2"], 3)
+    assert (rows[0].reason, rows[0].error_location) == ("unreadable-field", "RXA #1 field RXA-3")
+    rows, total = await store.list_dead_letters(None, [], 2, 2)
+    assert ([r.dedup_key for r in rows], total) == (["d:3"], 3)
+    rows, total = await store.list_dead_letters(T0 + MIN, ["unreadable-field"], 10, 0)
+    assert ([r.dedup_key for r in rows], total) == (["d:3"], 1)
+    rows, total = await store.list_dead_letters(None, ["oversize", "unreadable-field"], 10, 0)
+    assert total == 3
+    await store.apply_replay(
+        [ReplayOutcome(rows[0].id, (), "still bad", "implausible-header", "MSH-7")], LATER
+    )
+    again = await store.get_message(rows[0].id)
+    assert again is not None and (again.reason, again.error_location) == (
+        "implausible-header", "MSH-7"
+    )  # fmt: skip

@@ -10,6 +10,7 @@
 | `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
 | `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see http_review) |
 | `POST /admin/reload-mappings` | load the site tables again (see http_admin) |
+| `GET /admin/dead-letters[/{id}/raw]` | the dead-letter worklist; one raw as received |
 | `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus |
 
 Every error answers an OperationOutcome (operation_outcome.error_middleware). The
@@ -81,6 +82,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/review", http_review.list_review)
     router.add_post("/review/{claim_id}/release", http_review.release)
     router.add_post("/admin/reload-mappings", http_admin.reload_mappings)
+    router.add_get("/admin/dead-letters", http_admin.list_dead_letters)
+    router.add_get("/admin/dead-letters/{id}/raw", http_admin.dead_letter_raw)
     router.add_get("/fhir/metadata", metadata)
     router.add_post("/fhir", http_fhir.post_bundle)
     router.add_post(f"/fhir/{_IN}", http_fhir.create)

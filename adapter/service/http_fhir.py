@@ -34,7 +34,7 @@ from adapter.core.ids import is_fhir_id
 from adapter.readers.fhir import load_json, read_fhir
 from adapter.readers.time_range import RANGE_TEXT, year_in_range
 from adapter.service.app import STATE, AppState
-from adapter.service.ingest import FhirEntryResult, FhirResult
+from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
 from adapter.service.operation_outcome import (
     FHIR_JSON_TYPES,
     JSON,
@@ -47,6 +47,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
+from adapter.service.refusals import http_refusal
 from adapter.store.base import ResourceRow, SearchQuery
 
 log = structlog.get_logger()
@@ -260,8 +261,11 @@ async def _keep_refused(state: AppState, raw: bytes, fmt: str, error: ApiError) 
         return
     reasons = "; ".join(issue.diagnostics for issue in error.issues)
     kind = "Bundle" if fmt == "fhir" else "unknown"  # as the ingestor names its dead letters
+    codes = [issue.code for issue in error.issues]
+    expression = next((issue.expression for issue in error.issues if issue.expression), "")
+    refusal = http_refusal(error.status, codes, expression)
     result = await state.ingestor.keep_refused(
-        raw, fmt, kind, f"{ORIGIN}: refused {error.status}: {reasons}"
+        raw, fmt, kind, f"{ORIGIN}: refused {error.status}: {reasons}", refusal
     )
     state.metrics.message(fmt, "payload", "rejected")
     log.info(
@@ -270,6 +274,8 @@ async def _keep_refused(state: AppState, raw: bytes, fmt: str, error: ApiError) 
         status=error.status,
         message_id=result.message_id,
         duplicate=result.duplicate,
+        reason=refusal.reason.value,
+        location=refusal.location,
     )
 
 
@@ -340,7 +346,7 @@ async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
     if not bad:
         return
     detail = "; ".join(f"{m.error.location}: {m.error.message}" for m in bad if m.error)
-    await state.ingestor.keep_refused(raw, "fhir", "Bundle", detail)
+    await state.ingestor.keep_refused(raw, "fhir", "Bundle", detail, refusal_for("fhir", bad))
     state.metrics.message("fhir", "payload", "rejected")
     issues = [_issue(m.error.location, m.error.message) for m in bad if m.error]
     log.info("http.fhir_transaction_refused", issues=len(issues))

@@ -11,6 +11,7 @@ parallel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import re
@@ -27,6 +28,7 @@ from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
 from adapter.service.labels import control_id_label, message_kind_label
 from adapter.service.links import links_for, patient_key
 from adapter.service.metrics import Metrics
+from adapter.service.refusals import Refusal, RefusalReason, hl7_location, json_path
 from adapter.store.base import AddResult, NewMessage, Store
 
 log = structlog.get_logger()
@@ -56,6 +58,12 @@ class Rejection:
     segment: str = ""
     sequence: int = 0
     field: int = 0
+    reason: RefusalReason = RefusalReason.UNREADABLE_FIELD
+
+    @property
+    def refusal(self) -> Refusal:
+        """The dead letter's code and place (no message text: it may quote the value)."""
+        return Refusal(self.reason, hl7_location(self.segment, self.sequence, self.field))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +125,13 @@ class Ingestor:
             raw, functools.partial(read_hl7, raw, self.mappings, self.tz, origin, frame=True)
         )
         if not messages:
-            empty = Rejection("AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message")
-            await self._dead(raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message)
+            empty = Rejection(
+                "AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message",
+                reason=RefusalReason.NO_MESSAGE,
+            )  # fmt: skip
+            await self._dead(
+                raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message, empty.refusal
+            )
             return Hl7Result("AR", "", False, empty)
         first = messages[0]
         control_id = _control_id(first)
@@ -127,7 +140,9 @@ class Ingestor:
             # keyed by content, not MSH-10: the sender's corrected resend with the same
             # control id must be stored, while an identical bad resend stays one dead letter
             dead_key = _hash_key("hl7-dead", raw)
-            await self._dead(raw, "hl7", first.kind, dead_key, control_id, rejection.message)
+            await self._dead(
+                raw, "hl7", first.kind, dead_key, control_id, rejection.message, rejection.refusal
+            )
             self.metrics.message("hl7", first.kind, "rejected")
             return Hl7Result(rejection.ack_code, control_id, False, rejection)
         duplicate = await self._keep(raw, "hl7", first, control_id)
@@ -145,7 +160,8 @@ class Ingestor:
         """
         reason = f"message of {size} bytes over the {limit}-byte limit; first {len(head)} kept"
         key = _hash_key("hl7-oversize", head + str(size).encode())
-        await self._dead(head, "hl7", "oversize", key, "", reason, truncated=True)
+        refusal = Refusal(RefusalReason.OVERSIZE)
+        await self._dead(head, "hl7", "oversize", key, "", reason, refusal, truncated=True)
 
     async def receive_fhir(self, raw: bytes, origin: str = "http") -> FhirResult:
         """Read and keep a FHIR payload (resource, Bundle or NDJSON) as one stored message.
@@ -161,7 +177,8 @@ class Ingestor:
         errors = [m for m in messages if m.error is not None]
         if errors:
             detail = "; ".join(f"{e.error.location}: {e.error.message}" for e in errors if e.error)
-            await self._dead(raw, "fhir", "Bundle", _hash_key("fhir-dead", raw), "", detail)
+            key = _hash_key("fhir-dead", raw)
+            await self._dead(raw, "fhir", "Bundle", key, "", detail, refusal_for("fhir", errors))
             self.metrics.message("fhir", "payload", "rejected")
         if not good:
             return FhirResult(entries, bool(errors), False)
@@ -222,13 +239,17 @@ class Ingestor:
         )
         return result.duplicate
 
-    async def keep_refused(self, raw: bytes, fmt: str, kind: str, error: str) -> AddResult:
+    async def keep_refused(
+        self, raw: bytes, fmt: str, kind: str, error: str, refusal: Refusal
+    ) -> AddResult:
         """Keep a payload refused outside the ingestor (the HTTP contract) as a dead letter,
         under the same content key as the ingestor's own refusals, so a resend is kept once."""
         key = _hash_key(f"{fmt}-dead", raw)
-        return await self.store.add_dead_letter(
-            NewMessage(key, fmt, kind, raw, self.clock(), "", ""), error
-        )
+        new = NewMessage(
+            key, fmt, kind, raw, self.clock(), "", "", False,
+            refusal.reason.value, refusal.location,
+        )  # fmt: skip
+        return await self.store.add_dead_letter(new, error)
 
     async def _dead(
         self,
@@ -238,10 +259,14 @@ class Ingestor:
         key: str,
         control_id: str,
         error: str,
+        refusal: Refusal,
         *,
         truncated: bool = False,
     ) -> None:
-        new = NewMessage(key, fmt, kind, raw, self.clock(), "", control_id, truncated)
+        new = NewMessage(
+            key, fmt, kind, raw, self.clock(), "", control_id, truncated,
+            refusal.reason.value, refusal.location,
+        )  # fmt: skip
         result = await self.store.add_dead_letter(new, error)
         log.warning(
             "message.dead_letter",
@@ -249,7 +274,20 @@ class Ingestor:
             kind=message_kind_label(fmt, kind),
             control_id=control_id_label(control_id),
             message_id=result.message_id,
+            reason=refusal.reason.value,
+            location=refusal.location,
         )
+
+
+def refusal_for(fmt: str, messages: Sequence[InboundMessage]) -> Refusal:
+    """The code and place of a refused payload, as the worklist shows it (replay too)."""
+    if fmt != "hl7":
+        located = [m.error.location for m in messages if m.error is not None]
+        return Refusal(RefusalReason.INVALID_RESOURCE, json_path(located[0]) if located else "")
+    if not messages:
+        return Refusal(RefusalReason.NO_MESSAGE)
+    rejection = _hl7_rejection(messages[0]) or _one_message_per_frame(messages)
+    return rejection.refusal if rejection else Refusal(RefusalReason.UNREADABLE_FIELD)
 
 
 def _control_id(message: InboundMessage) -> str:
@@ -276,17 +314,25 @@ def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | No
     if len(messages) < 2:
         return None
     text = f"{len(messages)} messages in one frame; MLLP carries one message per frame"
-    return Rejection("AR", ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0)
+    several = RefusalReason.SEVERAL_MESSAGES
+    return Rejection("AR", ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0, several)
 
 
 def _hl7_rejection(message: InboundMessage) -> Rejection | None:
     if message.error is not None:
-        return _located("AE", ERR_DATA_TYPE, message.error)
+        rejection = _located("AE", ERR_DATA_TYPE, message.error)
+        if message.dedup_key.startswith(UNREAD_KEY_PREFIX):  # the header itself is unread
+            header = rejection.segment in ("MSH", "")
+            kind = RefusalReason.IMPLAUSIBLE_HEADER if header else RefusalReason.NO_MESSAGE
+            return dataclasses.replace(rejection, reason=kind)
+        return rejection
     reason = message.skip_reason
     if reason.startswith("unsupported message type"):
-        return Rejection("AR", ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9)
+        kind = RefusalReason.UNSUPPORTED_TYPE
+        return Rejection("AR", ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9, kind)
     if reason.startswith("unsupported HL7 version"):
-        return Rejection("AR", ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12)
+        kind = RefusalReason.UNSUPPORTED_VERSION
+        return Rejection("AR", ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12, kind)
     return None
 
 

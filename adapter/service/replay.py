@@ -42,6 +42,7 @@ from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.claim_diff import ClaimDiff, diff_claims
 from adapter.service.coding import Coder, CoderConfig
+from adapter.service.ingest import refusal_for
 from adapter.service.links import links_for
 from adapter.service.metrics import Metrics
 from adapter.service.review_decision import open_holds
@@ -113,7 +114,9 @@ class MessageReader:
         ]
         if not good:
             errors = [f"{m.error.location}: {m.error.message}" for m in inbound if m.error]
-            return ReplayOutcome(message.id, (), "; ".join(errors) or "nothing readable")
+            refusal = refusal_for(message.format, inbound)
+            text = "; ".join(errors) or "nothing readable"
+            return ReplayOutcome(message.id, (), text, refusal.reason.value, refusal.location)
         events = [e for m in good for e in m.events]
         links = tuple(links_for(events, self.site_tz, self.cutoff))
         return ReplayOutcome(message.id, links, None)

@@ -518,6 +518,8 @@ def message_from_row(row: RowLike, decode: TimeDecoder) -> StoredMessage:
         status=MessageStatus(row["status"]),
         error=str(row["error"]),
         truncated=bool(row["truncated"]),
+        reason=str(row["reason"]),
+        error_location=str(row["error_location"]),
     )
 
 

@@ -50,6 +50,8 @@ class NewMessage:
     patient_key: str = ""  # patient id from the message, "" when unknown
     control_id: str = ""  # MSH-10 or FHIR id, for logs (never PHI)
     truncated: bool = False  # only the head was kept (oversize frame): a dead letter forever
+    reason: str = ""  # a dead letter's refusal code (adapter.service.refusals.RefusalReason)
+    error_location: str = ""  # where: "RXA #1 field RXA-3", a JSON path; never PHI
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class StoredMessage:
     status: MessageStatus
     error: str
     truncated: bool = False  # raw is the head of an oversize frame: can never be accepted
+    reason: str = ""  # dead: the refusal code; "" for accepted or older dead letters
+    error_location: str = ""  # dead: segment/field or JSON path of the fault
 
 
 class TruncatedMessageError(ValueError):
@@ -99,6 +103,8 @@ class ReplayOutcome:
     message_id: int
     links: tuple[Link, ...] = ()
     error: str | None = None  # None: readable (ACCEPTED with `links`); else DEAD with it
+    reason: str = ""  # DEAD: the refusal code and where, as a new dead letter has them
+    error_location: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +297,12 @@ class Store(Protocol):
         """Replay found the message unreadable under the current mappings."""
 
     async def dead_letters(self, limit: int = 100) -> list[StoredMessage]: ...
+
+    async def list_dead_letters(
+        self, since: datetime | None, reasons: Sequence[str], limit: int, offset: int
+    ) -> tuple[list[StoredMessage], int]:
+        """The dead-letter worklist: DEAD messages received at or after `since` whose reason
+        is one of `reasons` (all when empty), by id; one page and the total."""
 
     # --- closing and coding -------------------------------------------------------------
 

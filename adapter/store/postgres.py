@@ -80,7 +80,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 MESSAGE_COLUMNS = (
     "id, dedup_key, format, kind, raw, received_at, patient_key, control_id, status, error,"
-    " truncated"
+    " truncated, reason, error_location"
 )
 ENCOUNTER_COLUMNS = (
     "key, patient_key, state, last_activity, close_requested, cutoff_at, revision,"
@@ -354,6 +354,12 @@ class PostgresStore:
                     await _relink(conn, outcome.message_id, outcome.links, now)
                 else:
                     await _mark_dead(conn, outcome.message_id, outcome.error)
+                    await conn.execute(
+                        "UPDATE messages SET reason = $1, error_location = $2 WHERE id = $3",
+                        outcome.reason,
+                        outcome.error_location,
+                        outcome.message_id,
+                    )
 
     async def relink_message(self, message_id: int, links: Sequence[Link], now: datetime) -> None:
         async with self._tx() as conn:
@@ -362,6 +368,24 @@ class PostgresStore:
     async def mark_dead(self, message_id: int, error: str) -> None:
         async with self._tx() as conn:
             await _mark_dead(conn, message_id, error)
+
+    async def list_dead_letters(
+        self, since: datetime | None, reasons: Sequence[str], limit: int, offset: int
+    ) -> tuple[list[StoredMessage], int]:
+        where = (
+            "status = 'dead' AND ($1::timestamptz IS NULL OR received_at >= $1)"
+            " AND (cardinality($2::text[]) = 0 OR reason = ANY($2::text[]))"
+        )
+        stamp = None if since is None else utc(since)
+        page = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id LIMIT $3 OFFSET $4"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(page, stamp, list(reasons), limit, offset)
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM messages WHERE {where}", stamp, list(reasons)
+            )
+        return [message_from_row(row, aware) for row in rows], int(total)
 
     async def dead_letters(self, limit: int = 100) -> list[StoredMessage]:
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'dead' ORDER BY id LIMIT $1"
@@ -589,8 +613,8 @@ _APPLIED = "SELECT version FROM schema_migrations"
 
 _INSERT_MESSAGE = """
 INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
-                      status, error, truncated)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                      status, error, truncated, reason, error_location)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
@@ -828,6 +852,8 @@ async def _insert_message(conn: _Conn, message: NewMessage, error: str | None) -
         status.value,
         error or "",
         message.truncated,
+        message.reason,
+        message.error_location,
     )
     if message_id is not None:
         return AddResult(int(message_id), duplicate=False)

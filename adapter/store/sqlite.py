@@ -255,6 +255,23 @@ class SqliteStore:
     async def mark_dead(self, message_id: int, error: str) -> None:
         await self._write(lambda conn: _mark_dead(conn, message_id, error))
 
+    async def list_dead_letters(
+        self, since: datetime | None, reasons: Sequence[str], limit: int, offset: int
+    ) -> tuple[list[StoredMessage], int]:
+        where = "status = 'dead' AND (? IS NULL OR received_at >= ?)"
+        params: list[object] = [None if since is None else iso_utc(since)] * 2
+        if reasons:
+            where += f" AND reason IN ({','.join('?' * len(reasons))})"
+            params.extend(reasons)
+        page = f"SELECT * FROM messages WHERE {where} ORDER BY id LIMIT ? OFFSET ?"
+        count = f"SELECT count(*) FROM messages WHERE {where}"
+
+        def read(conn: Conn) -> tuple[list[StoredMessage], int]:
+            rows = _messages(conn, page, [*params, limit, offset])
+            return rows, _scalar(conn, count, params)
+
+        return await self._read(read)
+
     async def dead_letters(self, limit: int = 100) -> list[StoredMessage]:
         sql = "SELECT * FROM messages WHERE status = 'dead' ORDER BY id LIMIT ?"
         return await self._read(lambda conn: _messages(conn, sql, (limit,)))
@@ -478,8 +495,8 @@ RETURNING id
 # A dead letter says whether its raw is only the head of what was sent.
 _INSERT_DEAD_LETTER = """
 INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
-                      status, error, truncated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      status, error, truncated, reason, error_location)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
@@ -530,7 +547,8 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
     if error is None:
         inserted = conn.execute(_INSERT_MESSAGE, params).fetchall()
     else:
-        inserted = conn.execute(_INSERT_DEAD_LETTER, (*params, message.truncated)).fetchall()
+        dead = (*params, message.truncated, message.reason, message.error_location)
+        inserted = conn.execute(_INSERT_DEAD_LETTER, dead).fetchall()
     if inserted:
         return AddResult(int(inserted[0][0]), duplicate=False)
     existing = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (message.dedup_key,))
@@ -628,6 +646,10 @@ def _apply_replay(conn: Conn, outcomes: Sequence[ReplayOutcome], now: datetime) 
             _relink(conn, outcome.message_id, outcome.links, now)
         else:
             _mark_dead(conn, outcome.message_id, outcome.error)
+            conn.execute(
+                "UPDATE messages SET reason = ?, error_location = ? WHERE id = ?",
+                (outcome.reason, outcome.error_location, outcome.message_id),
+            )
 
 
 def _relink(conn: Conn, message_id: int, links: Sequence[Link], now: datetime) -> None:
