@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapter.cli import tune_gc  # noqa: E402
+from adapter.core.charges import CodedEncounter  # noqa: E402
 from adapter.core.options import CodingOptions  # noqa: E402
+from adapter.dft_profiles_loader import load_dft_profile  # noqa: E402
+from adapter.hl7.dft import DftVisit, build_dft  # noqa: E402
 from adapter.icd10 import is_billable  # noqa: E402
 from adapter.mappings_loader import default_mappings_dir, load_mappings  # noqa: E402
 from adapter.pipeline import Pipeline  # noqa: E402
@@ -181,6 +184,29 @@ def run_pipeline(data: bytes, origin: str) -> int:
     return len(result.resources)
 
 
+def dft_rate(data: bytes) -> tuple[float, int]:
+    """DFT^P03 built per second (generic 2.5.1 profile) for the coded encounters of `data`;
+    the message build only, no transport. Returns (messages/s, FT1 lines per message)."""
+    mappings = load_mappings(default_mappings_dir())
+    pipeline = Pipeline(mappings, CodingOptions(), TZ, pretty=False)
+    pipeline.feed_file(data, "bench.hl7")
+    coded: tuple[CodedEncounter, ...] = pipeline.close().coded
+    profile = load_dft_profile(default_mappings_dir(), "generic-2.5.1", mappings)
+    posted_at = datetime(2026, 2, 2, 7, 30, tzinfo=TZ)
+
+    def build_all() -> None:
+        for encounter in coded:
+            visit = DftVisit(encounter.patient_id)
+            build_dft(
+                encounter, visit, profile, version=1, posted_at=posted_at,
+                labels=mappings.code_labels,
+            )  # fmt: skip
+
+    seconds = timed(build_all)
+    lines = sum(len(c.lines) for c in coded) // max(1, len(coded))
+    return len(coded) / seconds, lines
+
+
 def hl7apy_rate(data: bytes, sample: int) -> float:
     from hl7apy.parser import parse_message
 
@@ -208,6 +234,7 @@ def main() -> None:
     hl7_s = timed(lambda: run_pipeline(hl7, "bench.hl7"))
     fhir_s = timed(lambda: run_pipeline(fhir, "bench.ndjson"))
     ras_per_s = hl7apy_rate(hl7, 200)
+    dft_per_s, dft_lines = dft_rate(hl7)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [
         ("encounters", f"{n}"),
@@ -218,6 +245,7 @@ def main() -> None:
         ("baseline: json.loads only, admin/s", f"{admins / json_s:,.0f}"),
         ("baseline: hl7apy parse_message, messages/s", f"{ras_per_s:,.0f}"),
         ("hl7 pipeline msgs/s vs hl7apy parse only", f"{(2 * n / hl7_s) / ras_per_s:.1f}x"),
+        (f"DFT^P03 built ({dft_lines} FT1 each), messages/s", f"{dft_per_s:,.0f}"),
         ("RSS after start-up (tables loaded), MiB", f"{startup_mb:,.0f}"),
         ("peak RSS (whole batch in memory), MiB", f"{peak_mb:,.0f}"),
     ]
@@ -226,6 +254,7 @@ def main() -> None:
         print(f"{key:<{width}}  {value}")
     print(f"hl7_admin_per_s={admins / hl7_s:.0f}")
     print(f"fhir_admin_per_s={admins / fhir_s:.0f}")
+    print(f"dft_build_per_s={dft_per_s:.0f}")
     print(f"startup_rss_mib={startup_mb:.0f}")
     print(f"peak_rss_mib={peak_mb:.0f}")
 

@@ -294,19 +294,21 @@ def diff_charges(
     other standing charge is credited as it was posted; every wanted charge not matched
     is a debit. Matching counts multiplicity, so two identical lines stay two.
     """
-    unmatched = Counter(c.content for c in wanted)
+    wanted_contents = [c.content for c in wanted]
+    unmatched = Counter(wanted_contents)
     credits: list[Charge] = []
     kept: list[Charge] = []
     for charge in standing:
-        if unmatched[charge.content] > 0:
-            unmatched[charge.content] -= 1
+        content = charge.content
+        if unmatched[content] > 0:
+            unmatched[content] -= 1
             kept.append(charge)
         else:
             credits.append(charge)
     debits: list[Charge] = []
-    for charge in wanted:
-        if unmatched[charge.content] > 0:
-            unmatched[charge.content] -= 1
+    for charge, content in zip(wanted, wanted_contents, strict=True):
+        if unmatched[content] > 0:
+            unmatched[content] -= 1
             debits.append(charge)
     return tuple(credits), tuple(kept), tuple(debits)
 
@@ -533,7 +535,7 @@ def _timestamp(value: datetime) -> str:
 
 def _c(*leaves: str) -> str:
     """One field (or repetition) from its component leaves, escaped, trailing empties cut."""
-    return _strip("^".join(escape(leaf) for leaf in leaves), "^")
+    return "^".join(map(escape, leaves)).rstrip("^")
 
 
 def _seg(name: str, *fields: str) -> str:

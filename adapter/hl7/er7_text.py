@@ -9,6 +9,8 @@ hex escape, so any text survives the trip through a receiver's parser unchanged.
 
 from __future__ import annotations
 
+import functools
+
 from adapter.readers.er7 import DEFAULT_ENCODING, Encoding
 
 __all__ = ["escape"]
@@ -17,29 +19,27 @@ __all__ = ["escape"]
 def escape(text: str, encoding: Encoding = DEFAULT_ENCODING) -> str:
     """`text` as one ER7 leaf value: delimiters become `\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`.
 
-    CR and LF become `\\X0D\\` / `\\X0A\\`: a raw CR would end the segment. The escape
-    character is replaced first, so the sequences written here are never escaped again.
+    CR and LF become `\\X0D\\` / `\\X0A\\`: a raw CR would end the segment. One pass
+    (`str.translate`), so the sequences written here are never escaped again.
     """
+    table = _DEFAULT_TABLE if encoding is DEFAULT_ENCODING else _table(encoding)
+    return text.translate(table)
+
+
+@functools.lru_cache(maxsize=16)
+def _table(encoding: Encoding) -> dict[int, str]:
+    """Character -> escape sequence, built once per encoding."""
     esc = encoding.escape
-    if not any(ch in text for ch in _specials(encoding)):
-        return text
-    out = text.replace(esc, f"{esc}E{esc}")
-    for char, name in (
+    names = (
+        (encoding.escape, "E"),
         (encoding.field, "F"),
         (encoding.component, "S"),
         (encoding.subcomponent, "T"),
         (encoding.repetition, "R"),
-    ):
-        out = out.replace(char, f"{esc}{name}{esc}")
-    return out.replace("\r", f"{esc}X0D{esc}").replace("\n", f"{esc}X0A{esc}")
-
-
-def _specials(encoding: Encoding) -> str:
-    return (
-        encoding.escape
-        + encoding.field
-        + encoding.component
-        + encoding.subcomponent
-        + encoding.repetition
-        + "\r\n"
+        ("\r", "X0D"),
+        ("\n", "X0A"),
     )
+    return {ord(char): f"{esc}{name}{esc}" for char, name in names if char}
+
+
+_DEFAULT_TABLE = _table(DEFAULT_ENCODING)
