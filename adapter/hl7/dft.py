@@ -59,6 +59,7 @@ __all__ = [
     "build_dft",
     "control_id",
     "diff_charges",
+    "transaction_id",
     "wanted_charges",
 ]
 
