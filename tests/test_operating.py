@@ -234,6 +234,17 @@ def test_a_second_serve_on_a_busy_http_port_exits_3_naming_the_port_and_setting(
         )
 
 
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [("192.0.2.1", "Cannot assign requested address"), ("no-such-host.invalid", "cannot listen")],
+)
+def test_a_host_that_is_not_this_machine_exits_3_naming_adapter_host(
+    tmp_path: Path, host: str, cause: str
+) -> None:
+    done = adapter("serve", env=service_env(tmp_path, ADAPTER_HOST=host))
+    assert_one_line_error(done, EXIT_STARTUP, f"cannot listen on {host}:", cause, "(ADAPTER_HOST)")
+
+
 def test_a_postgresql_that_refuses_the_connection_exits_3_without_the_password(
     tmp_path: Path,
 ) -> None:
@@ -427,3 +438,11 @@ def test_health_under_mutual_tls_presents_the_health_client_certificate(
 def test_health_client_certificate_settings_come_in_pairs(tmp_path: Path, pki: Pki) -> None:
     env = service_env(tmp_path, ADAPTER_HEALTH_CLIENT_CERT_FILE=str(pki.client_cert))
     assert_one_line_error(adapter("health", env=env), 2, "health_client_key_file")
+
+
+def test_a_sqlite_file_that_cannot_be_created_exits_3_naming_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the database directory should be")
+    url = f"sqlite:///{blocker}/adapter.db"
+    done = adapter("serve", env=service_env(tmp_path, ADAPTER_DATABASE_URL=url))
+    assert_one_line_error(done, EXIT_STARTUP, f"{blocker}/adapter.db", "(ADAPTER_DATABASE_URL)")

@@ -11,6 +11,7 @@ itself: it may carry a password.
 from __future__ import annotations
 
 import errno
+import socket
 import sqlite3
 
 EXIT_CONFIG = 2  # a setting, or a file a setting names, is wrong: fix the configuration
@@ -36,8 +37,9 @@ def listen_error(exc: OSError, listener: str, host: str, port: int, setting: str
         return StartupError(f"{listener} port {port} on {host} is already in use", setting)
     reason = exc.strerror or str(exc) or type(exc).__name__
     cause = f"cannot listen on {host}:{port} for {listener}: {reason}"
-    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or exc.errno is None:
-        return StartupError(cause, "ADAPTER_HOST")  # not an address of this host
+    not_here = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or exc.errno is None
+    if not_here or isinstance(exc, socket.gaierror):  # not an address (or name) of this host
+        return StartupError(cause, "ADAPTER_HOST")
     return StartupError(cause, setting)
 
 
