@@ -10,7 +10,7 @@ VALIDATOR := tests/validator
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
 .PHONY: install test lint typecheck pytest run demo send-demo bench crash-test crash-test-pg \
-	pg-restart-test fuzz mappings clean
+	pg-restart-test fuzz mappings hostile clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -60,6 +60,10 @@ bench: install ## every benchmark, ending with key=value lines (see bench/README
 	$(BIN)/python bench/bench_coding.py
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)
+	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)
+
+hostile: install ## a live serve probed as a hostile peer would (2,000 partial frames, drips, fd limit); ~1 min
+	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)
 
 crash-test: install ## kill -9 the service 5 times under MLLP load (SQLite): nothing acked lost or billed twice
 	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)

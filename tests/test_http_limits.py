@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from adapter.config import Settings
 from adapter.service.app import STATE, create_app
 from adapter.service.listener import Descriptors
 from adapter.service.operation_outcome import BODY_LIMITS
-from adapter.service.serving import HTTP_RESERVE_SHARE, start_site
+from adapter.service.serving import EVICT_IDLE_S, HTTP_RESERVE_SHARE, start_site
 from tests.mllp_client import hl7_message
 from tests.service_fixtures import HL7_TYPE, Clock, make_settings
 
@@ -189,3 +190,30 @@ async def test_below_the_descriptor_reserve_http_reads_a_503(tmp_path: Path) -> 
         answer = await exchange(port, b"GET /healthz HTTP/1.1\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503")
         assert hits(app, "fd_reserve") == 1
+
+
+async def test_below_the_reserve_the_longest_silent_connection_makes_room_for_a_probe(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    app = create_app(settings, Clock())
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = await start_site(runner, settings, None)
+        silent_reader, silent_writer = await asyncio.open_connection(HOST, site.port)
+        silent_writer.write(b"GET /healthz HTTP/1.1\r\n")  # half a head, then nothing
+        await silent_writer.drain()
+        await asyncio.sleep(EVICT_IDLE_S + 0.3)
+        listener = site.listener
+        assert listener is not None
+        listener.limits = replace(listener.limits, fd_reserve=(Descriptors().limit + 1) * 4)
+        answer = await exchange(site.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")  # the probe got in ...
+        assert await asyncio.wait_for(silent_reader.read(), 5) == b""  # ... in its place
+        assert hits(app, "evicted_idle") == 1
+        answer = await exchange(site.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503")  # nobody silent is left to make room
+        silent_writer.close()
+    finally:
+        await runner.cleanup()

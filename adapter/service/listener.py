@@ -12,6 +12,9 @@ reported with a traceback each. Here each listener:
   HAProxy `maxconn`, Mirth's "max connections" do the same);
 - backs off when `accept()` itself fails (EMFILE and friends: 10 ms doubling to 1 s) and
   logs such failures at most once per `LOG_INTERVAL_S`, with their count;
+- below the reserve, a listener given `evict` (HTTP) first closes its longest-idle
+  connection to make room (as NGINX drops keep-alive connections when out of them): a
+  probe or an operator's request gets in even when idle clients took every slot;
 - hands an admitted socket to the protocol (`loop.connect_accepted_socket`, TLS included)
   and releases its slot when the connection is lost or the TLS handshake fails.
 
@@ -179,6 +182,7 @@ class Listener:
         refused: _Counter | None = None,
         refusal_bytes: bytes = b"",
         ssl_context: ssl.SSLContext | None = None,
+        evict: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self.limits = limits
@@ -187,6 +191,7 @@ class Listener:
         self._refused = refused
         self._refusal_bytes = refusal_bytes
         self._ssl = ssl_context
+        self._evict = evict
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -273,6 +278,9 @@ class Listener:
         if limits.max_per_address and self._per_address.get(host, 0) >= limits.max_per_address:
             return "max_per_address"
         if limits.fd_reserve and self.descriptors.free(limits.fd_reserve) < limits.fd_reserve:
+            if self._evict is not None and self._evict():
+                self._count_refusal("evicted_idle")
+                return ""
             return "fd_reserve"
         return ""
 

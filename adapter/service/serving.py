@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import signal
 import ssl
 from typing import Any
@@ -44,11 +46,31 @@ REFUSED_RESPONSE = (
     b"Content-Length: " + str(len(_REFUSED_BODY)).encode() + b"\r\n\r\n" + _REFUSED_BODY
 )
 LINGER_S = 2.0
+EVICT_IDLE_S = 1.0
 HTTP_RESERVE_SHARE = 4  # HTTP refuses below fd_reserve / 4: the rest is kept for the probes
 
 
 class _Handler(RequestHandler):
-    """aiohttp's protocol, with its own error responses under our `Server` header."""
+    """aiohttp's protocol, with its own error responses under our `Server` header, and the
+    time bytes last came (what `IdleConnections` evicts by)."""
+
+    idle: IdleConnections | None = None
+    last_data = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.last_data = asyncio.get_running_loop().time()
+        super().connection_made(transport)
+        if self.idle is not None:
+            self.idle.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data = asyncio.get_running_loop().time()
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.idle is not None:
+            self.idle.discard(self)
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -60,6 +82,35 @@ class _Handler(RequestHandler):
         response = super().handle_error(request, status, exc, message)
         response.headers["Server"] = SERVER_HEADER
         return response
+
+
+class IdleConnections:
+    """The open HTTP connections, to close the longest-silent one when descriptors run out.
+
+    Silent means no byte for `EVICT_IDLE_S`: an idle keep-alive connection, or a client that
+    sent part of a head and stopped. A request being answered has sent its bytes too, so a
+    slow handler could be cut; only when the process is out of descriptors, which is worse.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[_Handler, None] = {}
+
+    def add(self, handler: _Handler) -> None:
+        self._open[handler] = None
+
+    def discard(self, handler: _Handler) -> None:
+        self._open.pop(handler, None)
+
+    def evict(self) -> bool:
+        """Close the longest-silent connection; False when none has been silent long enough."""
+        if not self._open:
+            return False
+        oldest = min(self._open, key=lambda handler: handler.last_data)
+        if asyncio.get_running_loop().time() - oldest.last_data < EVICT_IDLE_S:
+            return False
+        self.discard(oldest)
+        oldest.force_close()
+        return True
 
 
 class GuardedSite(web.BaseSite):
@@ -95,6 +146,11 @@ class GuardedSite(web.BaseSite):
     def port(self) -> int:
         return self._listener.port if self._listener is not None else self._port
 
+    @property
+    def listener(self) -> Listener | None:
+        """The accept loop, once started (its `limits` may be changed while it runs)."""
+        return self._listener
+
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
@@ -102,8 +158,12 @@ class GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         options = self._handler_options
 
+        idle = IdleConnections()
+
         def protocol() -> asyncio.BaseProtocol:
-            return _Handler(server, loop=loop, **options)
+            handler = _Handler(server, loop=loop, **options)
+            handler.idle = idle
+            return handler
 
         state = self._runner.app.get(STATE) if isinstance(self._runner, web.AppRunner) else None
         hits = state.metrics.limits_hit if state is not None else None
@@ -115,6 +175,7 @@ class GuardedSite(web.BaseSite):
             refused=hits,
             refusal_bytes=REFUSED_RESPONSE,
             ssl_context=self._ssl_context,
+            evict=idle.evict,
         )
         await self._listener.start(self._host, self._port)
 
@@ -167,7 +228,28 @@ async def start_site(
 
 def run_app(app: web.Application, settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
     """Start the app, serve until SIGTERM/SIGINT, shut down gracefully (as `web.run_app`)."""
+    large_buffers_to_the_os()
     asyncio.run(_serve(app, settings, ssl_context))
+
+
+_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+MMAP_THRESHOLD_BYTES = 64 * 1024
+
+
+def large_buffers_to_the_os() -> bool:
+    """glibc: every allocation of 64 KiB or more gets its own mapping, unmapped when freed.
+
+    Why: MLLP reads and HTTP body chunks are 64 KiB buffers. By default glibc carves them
+    from the heap once its dynamic threshold has risen, and a heap that held 2,000
+    unfinished frames stayed fragmented at over 100 MiB after every connection had closed
+    (`make hostile`). Fixing the threshold costs one mmap/munmap per large buffer, nothing
+    for ordinary messages. False (and nothing changed) on a C library without mallopt.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 async def _serve(
