@@ -17,6 +17,7 @@ Figures (key=value; targets from issue 15):
 `hostile_rss_retained_mib_after_close`, `hostile_normal_ack_ms_under_load` (p95 of the
 normal sender's ACKs while the partials arrive, target <= 100), `hostile_drip_closed_s`
 (target <= frame deadline + 1), `hostile_idle_drip_closed_s`, `hostile_http_*_drip_closed_s`,
+`hostile_rss_growth_mib_<N>_pending_bodies` (uploads announcing 10 MiB, stalled half-way),
 `hostile_healthz_at_fd_limit` (1 when /healthz, /readyz and /metrics all answered 200 at the
 descriptor limit, target 1), `hostile_limit_log_lines` (log lines of refusals and accept
 failures during the whole fd probe: bounded, no traceback storm).
@@ -31,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import resource
 import sys
 import tempfile
@@ -63,10 +65,11 @@ class Plan:
     frame_deadline: float
     idle_timeout: float  # above the frame deadline: the drip probe then meets the deadline
     http_timeout: float
+    bodies: int  # uploads announcing 10 MiB, half sent, held
 
 
-FULL = Plan(2000, MIB - 4096, 256, 400, 100, 3.0, 5.0, 3.0)
-QUICK = Plan(300, 256 * 1024, 256, 300, 60, 1.0, 2.0, 1.0)
+FULL = Plan(2000, MIB - 4096, 256, 400, 100, 3.0, 5.0, 3.0, 100)
+QUICK = Plan(300, 256 * 1024, 256, 300, 60, 1.0, 2.0, 1.0, 30)
 
 
 def message(control_id: str, filler: int = 0) -> bytes:
@@ -229,6 +232,62 @@ async def memory_probe(adapter: Adapter, plan: Plan) -> dict[str, object]:
         else float("nan"),
         "hostile_normal_acks": len(latencies),
         "hostile_normal_acks_not_aa": failures,
+    }
+
+
+async def _pending_body(port: int, size: int, sent: int, release: asyncio.Event) -> bytes:
+    """A POST /hl7 announcing `size` bytes, `sent` of them written, then held: what came back."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 10)
+    except (OSError, TimeoutError):
+        return b""
+    head = (
+        f"POST /hl7 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    answer = b""
+    try:
+        writer.write(head)
+        for _ in range(sent // WRITE):
+            writer.write(b"M" * WRITE)
+            await asyncio.wait_for(writer.drain(), 10)
+        reading = asyncio.create_task(reader.read(200))
+        waiting = asyncio.create_task(release.wait())
+        await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if reading.done():
+            answer = reading.result()
+        else:
+            reading.cancel()
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        writer.close()
+    return answer
+
+
+async def body_probe(adapter: Adapter, plan: Plan) -> dict[str, object]:
+    """`plan.bodies` uploads announcing 10 MiB, each sending half of it and stopping."""
+    before = rss_kib(adapter.pid)
+    stop, release = asyncio.Event(), asyncio.Event()
+    peak = [before]
+    sampler = asyncio.create_task(_sample_rss(adapter.pid, stop, peak))
+    size = 10 * MIB
+    uploads = [
+        asyncio.create_task(_pending_body(adapter.http_port, size, size // 2, release))
+        for _ in range(plan.bodies)
+    ]
+    await asyncio.sleep(3.0)
+    release.set()
+    answers = await asyncio.wait_for(asyncio.gather(*uploads), 60)
+    stop.set()
+    await sampler
+    await asyncio.sleep(2.5)  # uploads gone: what stays (the service trims within a second)
+    after = rss_kib(adapter.pid)
+    return {
+        f"hostile_rss_growth_mib_{plan.bodies}_pending_bodies": round((peak[0] - before) / 1024, 1),
+        "hostile_bodies_answered_503": sum(a.startswith(b"HTTP/1.1 503") for a in answers),
+        "hostile_bodies_rss_retained_mib": round((after - before) / 1024, 1),
     }
 
 
@@ -416,6 +475,7 @@ def main() -> int:
         )  # fmt: skip
         try:
             keys.update(asyncio.run(memory_probe(memory, plan)))
+            keys.update(asyncio.run(body_probe(memory, plan)))
         finally:
             memory.stop()
         with lowered_fd_limit(plan.fd_limit):
@@ -443,6 +503,7 @@ def main() -> int:
         and keys["hostile_healthz_at_fd_limit"] == 1
         else "fail"
     )
+    keys["hostile_load_avg_1m"] = round(os.getloadavg()[0], 2)  # a shared 2-core machine
     print_keys(keys)
     return 0
 

@@ -28,6 +28,7 @@ from adapter.core.mappings import Mappings
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
+from adapter.service.allocator import Trimmer
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.hl7_ack import ack_for
@@ -62,6 +63,7 @@ class AppState:
     clock: Callable[[], datetime]
     mllp: MllpServer | None = None
     descriptors: Descriptors = field(default_factory=Descriptors)  # MLLP and HTTP share it
+    trimmer: Trimmer = field(default_factory=Trimmer)  # memory back to the OS after peers go
     draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -153,6 +155,7 @@ def _lifecycle(
         state = await start_state(settings, clock, tls)
         app[STATE] = state
         app[BODY_LIMITS].hits = state.metrics.limits_hit
+        app[BODY_LIMITS].on_release = state.trimmer.released
         try:
             yield
         finally:
@@ -224,6 +227,7 @@ async def _start(
         max_per_address=settings.mllp_max_connections_per_address,
         fd_reserve=settings.fd_reserve,
         descriptors=state.descriptors,
+        on_release=state.trimmer.released,
         metrics=metrics,
         clock=clock,
         keep_oversize=lambda item, _peer: ingestor.keep_oversize(

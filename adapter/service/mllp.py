@@ -420,6 +420,7 @@ class MllpServer:
         max_per_address: int = 100,
         fd_reserve: int = 64,
         descriptors: Descriptors | None = None,
+        on_release: Callable[[int], None] | None = None,
         metrics: AckMetrics | None = None,
         clock: Callable[[], datetime] = _local_now,
         control_ids: Callable[[], str] = ack_control_id,
@@ -433,6 +434,7 @@ class MllpServer:
         self.budget = FrameBudget(buffer_budget)
         self.limits = Limits(max_connections, max_per_address, fd_reserve)
         self.descriptors = descriptors or Descriptors()
+        self.on_release = on_release  # told the bytes of each unfinished frame let go
         self.max_frame_bytes = max_frame_bytes
         self.read_bytes = read_bytes
         self.metrics = metrics
@@ -518,12 +520,12 @@ class MllpServer:
             log.error("mllp.connection_failed", peer=str(peer), error=type(exc).__name__)
         finally:
             del self._connections[peer.connection]
-            self.budget.hold(connection.held, 0)
-            connection.held = 0
+            self._release(connection)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
             _log_closed(peer, connection.decoder, reason)
+            connection.decoder.abandon()  # its buffers now, not when a GC breaks the task cycle
 
     def _register(self, writer: asyncio.StreamWriter) -> _Connection:
         self._sequence += 1
@@ -570,8 +572,9 @@ class MllpServer:
             for item in items:
                 await self._answer(item, connection)
             if not within:
-                await self._refuse_partial(connection)
-                return self._cut(connection, "buffer_budget")
+                reason = self._cut(connection, "buffer_budget")  # counted before the linger
+                await self._refuse_partial(reader, connection)
+                return reason
         return "stopping"
 
     def _hold(self, connection: _Connection) -> bool:
@@ -581,20 +584,31 @@ class MllpServer:
         connection.held = held
         return within
 
+    def _release(self, connection: _Connection) -> None:
+        """The connection's unfinished frame leaves the budget (and, told, the allocator)."""
+        held, connection.held = connection.held, 0
+        self.budget.hold(held, 0)
+        if held and self.on_release is not None:
+            self.on_release(held)
+
     def _cut(self, connection: _Connection, reason: str) -> str:
         """A limit closes the connection: counted (`limits_hit`), and the reason logged."""
         if self.metrics is not None:
             self.metrics.limits_hit.labels("mllp", reason).inc()
         return reason
 
-    async def _refuse_partial(self, connection: _Connection) -> None:
+    async def _refuse_partial(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         """Over the buffer budget: AR (ERR-3 207, resend later) when the MSH has come, so the
-        sender knows which message; else nothing (it resends after the close)."""
+        sender knows which message; else nothing (it resends after the close).
+
+        After the AR, the rest of what the sender is still writing is read and dropped for
+        a moment (`_linger`): closing with unread bytes would reset the connection, and a
+        reset can discard the AR before the sender reads it.
+        """
         decoder = connection.decoder
         msh = read_msh(_complete_header(decoder.head()))
         decoder.abandon()
-        self.budget.hold(connection.held, 0)
-        connection.held = 0
+        self._release(connection)
         if msh is None:
             return
         text = "receiver busy: too many unfinished messages buffered; resend later"
@@ -602,6 +616,7 @@ class MllpServer:
         if reply.frame is not None:
             connection.writer.write(reply.frame)
             await connection.writer.drain()
+            await _linger(reader, connection.writer)
 
     async def _answer(self, item: Item, connection: _Connection) -> None:
         """Handle one item and write its ACK before the next item is looked at."""
@@ -658,6 +673,24 @@ class MllpServer:
             msh, code, error=error, now=self.clock(), control_id=self.control_ids()
         )
         return _Reply(encode_frame(ack), code, control_id)
+
+
+LINGER_S = 1.0
+LINGER_BYTES = 32 * 1024
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then drop what still comes until the peer closes, `LINGER_S` passes or
+    `LINGER_BYTES` were dropped: enough for a sender of ordinary messages to finish its
+    frame and read the AR, not a loop that reads a gigabyte for a peer that keeps sending
+    (that one gets a reset, and resends later)."""
+    with contextlib.suppress(OSError, TimeoutError):
+        if writer.can_write_eof():
+            writer.write_eof()
+        dropped = 0
+        async with asyncio.timeout(LINGER_S):
+            while dropped < LINGER_BYTES and (data := await reader.read(64 * 1024)):
+                dropped += len(data)
 
 
 _FIRST_LINE = re.compile(rb"[^\r\n]*[\r\n]")

@@ -192,13 +192,15 @@ class _HitCounter(Protocol):
 class BodyLimits:
     """How request bodies are read: size, deadline (from the first read), shared budget.
 
-    `hits` is the metrics counter, attached at start-up (the metrics are created then).
+    `hits` (the metrics counter) and `on_release` (the app's `allocator.Trimmer`) are
+    attached at start-up, when those are created.
     """
 
     max_bytes: int
     timeout: float
     budget: BodyBudget
     hits: _HitCounter | None = None  # adapter_limits_hit_total{listener, limit}
+    on_release: Callable[[int], None] | None = None  # told the bytes of each body let go
 
     def hit(self, limit: str) -> None:
         if self.hits is not None:
@@ -241,13 +243,20 @@ async def read_body(request: web.Request) -> bytes:
 
 
 async def _read_chunks(request: web.Request, max_bytes: int) -> bytes:
+    """The body's chunks joined; on any failure the chunks are dropped at once: the
+    exception's traceback keeps this frame, and the frame its locals, until a garbage
+    collection that may be minutes away (the reader holds the exception too: a cycle)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > max_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > max_bytes:
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+            chunks.append(chunk)
+    except BaseException:
+        chunks.clear()
+        raise
     return b"".join(chunks)
 
 
@@ -263,3 +272,5 @@ async def body_budget_middleware(
         limits = request.app.get(BODY_LIMITS)
         if reserved and limits is not None:
             limits.budget.give(reserved)
+            if limits.on_release is not None:
+                limits.on_release(reserved)

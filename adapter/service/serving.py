@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import signal
 import ssl
 from typing import Any
@@ -28,6 +26,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from adapter.config import Settings
+from adapter.service.allocator import large_buffers_to_the_os
 from adapter.service.app import SERVER_HEADER, STATE
 from adapter.service.listener import Descriptors, Limits, Listener
 
@@ -230,26 +229,6 @@ def run_app(app: web.Application, settings: Settings, ssl_context: ssl.SSLContex
     """Start the app, serve until SIGTERM/SIGINT, shut down gracefully (as `web.run_app`)."""
     large_buffers_to_the_os()
     asyncio.run(_serve(app, settings, ssl_context))
-
-
-_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
-MMAP_THRESHOLD_BYTES = 64 * 1024
-
-
-def large_buffers_to_the_os() -> bool:
-    """glibc: every allocation of 64 KiB or more gets its own mapping, unmapped when freed.
-
-    Why: MLLP reads and HTTP body chunks are 64 KiB buffers. By default glibc carves them
-    from the heap once its dynamic threshold has risen, and a heap that held 2,000
-    unfinished frames stayed fragmented at over 100 MiB after every connection had closed
-    (`make hostile`). Fixing the threshold costs one mmap/munmap per large buffer, nothing
-    for ordinary messages. False (and nothing changed) on a C library without mallopt.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
 
 
 async def _serve(
