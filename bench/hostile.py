@@ -66,10 +66,11 @@ class Plan:
     idle_timeout: float  # above the frame deadline: the drip probe then meets the deadline
     http_timeout: float
     bodies: int  # uploads announcing 10 MiB, half sent, held
+    settle_s: float  # how long peers are held, and how long after they went RSS is read
 
 
-FULL = Plan(2000, MIB - 4096, 256, 400, 100, 3.0, 5.0, 3.0, 100)
-QUICK = Plan(300, 256 * 1024, 256, 300, 60, 1.0, 2.0, 1.0, 30)
+FULL = Plan(2000, MIB - 4096, 256, 400, 100, 3.0, 5.0, 3.0, 100, 3.0)
+QUICK = Plan(300, 256 * 1024, 256, 300, 60, 1.0, 2.0, 1.0, 30, 1.5)
 
 
 def message(control_id: str, filler: int = 0) -> bytes:
@@ -214,7 +215,7 @@ async def memory_probe(adapter: Adapter, plan: Plan) -> dict[str, object]:
     sent = json.loads(output or b"{}")
     latencies, failures = sent.get("latencies", []), sent.get("failures", -1)
     await sampler
-    await asyncio.sleep(1.0 if plan is QUICK else 3.0)  # connections closed: what stays
+    await asyncio.sleep(plan.settle_s)  # connections closed: what stays
     after = rss_kib(adapter.pid)
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
@@ -277,12 +278,12 @@ async def body_probe(adapter: Adapter, plan: Plan) -> dict[str, object]:
         asyncio.create_task(_pending_body(adapter.http_port, size, size // 2, release))
         for _ in range(plan.bodies)
     ]
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(plan.settle_s)
     release.set()
     answers = await asyncio.wait_for(asyncio.gather(*uploads), 60)
     stop.set()
     await sampler
-    await asyncio.sleep(2.5)  # uploads gone: what stays (the service trims within a second)
+    await asyncio.sleep(plan.settle_s)  # uploads gone: what stays (trimmed within a second)
     after = rss_kib(adapter.pid)
     return {
         f"hostile_rss_growth_mib_{plan.bodies}_pending_bodies": round((peak[0] - before) / 1024, 1),
