@@ -12,13 +12,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
+import resource
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
 
 from adapter.service.ack import build_ack, read_msa
 from adapter.service.listener import Descriptors
@@ -208,3 +213,33 @@ def test_the_descriptor_count_follows_connections_opened_and_closed() -> None:
     assert 0 < before <= descriptors.limit
     descriptors.opened()
     assert descriptors.free(0) in (before - 1, before)  # recounted or estimated
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+async def test_accept_failures_back_off_and_are_logged_once_with_a_count(
+    start_server: ServerFactory,
+) -> None:
+    """Out of descriptors, accept() fails (EMFILE) at every try: one log line, a count in the
+    metric, no traceback; once descriptors are back, the waiting client is served."""
+    server = await start_server(fd_reserve=0)
+    clients = [socket.socket() for _ in range(2)]  # made before the limit falls: connect needs none
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with structlog.testing.capture_logs() as logged:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+        try:
+            for client in clients:
+                client.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    client.connect((HOST, server.port))
+            await asyncio.sleep(0.6)  # 10 ms doubling: several failed accepts
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    failed = [entry for entry in logged if entry["event"] == "listener.accept_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "EMFILE"
+    assert hits(server, "accept_failed") >= 3
+    reader, writer = await asyncio.open_connection(sock=clients[0])
+    writer.write(encode_frame(hl7_message("BACK1")))
+    ack = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 5)
+    assert read_msa(ack[1:-2]) == ("AA", "BACK1")
+    writer.close()
+    clients[1].close()
