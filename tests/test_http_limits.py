@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from aiohttp import web
 
 from adapter.config import Settings
@@ -217,3 +220,16 @@ async def test_below_the_reserve_the_longest_silent_connection_makes_room_for_a_
         silent_writer.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_peer_sending_garbage_in_a_loop_gets_400s_and_at_most_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(make_settings(tmp_path)) as (_, port):
+        with structlog.testing.capture_logs() as logged, caplog.at_level(logging.DEBUG):
+            for _ in range(20):
+                answer = await exchange(port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+                assert answer.startswith(b"HTTP/1.0 400")
+    errors = [entry for entry in logged if entry["event"] == "http.request_error"]
+    assert len(errors) <= 1  # 0 when another test logged one within the interval
+    assert not [record for record in caplog.records if record.name.startswith("aiohttp")]

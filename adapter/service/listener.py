@@ -105,7 +105,7 @@ def _open_descriptors() -> int:
     return 0
 
 
-class _RateLimitedLog:
+class RateLimitedLog:
     """One warning per interval per event, carrying how many happened since the last one."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -197,7 +197,7 @@ class Listener:
         self._handshakes: set[asyncio.Task[None]] = set()
         self._per_address: dict[str, int] = {}
         self._total = 0
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLog()
 
     @property
     def port(self) -> int:

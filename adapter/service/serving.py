@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 from adapter.config import Settings
 from adapter.service.allocator import large_buffers_to_the_os
 from adapter.service.app import SERVER_HEADER, STATE
-from adapter.service.listener import Descriptors, Limits, Listener
+from adapter.service.listener import Descriptors, Limits, Listener, RateLimitedLog
 
 log = structlog.get_logger()
 
@@ -44,6 +44,7 @@ REFUSED_RESPONSE = (
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_REFUSED_BODY)).encode() + b"\r\n\r\n" + _REFUSED_BODY
 )
+_REQUEST_ERRORS = RateLimitedLog()
 LINGER_S = 2.0
 EVICT_IDLE_S = 1.0
 HTTP_RESERVE_SHARE = 4  # HTTP refuses below fd_reserve / 4: the rest is kept for the probes
@@ -70,6 +71,14 @@ class _Handler(RequestHandler):
         if self.idle is not None:
             self.idle.discard(self)
         super().connection_lost(exc)
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp logs each malformed request with its traceback: a peer sending garbage in
+        a loop would write a traceback per request. One line per error type per interval,
+        with the count, instead (the request line is never logged: it can carry PHI)."""
+        exc = kwargs.get("exc_info")
+        error = type(exc).__name__ if isinstance(exc, BaseException) else "error"
+        _REQUEST_ERRORS.warning("http.request_error", error, error=error)
 
     def handle_error(
         self,
