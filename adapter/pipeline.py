@@ -85,6 +85,16 @@ def assembly_warnings(notes: AssemblyNotes) -> tuple[str, ...]:
     return tuple(found)
 
 
+def reused_control_id_warnings(count: int) -> tuple[str, ...]:
+    """Messages whose sender used their MSH-10 before for other content: read, not dropped."""
+    if not count:
+        return ()
+    return (
+        f"{count} messages reuse an earlier message's sender and control id (MSH-10) with "
+        "other content: each was read as a message of its own, not dropped as a re-send",
+    )
+
+
 def shared_visit_warnings(count: int) -> tuple[str, ...]:
     """Encounters not billed because their visit number names several patients."""
     if not count:
@@ -152,7 +162,8 @@ class Pipeline:
         text = dumps(bundle(resources, f"batch-{digest[:16]}"), pretty=self.pretty)
         shared = sum(1 for c in coded if c.skip_reason == EncounterSkip.SHARED_VISIT)
         warnings = (
-            assembly_warnings(notes)
+            reused_control_id_warnings(feed.reused_control_ids)
+            + assembly_warnings(notes)
             + shared_visit_warnings(shared)
             + table_warnings(w for c in coded for w in c.warnings)
         )

@@ -904,7 +904,7 @@ def verify(
         if (
             bytes(row["raw"]) != sent[cid].payload
             or row["status"] != "accepted"
-            or not str(row["dedup_key"]).endswith(":" + cid)
+            or f":{cid}:" not in str(row["dedup_key"])  # hl7:<sender>:<MSH-10>:<digest>
             or int(row["links"]) == 0
         ):
             v.corrupt += 1

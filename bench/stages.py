@@ -95,7 +95,7 @@ def prepared(raws: Sequence[bytes], mappings: Any, tz: Any) -> list[tuple[NewMes
     for raw in raws:
         message: InboundMessage = read_hl7(raw, mappings, tz, ORIGIN)[0]
         links = links_for(message.events, tz, None)
-        control = message.dedup_key.rpartition(":")[2]
+        control = message.control_id
         new = NewMessage(
             message.dedup_key, "hl7", message.kind, raw, now, patient_key(message.events), control
         )
@@ -142,7 +142,7 @@ async def run(visits: int, repeats: int, use_pg: bool) -> None:
         repeats,
     )
     now = datetime.now(UTC)
-    results = [Hl7Result("AA", m.dedup_key.rpartition(":")[2], False) for m in parsed]
+    results = [Hl7Result("AA", m.control_id, False) for m in parsed]
 
     def ack() -> int:
         for raw, result in zip(raws, results, strict=True):
@@ -194,7 +194,7 @@ def logging_cost(parsed: Sequence[InboundMessage], repeats: int) -> tuple[float,
 
     def emit() -> int:
         for i, m in enumerate(parsed):
-            control = m.dedup_key.rpartition(":")[2]
+            control = m.control_id
             log.info(
                 "message.stored",
                 format="hl7",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -137,16 +137,77 @@ def fixture(name: str) -> bytes:
 
 
 class TestHeader:
-    def test_dedup_key_and_kind(self, mappings: Mappings) -> None:
+    def test_control_key_is_sender_and_control_id_and_kind_is_msh9(
+        self, mappings: Mappings
+    ) -> None:
         """Sender is MSH-3^MSH-4 (HD namespace ids); kind is MSH-9 components 1-2."""
         message = one(ras(), mappings)
 
-        assert (message.dedup_key, message.kind) == ("hl7:EPIC^NRH_ONC:CTRL0001", "RAS^O17")
+        assert (message.control_key, message.control_id, message.kind) == (
+            "hl7:EPIC^NRH_ONC:CTRL0001",
+            "CTRL0001",
+            "RAS^O17",
+        )
+
+    def test_dedup_key_is_the_control_key_and_a_content_digest(self, mappings: Mappings) -> None:
+        message = one(ras(), mappings)
+
+        control_key, digest = message.dedup_key.rsplit(":", 1)
+        assert (control_key, len(digest)) == ("hl7:EPIC^NRH_ONC:CTRL0001", 32)
 
     def test_universal_id_when_no_namespace(self, mappings: Mappings) -> None:
         msh = MSH.replace("|EPIC|NRH_ONC|", "|^1.2.840.1^ISO|^1.2.840.2^ISO|")
 
-        assert one(ras(msh=msh), mappings).dedup_key == "hl7:1.2.840.1^1.2.840.2:CTRL0001"
+        assert one(ras(msh=msh), mappings).control_key == "hl7:1.2.840.1^1.2.840.2:CTRL0001"
+
+    @pytest.mark.parametrize(
+        ("name", "change"),
+        [
+            ("LF terminators", lambda t: t.replace("\r", "\n")),
+            ("CRLF terminators", lambda t: t.replace("\r", "\r\n")),
+            ("a final terminator", lambda t: t + "\r"),
+            ("trailing spaces on segments", lambda t: t.replace("\r", "  \r") + " \t"),
+            ("a new MSH-7 (engine retry)", lambda t: t.replace("20250314161502", "20250314171502")),
+            ("a blank line in the frame", lambda t: t.replace("\rORC", "\r\rORC")),
+        ],
+    )
+    def test_resend_differing_only_in_framing_or_msh7_has_the_same_key(
+        self, mappings: Mappings, name: str, change: Callable[[str], str]
+    ) -> None:
+        """A duplicate is the same sender, control id and content; terminators, trailing
+        whitespace and MSH-7 are not content (docs/feed-conventions.md)."""
+        original = ras()
+        resend = read_hl7(change(original), mappings, NY, "t.hl7", frame=True)[0]
+
+        assert resend.dedup_key == one(original, mappings).dedup_key, name
+
+    @pytest.mark.parametrize(
+        ("name", "change"),
+        [
+            ("another dose", lambda t: t.replace("|200|mg|", "|100|mg|")),
+            ("another start time", lambda t: t.replace("20250314093000", "20250314083000")),
+            ("another trigger", lambda t: t.replace("RAS^O17^RAS_O17", "RAS^O17")),
+            ("a space inside a field", lambda t: t.replace("|mg|", "|mg |")),
+        ],
+    )
+    def test_reused_control_id_with_other_content_has_another_key(
+        self, mappings: Mappings, name: str, change: Callable[[str], str]
+    ) -> None:
+        """Senders restart counters; a test system sends one MSH-10 for everything."""
+        original, reused = one(ras(), mappings), one(change(ras()), mappings)
+
+        assert reused.control_key == original.control_key, name
+        assert reused.dedup_key != original.dedup_key, name
+
+    def test_implausible_header_carries_no_control_id(self, mappings: Mappings) -> None:
+        """A slid header's MSH-10 may be a patient identifier: not a field anyone logs."""
+        msh = MSH.replace("|CTRL0001|", "|E1004417^^^NRH^MR|")
+
+        message = one(ras(msh=msh), mappings)
+
+        assert message.error is not None
+        assert (message.control_id, message.control_key) == ("", "")
+        assert "E1004417" not in message.dedup_key
 
     def test_resend_has_same_key(self, mappings: Mappings) -> None:
         """The reader does not dedupe; a re-send (same sender and MSH-10) gets the same key."""
@@ -885,7 +946,7 @@ class TestTransport:
 
         messages = read(data.encode(), mappings)
 
-        assert [m.dedup_key for m in messages] == [
+        assert [m.control_key for m in messages] == [
             "hl7:EPIC^NRH_ONC:CTRL0001",
             "hl7:EPIC^NRH_ONC:CTRL0002",
         ]
@@ -960,7 +1021,7 @@ class TestErrors:
             broken.error.location
             == "bad_messages.hl7 message 2 (MSH-10 BAD0002) segment RXA #1 field RXA-3"
         )
-        assert (broken.dedup_key, broken.kind) == ("hl7:EPIC^NRH_ONC:BAD0002", "RAS^O17")
+        assert (broken.control_key, broken.kind) == ("hl7:EPIC^NRH_ONC:BAD0002", "RAS^O17")
         assert headless.error.location == "bad_messages.hl7 message 3 segment PID #1"
         assert headless.error.message == "message does not start with an MSH segment"
         assert headless.dedup_key.startswith("hl7:unread:")

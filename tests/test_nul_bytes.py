@@ -39,7 +39,8 @@ def nul_message(control_id: str) -> bytes:
 def test_a_nul_in_hl7_reads_as_the_replacement_character_in_keys_and_ids() -> None:
     (message,) = read_hl7(nul_message("NUL1"), MAPPINGS, NY, frame=True)
     assert message.error is None and message.events
-    assert message.dedup_key.endswith("NUL1\ufffdX")
+    assert message.control_id.endswith("NUL1\ufffdX")
+    assert "\x00" not in message.dedup_key
     assert all("\x00" not in repr(event) for event in message.events)
     assert any("E100\ufffd4417" in repr(event) for event in message.events)
 

@@ -172,6 +172,28 @@ async def test_the_same_dedup_key_twice_is_a_duplicate_and_writes_nothing(store:
     assert stored is not None and stored.raw != b"other"
 
 
+@pytest.mark.parametrize(
+    ("stored_keys", "reused"),
+    [
+        ([], False),  # the first message under its control key
+        (["hl7:EPIC^NRH:C1:aaaa"], True),  # same sender and MSH-10, other content
+        (["hl7:EPIC^NRH:C1"], True),  # kept before content digests (its content unknown)
+        (["hl7:EPIC^NRH:C10:aaaa", "hl7:EPIC^NRH:C1x"], False),  # another control id
+        (["hl7:EPIC^NRH2:C1:aaaa"], False),  # another sender with the same MSH-10
+    ],
+)
+async def test_a_control_id_is_reused_when_another_key_has_its_sender_and_msh10(
+    store: Store, stored_keys: list[str], reused: bool
+) -> None:
+    for number, key in enumerate(stored_keys):
+        new = replace(message(key, at=T0 + number * MIN), control_id="C1")
+        await store.add_message(new, [link("visit:1")])
+    mine = "hl7:EPIC^NRH:C1:bbbb"
+    await store.add_message(replace(message(mine), control_id="C1"), [link("visit:1")])
+
+    assert await store.control_id_reused("C1", "hl7:EPIC^NRH:C1", mine) is reused
+
+
 async def test_the_same_message_from_two_replicas_at_once_is_stored_once(
     factory: StoreFactory,
 ) -> None:

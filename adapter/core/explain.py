@@ -66,12 +66,23 @@ _BY_KIND = {
 
 
 @dataclass(frozen=True, slots=True)
+class Original:
+    """The message a duplicate repeats: its input and 1-based number there."""
+
+    origin: str
+    message: int
+
+    def __str__(self) -> str:
+        return f"duplicate of {self.origin} message {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
 class AdminExplanation:
     """What became of one administration event, and where it was read."""
 
     origin: str  # the input file (or the caller's origin)
     message: int  # 1-based number of its message in that input
-    message_key: str  # the message's dedup key: hl7:<sender>:<MSH-10> | fhir:<Type>/<id>
+    message_key: str  # the message's dedup key: hl7:<sender>:<MSH-10>:<digest> | fhir:...
     position: int  # 1-based number of the administration in its message
     admin: Administration
     fate: Fate
@@ -79,6 +90,7 @@ class AdminExplanation:
     holds: tuple[Hold, ...] = ()  # HELD: its own hold reasons, then the encounter's
     lines: tuple[ChargeLine, ...] = ()  # the lines it contributed to (draft when HELD)
     encounter_key: str = ""
+    original: Original | None = None  # DUPLICATE_MESSAGE: the copy that was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,22 +122,26 @@ class ExplainInput:
 
 def explain(batch: ExplainInput, catalog: Catalog, options: CodingOptions) -> Explanation:
     placed = _placed(batch.encounters, batch.coded)
-    duplicates = set(batch.feed.duplicates_at)
-    later = _Successors.of(batch.messages, duplicates)
+    duplicates = dict(zip(batch.feed.duplicates_at, batch.feed.duplicate_of, strict=True))
+    later = _Successors.of(batch.messages, set(duplicates))
     admins: list[AdminExplanation] = []
     notes: list[MessageNote] = []
     numbers: dict[str, int] = {}
+    places: list[Original] = []  # each message's input and number, by feed position
     for index, (origin, message) in enumerate(batch.messages):
         number = numbers[origin] = numbers.get(origin, 0) + 1
+        places.append(Original(origin, number))
+        original = places[duplicates[index]] if index in duplicates else None
         events = [e for e in message.events if isinstance(e, Administration)]
         if not events or message.error is not None:
-            notes.append(_note(origin, number, message))
+            notes.append(_note(origin, number, message, original))
         for position, admin in enumerate(events, 1):
             where = (origin, number, message.dedup_key, position, admin)
             if message.error is not None:
                 admins.append(AdminExplanation(*where, Fate.SKIPPED, AdminSkip.MESSAGE_REFUSED))
-            elif index in duplicates:
-                admins.append(AdminExplanation(*where, Fate.SKIPPED, AdminSkip.DUPLICATE_MESSAGE))
+            elif original is not None:
+                skip = AdminSkip.DUPLICATE_MESSAGE
+                admins.append(AdminExplanation(*where, Fate.SKIPPED, skip, original=original))
             elif id(admin) in placed:
                 admins.append(_placed_fate(where, admin, placed[id(admin)], catalog, options))
             else:
@@ -243,9 +259,13 @@ def _why_nothing(admin: Administration, catalog: Catalog, options: CodingOptions
     return AdminSkip.NO_LINE
 
 
-def _note(origin: str, number: int, message: InboundMessage) -> MessageNote:
+def _note(
+    origin: str, number: int, message: InboundMessage, original: Original | None
+) -> MessageNote:
     if message.error is not None:
         text = f"error: {message.error.location}: {message.error.message}"
+    elif original is not None:  # before its own reason: a duplicate is not read at all
+        text = f"skipped: {AdminSkip.DUPLICATE_MESSAGE} ({original})"
     elif message.skip_reason:
         text = f"skipped: {message.skip_reason}"
     else:
@@ -273,7 +293,8 @@ def _admin_line(a: AdminExplanation) -> str:
         f" [{a.admin.source_id}] {drug} {a.admin.start.isoformat(timespec='minutes')}"
     )
     if a.fate is Fate.SKIPPED:
-        return f"{head}: skipped: {a.reason}"
+        detail = f" ({a.original})" if a.original is not None else ""
+        return f"{head}: skipped: {a.reason}{detail}"
     lines = ", ".join(_line_text(ln) for ln in a.lines) or "no line"
     claim = claim_id(a.encounter_key)
     if a.fate is Fate.CODED:

@@ -21,15 +21,22 @@ class FeedResult:
     messages: int
     duplicates: int
     duplicates_at: tuple[int, ...] = ()  # positions (0-based) of the messages dropped as re-sends
+    duplicate_of: tuple[int, ...] = ()  # for each of those, the position of the copy kept
+    reused_control_ids: int = 0  # messages read whose sender + MSH-10 an earlier one had
 
 
 def collect(messages: Iterable[InboundMessage]) -> FeedResult:
-    """Keep the first copy of each dedup key (same MSH-10 / FHIR id+version once)."""
-    seen: set[str] = set()
+    """Keep the first copy of each dedup key: the same message (HL7 sender, MSH-10 and
+    content; FHIR id and version or content) once. A reused MSH-10 with other content
+    has another key and is read."""
+    seen: dict[str, int] = {}
     events: list[Event] = []
     skipped: list[Skipped] = []
     errors: list[InputError] = []
     dropped: list[int] = []
+    originals: list[int] = []
+    control_keys: dict[str, str] = {}  # HL7 sender + MSH-10 -> the first dedup key under it
+    reused = 0
     count = 0
     for index, message in enumerate(messages):
         count += 1
@@ -38,12 +45,24 @@ def collect(messages: Iterable[InboundMessage]) -> FeedResult:
             continue
         if message.dedup_key in seen:
             dropped.append(index)
+            originals.append(seen[message.dedup_key])
             skipped.append(Skipped(message.dedup_key, "duplicate"))
             continue
-        seen.add(message.dedup_key)
+        seen[message.dedup_key] = index
+        if message.control_key:
+            reused += control_keys.setdefault(message.control_key, message.dedup_key) != (
+                message.dedup_key
+            )
         if message.skip_reason:
             skipped.append(Skipped(message.dedup_key, message.skip_reason))
         events.extend(message.events)
     return FeedResult(
-        tuple(events), tuple(skipped), tuple(errors), count, len(dropped), tuple(dropped)
+        tuple(events),
+        tuple(skipped),
+        tuple(errors),
+        count,
+        len(dropped),
+        tuple(dropped),
+        tuple(originals),
+        reused,
     )

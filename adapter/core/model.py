@@ -238,10 +238,14 @@ class InputError:
 class InboundMessage:
     """One HL7 v2 message or one FHIR resource, as read.
 
-    `dedup_key` makes re-sends harmless: `hl7:<sender>:<MSH-10>` or
-    `fhir:<Type>/<id>[/_history/<version>]`. Exactly one of `events`,
-    `skip_reason` and `error` says what became of it (events may be empty
-    for a read-and-kept message such as an order).
+    `dedup_key` makes re-sends harmless and nothing else: the same key means the
+    same message, `hl7:<sender>:<MSH-10>:<content digest>` (a sender reusing a
+    control id for other content gets another key) or
+    `fhir:<Type>/<id>[/_history/<version>|#<content digest>]`. It is opaque: what
+    the feed called the message is `control_id`, MSH-10 (empty when the header
+    could not be trusted: it may then be patient data) or the FHIR `Type/id`.
+    Exactly one of `events`, `skip_reason` and `error` says what became of it
+    (events may be empty for a read-and-kept message such as an order).
     """
 
     dedup_key: str
@@ -249,6 +253,8 @@ class InboundMessage:
     events: tuple[Event, ...] = ()
     skip_reason: str = ""
     error: InputError | None = None
+    control_id: str = ""
+    control_key: str = ""  # HL7: `hl7:<sender>:<MSH-10>`, the key before content digests
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,9 +349,10 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
             _check_ids(entry.resource, entry.path)
         except ReadError as exc:
             key = _dedup_key(entry, read=False)
-            return _failed(key, f"{entry.where}{exc.path}", exc.message, entry.rtype)
+            return _failed(key, f"{entry.where}{exc.path}", exc.message, entry.rtype, keys.source)
         reason = _SKIPPED.get(entry.rtype, f"unsupported resource type {entry.rtype}")
-        return InboundMessage(_dedup_key(entry, read=False), entry.rtype, skip_reason=reason)
+        key = _dedup_key(entry, read=False)
+        return InboundMessage(key, entry.rtype, skip_reason=reason, control_id=keys.source)
     dedup = _dedup_key(entry, read=True)
     try:
         _check_ids(entry.resource, entry.path)
@@ -359,7 +360,7 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
         reading = Reading(entry.resource, entry.path, keys.source, keys.own_id, scope, contained)
         outcome = reader(reading)
     except ReadError as exc:
-        return _failed(dedup, f"{entry.where}{exc.path}", exc.message, entry.rtype)
+        return _failed(dedup, f"{entry.where}{exc.path}", exc.message, entry.rtype, keys.source)
     except (
         RecursionError,
         ArithmeticError,
@@ -370,10 +371,12 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
     ) as exc:
         # A reader bug must not stop the feed; the type name is safe, the message may not be.
         problem = f"unexpected {type(exc).__name__} while reading (adapter defect)"
-        return _failed(dedup, f"{entry.where}{entry.path}", problem, entry.rtype)
+        return _failed(dedup, f"{entry.where}{entry.path}", problem, entry.rtype, keys.source)
     if isinstance(outcome, Skip):
-        return InboundMessage(dedup, entry.rtype, skip_reason=outcome.reason)
-    return InboundMessage(dedup, entry.rtype, events=(outcome,))
+        return InboundMessage(
+            dedup, entry.rtype, skip_reason=outcome.reason, control_id=keys.source
+        )
+    return InboundMessage(dedup, entry.rtype, events=(outcome,), control_id=keys.source)
 
 
 def _check_ids(resource: JsonObject, path: str) -> None:
@@ -389,8 +392,10 @@ def _check_ids(resource: JsonObject, path: str) -> None:
 # --- errors -------------------------------------------------------------------------------
 
 
-def _failed(key: str, location: str, message: str, kind: str = _UNKNOWN_KIND) -> InboundMessage:
-    return InboundMessage(key, kind, error=InputError(location, message))
+def _failed(
+    key: str, location: str, message: str, kind: str = _UNKNOWN_KIND, control_id: str = ""
+) -> InboundMessage:
+    return InboundMessage(key, kind, error=InputError(location, message), control_id=control_id)
 
 
 def _unparseable(text: str, location: str, message: str) -> InboundMessage:

@@ -4,7 +4,9 @@ One `InboundMessage` per message in the input, whatever happens: a message
 that cannot be read becomes an `InputError` naming the message, its control
 id, the segment and the field, never the value (it may be PHI), and the other
 messages of the file are still read. The reader does not deduplicate; it
-gives re-sends the same `dedup_key` so the feed layer can.
+gives re-sends the same `dedup_key` so the feed layer can: sender, MSH-10 and
+a digest of the content (`content_digest`), so that a sender reusing a control
+id for another message is not taken for a re-send.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from adapter.readers.er7 import (
 )
 from adapter.readers.hl7_time import TimestampError, parse_ts
 
-__all__ = ["DISCARDED_AMOUNT", "UNREAD_KEY_PREFIX", "read_hl7"]
+__all__ = ["DISCARDED_AMOUNT", "UNREAD_KEY_PREFIX", "content_digest", "read_hl7"]
 
 DISCARDED_AMOUNT = "discarded-amount"  # meaning of an OBX-3 code in mappings.observation_codes
 _BOM_BYTES = b"\xef\xbb\xbf"
@@ -82,14 +84,20 @@ class _Header:
     trigger: str
     version: str
     implausible_field: int = 0  # see `implausible_header_field`; 0 = a plausible header
+    digest: str = ""  # `content_digest` of the whole message
 
     @property
     def kind(self) -> str:
         return f"{self.message_type}^{self.trigger}" if self.trigger else self.message_type
 
     @property
-    def dedup_key(self) -> str:
+    def control_key(self) -> str:
+        """Sender and MSH-10: what names the message, not what it says (the old dedup key)."""
         return f"hl7:{self.sender}:{self.control_id}"
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.control_key}:{self.digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,20 +229,48 @@ def _codec(declared: tuple[str, ...]) -> str:
 
 def _read_chunk(chunk: Chunk, charset: str, context: _Context, origin: str) -> InboundMessage:
     header: _Header | None = None
+    digest = content_digest(chunk.lines)
     try:
         message = parse_message(chunk.lines, charset)
-        header = _header(message.msh)
+        header = _header(message.msh, digest)
         return _dispatch(message, header, context)
     except Er7Error as exc:
-        header = header or (_header(exc.msh) if exc.msh else None)
+        header = header or (_header(exc.msh, digest) if exc.msh else None)
         return _failure(chunk, header, origin, exc.where, exc.reason)
     except Exception as exc:  # a reader bug must not lose the rest of the file
         return _failure(chunk, header, origin, "", f"unexpected {type(exc).__name__}")
 
 
+def content_digest(lines: Iterable[str]) -> str:
+    """What makes two messages under one sender and MSH-10 the same message, as hex.
+
+    The segments as read (CR, LF and CRLF already cut the same way, blank lines
+    dropped), each without trailing whitespace, and MSH-7 left out: an engine that
+    re-sends after a lost ACK may stamp a new MSH-7 on the same message, and nothing
+    read here depends on MSH-7 (docs/feed-conventions.md, "Re-sends and reused
+    control ids"). Everything else counts, MSH-10 included.
+    """
+    canonical = "\r".join(_without_msh7(line.rstrip()) for line in lines if line.strip())
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _without_msh7(segment: str) -> str:
+    if not segment.startswith("MSH") or len(segment) < 4:
+        return segment
+    fields = segment.split(segment[3])
+    if len(fields) > 6:  # fields[0] is "MSH", fields[1] MSH-2: MSH-n is fields[n - 1]
+        fields[6] = ""
+    return segment[3].join(fields)
+
+
 def _dispatch(message: Message, header: _Header, context: _Context) -> InboundMessage:
     _check_header(message.msh, header)
-    base = InboundMessage(dedup_key=header.dedup_key, kind=_safe(header.kind))
+    base = InboundMessage(
+        dedup_key=header.dedup_key,
+        kind=_safe(header.kind),
+        control_id=header.control_id,
+        control_key=header.control_key,
+    )
     if not _VERSION.match(header.version):
         return replace(base, skip_reason=f"unsupported HL7 version {_safe(header.version)}")
     handler = _HANDLERS.get((header.message_type, header.trigger))
@@ -260,14 +296,16 @@ def _failure(
     if where:
         parts.append(where)
     if header and header.control_id:
-        key = header.dedup_key
+        key, control_key = header.dedup_key, header.control_key
     else:
         digest = hashlib.sha256("\r".join(chunk.lines).encode("utf-8", "replace")).hexdigest()
-        key = f"{UNREAD_KEY_PREFIX}{digest[:32]}"
+        key, control_key = f"{UNREAD_KEY_PREFIX}{digest[:32]}", ""
     return InboundMessage(
         dedup_key=key,
         kind=_safe(header.kind) if header else "",
         error=InputError(" ".join(parts), reason),
+        control_id=control_id,
+        control_key=control_key,
     )
 
 
@@ -276,7 +314,7 @@ def _safe(text: str, limit: int = 40) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
 
 
-def _header(msh: Segment) -> _Header:
+def _header(msh: Segment, digest: str) -> _Header:
     return _Header(
         sender=f"{_hd(msh, 3)}^{_hd(msh, 4)}",
         control_id=msh.get(10).strip(),
@@ -284,6 +322,7 @@ def _header(msh: Segment) -> _Header:
         trigger=msh.get(9, 2).strip().upper(),
         version=msh.get(12, 1).strip(),
         implausible_field=implausible_header_field(msh),
+        digest=digest,
     )
 
 

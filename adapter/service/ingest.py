@@ -147,7 +147,27 @@ class Ingestor:
             return Hl7Result(rejection.ack_code, control_id, False, rejection)
         duplicate = await self._keep(raw, "hl7", first, control_id)
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
+        if not duplicate:
+            await self._note_reuse(first)
         return Hl7Result("AA", control_id, duplicate)
+
+    async def _note_reuse(self, message: InboundMessage) -> None:
+        """Count and log (no PHI) a control id its sender already used for other content.
+
+        Both messages are kept and read (`dedup_key` holds a content digest); the warning
+        tells the interface analyst that the sender's counter restarted or is constant.
+        """
+        reused = await self.store.control_id_reused(
+            message.control_id, message.control_key, message.dedup_key
+        )
+        if reused:
+            self.metrics.control_id_reused.labels(format="hl7").inc()
+            log.warning(
+                "message.control_id_reused",
+                format="hl7",
+                kind=message_kind_label("hl7", message.kind),
+                control_id=control_id_label(message.control_id),
+            )
 
     async def keep_oversize(self, head: bytes, size: int, limit: int) -> None:
         """Keep the first bytes of a message refused for its size, as a dead letter.
@@ -291,16 +311,13 @@ def refusal_for(fmt: str, messages: Sequence[InboundMessage]) -> Refusal:
 
 
 def _control_id(message: InboundMessage) -> str:
-    """MSH-10 from the dedup key `hl7:<sender>:<MSH-10>`; empty when the header was unreadable.
+    """MSH-10 as the reader read it; empty when the header was unreadable.
 
-    The reader keys a message by MSH-10 only when its header is plausible (see
-    `header_is_plausible`), so a garbled header cannot put patient data here, and
-    this value is logged.
+    The reader sets it only when its header is plausible (see
+    `implausible_header_field`), so a garbled header cannot put patient data here,
+    and this value is logged.
     """
-    key = message.dedup_key
-    if not key.startswith("hl7:") or key.startswith(UNREAD_KEY_PREFIX):
-        return ""
-    return key.rpartition(":")[2]
+    return message.control_id
 
 
 def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | None:
@@ -365,7 +382,7 @@ def _fhir_kind(messages: list[InboundMessage]) -> str:
 
 
 def _first_id(messages: list[InboundMessage]) -> str:
-    return messages[0].dedup_key.removeprefix("fhir:")[:64]
+    return messages[0].control_id[:64]
 
 
 def _hash_key(prefix: str, raw: bytes) -> str:

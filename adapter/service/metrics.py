@@ -62,6 +62,13 @@ class Metrics:
             ["listener", "limit"],
             registry=self.registry,
         )
+        self.control_id_reused = Counter(
+            "adapter_control_id_reused_total",
+            "Messages accepted whose sender and control id (MSH-10) an earlier message with "
+            "other content already carried (not a re-send: both are read)",
+            ["format"],
+            registry=self.registry,
+        )
         self._message_series: dict[tuple[str, str, str], Any] = {}
         self.table_warnings = Counter(
             "adapter_stale_table_total",

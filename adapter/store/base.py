@@ -279,6 +279,12 @@ class Store(Protocol):
     async def find_messages(self, control_ids: Sequence[str]) -> list[StoredMessage]:
         """Messages (any status) stored under one of these control ids, ordered by id."""
 
+    async def control_id_reused(self, control_id: str, control_key: str, dedup_key: str) -> bool:
+        """Whether an accepted message other than `dedup_key` has this control key (sender and
+        MSH-10): the sender reused the control id for other content. Keys as the HL7 reader
+        makes them: `<control key>:<digest>`, or the control key alone when stored before
+        content digests (docs/reliability.md)."""
+
     async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
         """The encounter keys each message is linked to now (every id given is a key)."""
 

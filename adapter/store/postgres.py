@@ -336,6 +336,15 @@ class PostgresStore:
         rows = await pool.fetch(sql, control_id_candidates(control_ids))
         return [message_from_row(row, aware) for row in rows]
 
+    async def control_id_reused(self, control_id: str, control_key: str, dedup_key: str) -> bool:
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE control_id = $1"
+            " AND status = 'accepted' AND format = 'hl7' AND dedup_key <> $2"
+            " AND (dedup_key = $3 OR starts_with(dedup_key, $3 || ':')))"
+        )  # the control_id index; starts_with compares bytes whatever the collation
+        pool = await self._get_pool()
+        return bool(await pool.fetchval(sql, control_id, dedup_key, control_key))
+
     async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
         sql = (
             "SELECT message_id, encounter_key FROM message_links"

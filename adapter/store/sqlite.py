@@ -241,6 +241,10 @@ class SqliteStore:
         )
         return await self._read(lambda conn: _messages(conn, sql, (wanted,)))
 
+    async def control_id_reused(self, control_id: str, control_key: str, dedup_key: str) -> bool:
+        params = (control_id, dedup_key, control_key, len(control_key) + 1, f"{control_key}:")
+        return bool(await self._read(lambda conn: _scalar(conn, _REUSED, params)))
+
     async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
         ids = list(message_ids)
         return await self._read(lambda conn: {i: _linked_keys(conn, i) for i in ids})
@@ -449,6 +453,15 @@ def _transaction(conn: Conn, fn: Callable[[Conn], T], begin: str) -> T:
         raise
     conn.execute("COMMIT")
     return result
+
+
+# Uses the control_id index; LIMIT 1: a reuse is usually found on the first row.
+_REUSED = """
+SELECT count(*) FROM (SELECT 1 FROM messages
+    WHERE control_id = ? AND status = 'accepted' AND format = 'hl7' AND dedup_key <> ?
+      AND (dedup_key = ? OR substr(dedup_key, 1, ?) = ?)
+    LIMIT 1)
+"""
 
 
 def _migrate(conn: Conn, migrations: Sequence[Migration]) -> None:
