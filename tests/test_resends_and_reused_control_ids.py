@@ -29,9 +29,18 @@ from adapter.cli import main
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ack import read_msa
-from adapter.store.base import EncounterState
+from adapter.service.links import links_for, patient_key
+from adapter.store.base import EncounterState, NewMessage
 from tests.mllp_client import connect
-from tests.service_fixtures import Clock, make_settings, running_client, state_of
+from tests.service_fixtures import (
+    FHIR_JSON,
+    Clock,
+    fhir_body,
+    make_settings,
+    running_client,
+    scenario_resource,
+    state_of,
+)
 from tests.store_fixtures import PG_URL, require_postgres
 
 Client = TestClient[Any, Any]
@@ -40,6 +49,7 @@ REUSED = FIXTURE / "test_system_reused_msg00001.hl7"  # A04, RAS, RAS, A08, A03:
 VISIT = "visit:VN55100031"
 MAPPINGS = load_mappings(default_mappings_dir())
 NY = ZoneInfo("America/New_York")
+FHIR_HEADERS = {"Content-Type": FHIR_JSON}
 
 
 def messages(path: Path = REUSED, terminator: str = "\r") -> list[bytes]:
@@ -244,3 +254,50 @@ def test_adt_messages_of_one_test_sender_in_separate_files_are_each_read(
 
     assert "messages=3 duplicates=0 skipped_messages=0 " in summary
     assert report.count(": no administration") == 3
+
+
+# --- the control id the feed sent, as stored -------------------------------------------
+
+
+@pytest.mark.parametrize("meta", [{}, {"meta": {"versionId": "2"}}])
+async def test_a_fhir_resource_is_stored_under_its_type_and_id_for_replay_message(
+    client: Client, meta: dict[str, Any]
+) -> None:
+    """`replay --message ma-1` finds it: the control id is the reader's `Type/id`, not the
+    dedup key with its version or content digest."""
+    resource = {**scenario_resource("S09", "MedicationAdministration"), **meta}
+    response = await client.post(
+        "/fhir/MedicationAdministration", data=fhir_body(resource), headers=FHIR_HEADERS
+    )
+    assert response.status == 201, await response.text()
+
+    (found,) = await state_of(client).store.find_messages([resource["id"]])
+    assert found.control_id == f"MedicationAdministration/{resource['id']}"
+
+
+async def test_a_resend_of_a_message_stored_under_the_old_key_is_kept_once_more_and_billed_once(
+    client: Client,
+) -> None:
+    """Before content digests a message was keyed `hl7:<sender>:<MSH-10>`; no migration
+    rewrites those rows (docs/reliability.md). Its re-send after the upgrade is stored once
+    more, any further re-send is a duplicate, and the visit bills each line once."""
+    state = state_of(client)
+    ras = messages()[1]
+    (read,) = read_hl7(ras, MAPPINGS, NY, frame=True)
+    old = NewMessage(
+        read.control_key, "hl7", read.kind, ras, state.clock(), patient_key(read.events), "MSG00001"
+    )
+    await state.store.add_message(old, links_for(read.events, NY, None))
+
+    await send(client, messages())
+    await send(client, messages())  # and the whole visit once more
+
+    assert await stored(client, "MSG00001") == 6  # the old row, then the five under new keys
+    assert await state.coder.run_once() == 1
+    response = await client.get("/fhir/Claim")
+    (entry,) = (await response.json(content_type=None))["entry"]
+    units = {
+        i["productOrService"]["coding"][0]["code"]: i["quantity"]["value"]
+        for i in entry["resource"]["item"]
+    }
+    assert units == {"96413": 1, "J9271": 200, "96375": 1, "J1100": 10}
