@@ -36,6 +36,14 @@ from adapter.core.mappings import (
     table_key,
 )
 from adapter.core.model import Method, Route
+from adapter.core.price_tables import (
+    AspLimit,
+    OppsRate,
+    PfsRate,
+    PriceSource,
+    PriceTable,
+    PriceTables,
+)
 
 __all__ = ["MappingError", "default_mappings_dir", "load_mappings"]
 
@@ -56,6 +64,10 @@ REVENUE = "revenue_codes.csv"
 HOLDS = "hold_reasons.csv"
 LABELS = "code_labels.csv"
 OBSERVATIONS = "observation_codes.csv"
+PRICE_PFS = "price_pfs.csv"
+PRICE_ASP = "price_asp.csv"
+PRICE_OPPS = "price_opps.csv"
+PRICE_VERSIONS = "price_versions.csv"
 
 _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -82,6 +94,18 @@ _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         HOLDS: ("code", "sentence"),
         LABELS: ("code", "label"),
         OBSERVATIONS: ("code", "meaning"),
+        PRICE_PFS: (
+            "hcpcs",
+            "status",
+            "work_rvu",
+            "nonfacility_pe_rvu",
+            "nonfacility_na",
+            "mp_rvu",
+            "conversion_factor",
+        ),
+        PRICE_ASP: ("hcpcs", "billing_unit_amount", "billing_unit", "payment_limit"),
+        PRICE_OPPS: ("hcpcs", "status_indicator", "apc", "payment_rate"),
+        PRICE_VERSIONS: ("name", "effective_start", "effective_end", "source"),
     }
 )
 
@@ -109,6 +133,8 @@ _RXCUI = re.compile(r"[0-9]*")  # blank when not verified
 _STATUS_INDICATOR = re.compile(r"[A-Z][0-9]?")
 _REVENUE = re.compile(r"[0-9]{4}")
 _POS = re.compile(r"[0-9]{2}")
+_PFS_STATUS = re.compile(r"[A-Z]")
+_APC = re.compile(r"[0-9]{4}|")
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
@@ -225,6 +251,18 @@ def _amount(row: _Row, column: str) -> Decimal:
         raise row.error(f"{column} {value!r} is not a number") from None
     if not amount.is_finite() or amount <= 0:
         raise row.error(f"{column} {value!r} must be a number greater than 0")
+    return amount
+
+
+def _money(row: _Row, column: str) -> Decimal:
+    """A rate or RVU: a Decimal >= 0 (an RVU of 0 is real: carrier-priced codes carry it)."""
+    value = row[column]
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise row.error(f"{column} {value!r} is not a number") from None
+    if not amount.is_finite() or amount < 0:
+        raise row.error(f"{column} {value!r} must be a number of 0 or more")
     return amount
 
 
@@ -508,6 +546,91 @@ def _observations(rows: Iterable[_Row]) -> Mapping[str, str]:
     )
 
 
+# ---------------------------------------------------------------- price tables
+
+
+def _price_tables(
+    tables: Mapping[str, tuple[_Row, ...]],
+    directory: Path,
+    drugs: Mapping[str, Drug],
+    opps: Mapping[str, str],
+) -> PriceTables:
+    """price_*.csv: national rates, each table with its period (D27 flags use it)."""
+    return PriceTables(
+        pfs=_frozen({r.code: r for r in map(_pfs_rate, _keyed_codes(tables[PRICE_PFS]).values())}),
+        asp=_frozen(
+            {c: _asp_limit(row, drugs) for c, row in _keyed_codes(tables[PRICE_ASP]).items()}
+        ),
+        opps=_frozen(
+            {c: _opps_rate(row, opps) for c, row in _keyed_codes(tables[PRICE_OPPS]).items()}
+        ),
+        sources=_price_sources(tables[PRICE_VERSIONS], directory / PRICE_VERSIONS),
+    )
+
+
+def _keyed_codes(rows: Iterable[_Row]) -> dict[str, _Row]:
+    return _keyed(rows, lambda r: _match(r, "hcpcs", _PROCEDURE, "a CPT/HCPCS code"), "code")
+
+
+def _pfs_rate(row: _Row) -> PfsRate:
+    return PfsRate(
+        code=row["hcpcs"],
+        status=_match(row, "status", _PFS_STATUS, "a PFS status (one letter)"),
+        work_rvu=_money(row, "work_rvu"),
+        nonfacility_pe_rvu=_money(row, "nonfacility_pe_rvu"),
+        nonfacility_na=_choice(row, "nonfacility_na", ("", "NA"), "nonfacility_na") == "NA",
+        mp_rvu=_money(row, "mp_rvu"),
+        conversion_factor=_amount(row, "conversion_factor"),
+    )
+
+
+def _asp_limit(row: _Row, drugs: Mapping[str, Drug]) -> AspLimit:
+    """A limit is per billing unit: it must be the unit the coder counts units in."""
+    limit = AspLimit(
+        code=row["hcpcs"],
+        unit_amount=_amount(row, "billing_unit_amount"),
+        unit=_choice(row, "billing_unit", BILLING_UNITS, "billing unit"),
+        payment_limit=_money(row, "payment_limit"),
+    )
+    drug = drugs.get(limit.code)
+    if drug is not None and (drug.unit_amount, drug.unit) != (limit.unit_amount, limit.unit):
+        raise row.error(
+            f"{limit.code} is priced per {limit.unit_amount} {limit.unit} but {DRUGS} bills it "
+            f"per {drug.unit_amount} {drug.unit}"
+        )
+    return limit
+
+
+def _opps_rate(row: _Row, opps: Mapping[str, str]) -> OppsRate:
+    """The status indicator must be the one coding used (JW/JZ follow it, D17)."""
+    status = _match(row, "status_indicator", _STATUS_INDICATOR, "an OPPS status indicator")
+    if row["hcpcs"] in opps and opps[row["hcpcs"]] != status:
+        raise row.error(
+            f"status indicator {status} of {row['hcpcs']} disagrees with {OPPS} "
+            f"({opps[row['hcpcs']]})"
+        )
+    return OppsRate(
+        code=row["hcpcs"],
+        status_indicator=status,
+        apc=_match(row, "apc", _APC, "a 4-digit APC or empty"),
+        payment_rate=_money(row, "payment_rate") if row["payment_rate"] else None,
+    )
+
+
+def _price_sources(rows: Iterable[_Row], where: Path) -> Mapping[PriceTable, PriceSource]:
+    """One period per price table, each named; a table without its period is refused."""
+    names = [t.value for t in PriceTable]
+    keyed = _keyed(rows, lambda r: _choice(r, "name", names, "price table"), "price table")
+    sources = {
+        PriceTable(name): PriceSource(PriceTable(name), _version(row), _text(row, "source"))
+        for name, row in keyed.items()
+    }
+    missing = [name for name in names if name not in keyed]
+    if missing:
+        raise MappingError(f"{where}: no period for price table(s) {', '.join(missing)}")
+    return MappingProxyType(sources)
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -515,9 +638,10 @@ def load_mappings(directory: Path) -> Mappings:
     """Read, check and assemble every table of `directory` (normally `mappings/`)."""
     tables = {name: _read(directory, name) for name in _COLUMNS}
     catalog, drug_labels = _catalog(tables)
+    opps_status = _opps(tables[OPPS])
     return Mappings(
         catalog=catalog,
-        opps_status=_opps(tables[OPPS]),
+        opps_status=opps_status,
         routes=_routes(tables[ROUTES]),
         methods=_methods(tables[METHODS]),
         locations=_locations(tables[LOCATIONS]),
@@ -526,4 +650,5 @@ def load_mappings(directory: Path) -> Mappings:
         code_labels=_labels(tables[LABELS], drug_labels),
         observation_codes=_observations(tables[OBSERVATIONS]),
         table_versions=_versions(tables[VERSIONS]),
+        prices=_price_tables(tables, directory, catalog.drugs, opps_status),
     )

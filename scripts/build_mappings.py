@@ -54,6 +54,18 @@ CATALOG_COLUMNS = (
 DRUG_COLUMNS = ("hcpcs", "drug", "class", "billing_unit_amount", "billing_unit", "label")
 OPPS_COLUMNS = ("hcpcs", "status_indicator")
 VERSION_COLUMNS = ("name", "effective_start", "effective_end")
+PRICE_PFS_COLUMNS = (
+    "hcpcs",
+    "status",
+    "work_rvu",
+    "nonfacility_pe_rvu",
+    "nonfacility_na",
+    "mp_rvu",
+    "conversion_factor",
+)
+PRICE_ASP_COLUMNS = ("hcpcs", "billing_unit_amount", "billing_unit", "payment_limit")
+PRICE_OPPS_COLUMNS = ("hcpcs", "status_indicator", "apc", "payment_rate")
+PRICE_VERSION_COLUMNS = ("name", "effective_start", "effective_end", "source")
 
 CHEMOTHERAPY = "chemotherapy"
 IMMUNOTHERAPY = "immunotherapy"
@@ -166,6 +178,8 @@ class Sources:
     crosswalk: Path
     opps: Path
     hcpcs: Path
+    asp: Path  # payment limits (price_asp.csv)
+    pfs: Path  # PFS RVUs of the administration codes (price_pfs.csv)
 
 
 # ---------------------------------------------------------------- reading
@@ -405,6 +419,101 @@ def _wanted_opps_code(code: str) -> bool:
     return code.isdigit() and len(code) == 5 and int(code) in _ADMIN_CPT
 
 
+# ---------------------------------------------------------------- price tables
+
+
+def _wanted_admin_code(code: str) -> bool:
+    return code in _ADMIN_HCPCS or (code.isdigit() and len(code) == 5 and int(code) in _ADMIN_CPT)
+
+
+def build_price_pfs(path: Path) -> list[tuple[str, ...]]:
+    """National PFS RVUs of 96360-96549 and G0498 (global rows only), with the conversion factor.
+
+    Only the non-facility inputs are kept: the office is priced at the non-facility
+    amount, and the hospital outpatient figure is the facility's OPPS payment.
+    """
+    rows: dict[str, tuple[str, ...]] = {}
+    for number, raw in enumerate(_read_csv(path), start=2):
+        code = raw["HCPCS"].strip().upper()
+        if raw["MOD"].strip() or not _wanted_admin_code(code):
+            continue
+        where = f"{path.name} line {number}"
+        na = raw["NONFAC_NA"].strip().upper()
+        if na not in ("", "NA"):
+            raise BuildError(f"{where}: NONFAC_NA {na!r} is neither empty nor NA")
+        rows[code] = (
+            code,
+            raw["STATUS"].strip().upper(),
+            _canonical_decimal(raw["WORK_RVU"], where),
+            _canonical_decimal(raw["NONFAC_PE_RVU"], where),
+            na,
+            _canonical_decimal(raw["MP_RVU"], where),
+            _canonical_decimal(raw["CONV_FACTOR"], where),
+        )
+    if len({row[-1] for row in rows.values()}) > 1:
+        raise BuildError(f"{path.name}: more than one conversion factor")
+    return sorted(rows.values())
+
+
+def build_price_asp(
+    path: Path, drugs: Sequence[Sequence[str]], warn: list[str]
+) -> list[tuple[str, ...]]:
+    """ASP payment limits of the catalog's drug codes, in the catalog's billing unit.
+
+    A limit is per billing unit: a code whose CMS unit differs from ours (1 mg vs 10 mg)
+    would be priced ten times off, so the build stops instead.
+    """
+    limits = {r["HCPCS Code"].strip().upper(): (n, r) for n, r in enumerate(_read_csv(path), 2)}
+    rows = []
+    for code, _drug, _class, amount, unit, _label in drugs:
+        found = limits.get(code)
+        if found is None or not found[1]["Payment Limit"].strip():
+            warn.append(f"{code} has no ASP payment limit in {path.name}")
+            continue
+        number, raw = found
+        where = f"{path.name} line {number}"
+        if parse_dosage(raw["HCPCS Code Dosage"], where) != (amount, unit):
+            raise BuildError(
+                f"{where}: {code} is priced per {raw['HCPCS Code Dosage']!r}, "
+                f"the catalog bills it per {amount} {unit}"
+            )
+        rows.append((code, amount, unit, _canonical_decimal(raw["Payment Limit"], where)))
+    return rows
+
+
+def build_price_opps(path: Path, drug_codes: Iterable[str]) -> list[tuple[str, ...]]:
+    """Addendum B status indicator, APC and payment rate of the catalog's drug codes and the
+    administration codes; the rate is empty where CMS publishes none (packaged, `N`)."""
+    wanted = set(drug_codes)
+    rows: dict[str, tuple[str, ...]] = {}
+    for number, raw in enumerate(_read_csv(path), start=2):
+        code = raw["HCPCS Code"].strip().upper()
+        if code not in wanted and not _wanted_admin_code(code):
+            continue
+        where = f"{path.name} line {number}"
+        rate = raw["Payment Rate"].strip().lstrip("$")
+        rows[code] = (
+            code,
+            raw["SI"].strip(),
+            raw["APC"].strip(),
+            _canonical_decimal(rate, where) if rate else "",
+        )
+    return sorted(rows.values())
+
+
+def build_price_versions(sources: Sources) -> list[tuple[str, str, str, str]]:
+    """Each price table's period, read from its file name like `table_versions.csv`."""
+    periods = {
+        "asp": (crosswalk_period(sources.asp), sources.asp),
+        "opps": (opps_period(sources.opps), sources.opps),
+        "pfs": (_release_period(sources.pfs), sources.pfs),
+    }
+    return [
+        (name, s.isoformat(), e.isoformat(), path.name)
+        for name, ((s, e), path) in sorted(periods.items())
+    ]
+
+
 # ---------------------------------------------------------------- versions
 
 
@@ -478,7 +587,7 @@ KINDS: Mapping[str, Kind] = {
     "crosswalk": Kind("cms_asp_ndc_hcpcs_crosswalk_*.csv", crosswalk_period),
     "opps": Kind("cms_opps_addendum_b_*.csv", opps_period),
     "hcpcs": Kind("cms_hcpcs_level2_*.csv", hcpcs_period),
-    # Not read by this build: vendored for pricing at run time (national payment figures).
+    # The price tables (price_asp.csv, price_pfs.csv) for expected payment at run time.
     "asp_payment_limits": Kind("cms_asp_payment_limits_*.csv", crosswalk_period),
     "pfs_rvu": Kind("cms_pfs_rvu_*.csv", _release_period),
 }
@@ -494,6 +603,8 @@ def find_sources(reference: Path) -> Sources:
         crosswalk=_newest(reference, KINDS["crosswalk"]),
         opps=_newest(reference, KINDS["opps"]),
         hcpcs=_newest(reference, KINDS["hcpcs"]),
+        asp=_newest(reference, KINDS["asp_payment_limits"]),
+        pfs=_newest(reference, KINDS["pfs_rvu"]),
     )
 
 
@@ -544,11 +655,18 @@ def build(reference: Path) -> tuple[dict[str, bytes], list[str]]:
     sources = find_sources(reference)
     warnings: list[str] = []
     catalog = build_catalog(sources, warnings)
+    drugs = build_drugs(catalog, read_descriptors(sources.hcpcs))
     files = {
         "drug_catalog.csv": render(CATALOG_COLUMNS, (r.cells() for r in catalog)),
-        "drugs.csv": render(DRUG_COLUMNS, build_drugs(catalog, read_descriptors(sources.hcpcs))),
+        "drugs.csv": render(DRUG_COLUMNS, drugs),
         "opps_status.csv": render(OPPS_COLUMNS, build_opps(sources.opps)),
         "table_versions.csv": render(VERSION_COLUMNS, build_versions(sources)),
+        "price_asp.csv": render(PRICE_ASP_COLUMNS, build_price_asp(sources.asp, drugs, warnings)),
+        "price_opps.csv": render(
+            PRICE_OPPS_COLUMNS, build_price_opps(sources.opps, (row[0] for row in drugs))
+        ),
+        "price_pfs.csv": render(PRICE_PFS_COLUMNS, build_price_pfs(sources.pfs)),
+        "price_versions.csv": render(PRICE_VERSION_COLUMNS, build_price_versions(sources)),
     }
     return files, warnings
 

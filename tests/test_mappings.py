@@ -24,7 +24,16 @@ from adapter.mappings_loader import MappingError, default_mappings_dir, load_map
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "mappings" / "reference"
-GENERATED = ("drug_catalog.csv", "drugs.csv", "opps_status.csv", "table_versions.csv")
+GENERATED = (
+    "drug_catalog.csv",
+    "drugs.csv",
+    "opps_status.csv",
+    "table_versions.csv",
+    "price_asp.csv",
+    "price_opps.csv",
+    "price_pfs.csv",
+    "price_versions.csv",
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +94,70 @@ class TestShippedTables:
             "2026-01-01",
             "2026-03-31",
         )
+
+
+class TestPriceTables:
+    """The price tables hold the CMS rows as published (values read off mappings/reference/)."""
+
+    def test_each_price_table_has_its_period_and_source_file(self, mappings: Mappings) -> None:
+        periods = {
+            table.value: (
+                s.version.effective_start.isoformat(),
+                s.version.effective_end.isoformat(),
+                s.source_file,
+            )
+            for table, s in mappings.prices.sources.items()
+        }
+        assert periods == {
+            "asp": ("2026-01-01", "2026-03-31", "cms_asp_payment_limits_2026Q1.csv"),
+            "opps": ("2025-10-01", "2025-12-31", "cms_opps_addendum_b_2025oct_no_cpt_desc.csv"),
+            "pfs": ("2025-01-01", "2025-03-31", "cms_pfs_rvu_2025a_drug_admin.csv"),
+        }
+
+    def test_pfs_row_of_96413_and_the_conversion_factor(self, mappings: Mappings) -> None:
+        """cms_pfs_rvu_2025a_drug_admin.csv: 96413,,A,0.28,3.35,,3.35,NA,0.06,...,32.3465."""
+        rate = mappings.prices.pfs["96413"]
+        assert (rate.status, rate.work_rvu, rate.nonfacility_pe_rvu, rate.mp_rvu) == (
+            "A",
+            Decimal("0.28"),
+            Decimal("3.35"),
+            Decimal("0.06"),
+        )
+        assert rate.nonfacility_rvu == Decimal("3.69")
+        assert rate.conversion_factor == Decimal("32.3465")
+
+    def test_every_administration_code_of_the_pfs_file_is_kept(self, mappings: Mappings) -> None:
+        assert len(mappings.prices.pfs) == 43
+        assert mappings.prices.pfs["96547"].nonfacility_na
+        assert mappings.prices.pfs["G0498"].status == "C"
+
+    def test_asp_limit_is_per_catalog_billing_unit(self, mappings: Mappings) -> None:
+        """cms_asp_payment_limits_2026Q1.csv: J9271,Inj pembrolizumab,1 MG,59.726; J7050 250 CC."""
+        assert mappings.prices.asp["J9271"].payment_limit == Decimal("59.726")
+        saline = mappings.prices.asp["J7050"]
+        assert (saline.unit_amount, saline.unit, saline.payment_limit) == (
+            Decimal(250),
+            "mL",
+            Decimal("0.664"),
+        )
+        assert set(mappings.prices.asp) == set(mappings.catalog.drugs)
+
+    def test_opps_rates_of_a_drug_an_administration_and_a_packaged_code(
+        self, mappings: Mappings
+    ) -> None:
+        """Addendum B: J9271 K 1490 $60.291; 96413 S 5694 $331.690; J1100 N (no rate)."""
+        opps = mappings.prices.opps
+        assert (opps["J9271"].status_indicator, opps["J9271"].payment_rate) == (
+            "K",
+            Decimal("60.291"),
+        )
+        assert (opps["96413"].apc, opps["96413"].payment_rate) == ("5694", Decimal("331.69"))
+        assert (opps["J1100"].status_indicator, opps["J1100"].payment_rate) == ("N", None)
+        assert opps["J1950"].payment_rate == Decimal("1730.324")  # "$1,730.324" in the file
+
+    def test_price_status_indicators_agree_with_the_coders(self, mappings: Mappings) -> None:
+        for code, rate in mappings.prices.opps.items():
+            assert mappings.opps_status[code] == rate.status_indicator, code
 
 
 class TestDrugFacts:
@@ -449,6 +522,37 @@ def copy_of_mappings(tmp_path: Path) -> Path:
             "not a date",
             id="date",
         ),
+        pytest.param(
+            "price_pfs.csv", replace("96413,", field(3, "-1")), "0 or more", id="rvu-negative"
+        ),
+        pytest.param(
+            "price_pfs.csv", replace("96413,", field(6, "0")), "greater than 0", id="cf-zero"
+        ),
+        pytest.param(
+            "price_pfs.csv", replace("96413,", field(4, "N/A")), "nonfacility_na", id="pfs-na"
+        ),
+        pytest.param(
+            "price_asp.csv", replace("J9271,", field(1, "10")), "bills it per 1 mg", id="asp-unit"
+        ),
+        pytest.param(
+            "price_asp.csv", replace("J9271,", field(3, "$59.726")), "not a number", id="asp-$"
+        ),
+        pytest.param(
+            "price_opps.csv", replace("J9271,", field(1, "N")), "disagrees with", id="opps-si"
+        ),
+        pytest.param("price_opps.csv", replace("96413,", field(2, "56")), "APC", id="opps-apc"),
+        pytest.param(
+            "price_opps.csv", append("96413,S,5694,331.69"), "duplicate code", id="opps-dup"
+        ),
+        pytest.param(
+            "price_versions.csv", append("mpfs,2026-01-01,2026-12-31,x.csv"), "price table", id="pv"
+        ),
+        pytest.param(
+            "price_versions.csv",
+            replace("asp,", field(2, "2025-12-31")),
+            "before effective_start",
+            id="price-period",
+        ),
         pytest.param("routes.csv", replace("code,", lambda _: "code;route"), "header", id="header"),
         pytest.param("methods.csv", append('"IVP,push'), "expected 2 fields", id="open-quote"),
     ],
@@ -471,6 +575,14 @@ def test_missing_hold_reason_is_refused(copy_of_mappings: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     path.write_text("\n".join(ln for ln in lines if "missing-dose" not in ln) + "\n")
     with pytest.raises(MappingError, match=r"hold_reasons\.csv: no sentence .*missing-dose"):
+        load_mappings(copy_of_mappings)
+
+
+def test_price_table_without_its_period_is_refused(copy_of_mappings: Path) -> None:
+    path = copy_of_mappings / "price_versions.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(ln for ln in lines if not ln.startswith("pfs,")) + "\n")
+    with pytest.raises(MappingError, match=r"price_versions\.csv: no period .*pfs"):
         load_mappings(copy_of_mappings)
 
 
@@ -548,6 +660,25 @@ def test_taking_in_a_new_quarter_replaces_the_old_file_and_rebuilds(tmp_path: Pa
     assert "update mappings/reference/SOURCES.md" in result.stderr
     versions = (out / "table_versions.csv").read_text(encoding="utf-8")
     assert "crosswalk,2026-04-01,2026-06-30" in versions
+
+
+def test_generator_stops_when_cms_prices_a_drug_in_another_unit_than_the_catalog(
+    tmp_path: Path,
+) -> None:
+    """A per-10-mg limit applied to 1-mg units would price pembrolizumab ten times over."""
+    reference = tmp_path / "reference"
+    shutil.copytree(REFERENCE, reference)
+    limits = reference / "cms_asp_payment_limits_2026Q1.csv"
+    text = limits.read_text(encoding="utf-8")
+    assert "J9271,Inj pembrolizumab,1 MG," in text
+    limits.write_text(
+        text.replace("J9271,Inj pembrolizumab,1 MG,", "J9271,Inj pembrolizumab,10 MG,")
+    )
+
+    result = _run_generator("--reference", str(reference), "--out", str(tmp_path / "out"))
+
+    assert result.returncode == 1
+    assert "J9271 is priced per '10 MG', the catalog bills it per 1 mg" in result.stderr
 
 
 def test_generator_without_its_reference_files_fails_naming_the_missing_file(

@@ -27,6 +27,7 @@ from adapter.core.holds import Hold
 from adapter.core.mappings import Mappings, Setting
 from adapter.core.model import AdminStatus, PatientClass
 from adapter.core.options import CodingOptions
+from adapter.core.periods import PeriodStatus
 
 IcdCheck = Callable[[str], bool]
 
@@ -177,5 +178,5 @@ def _table_warnings(lines: tuple[ChargeLine, ...], ctx: CodingContext) -> tuple[
     return tuple(
         TableWarning(t.name, t.effective_end, last)
         for t in ctx.mappings.table_versions
-        if last > t.effective_end
+        if t.status_on(last) is PeriodStatus.PAST_PERIOD
     )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from types import MappingProxyType
 
 from adapter.core.catalog import Catalog
 from adapter.core.model import Method, Route
+from adapter.core.periods import TableVersion
+from adapter.core.price_tables import PriceTables
+
+__all__ = ["HoldReasonText", "LocationRule", "Mappings", "Setting", "TableVersion", "table_key"]
 
 
 class Setting:
@@ -31,15 +34,6 @@ def table_key(code: str) -> str:
 
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class TableVersion:
-    """Which quarter of a CMS table is loaded (D27: chosen by date of service)."""
-
-    name: str
-    effective_start: date
-    effective_end: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +67,7 @@ class Mappings:
     code_labels: Mapping[str, str] = field(default_factory=_empty)  # our own short labels
     observation_codes: Mapping[str, str] = field(default_factory=_empty)  # OBX-3 -> meaning
     table_versions: tuple[TableVersion, ...] = ()
+    prices: PriceTables = field(default_factory=PriceTables)  # national rates (pricing)
 
     def route(self, code: str) -> Route:
         """Map a route code from any table (HL7 0162, SNOMED, free abbreviations)."""
