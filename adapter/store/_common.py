@@ -210,7 +210,7 @@ def _settle(batch: Sequence[Queued], results: Sequence[AddResult | BaseException
 def take_group(queue: list[Queued]) -> tuple[list[Queued], list[Queued]]:
     """The next group (at most MAX_GROUP, unique dedup keys) and what stays queued.
 
-    A key seen twice (a sender re-using a control id while the first is in flight) waits
+    A key seen twice (a sender re-sending a message while the first copy is in flight) waits
     for the next group, where it is found stored and answered as a duplicate.
     """
     group: list[Queued] = []

@@ -242,7 +242,7 @@ class SqliteStore:
         return await self._read(lambda conn: _messages(conn, sql, (wanted,)))
 
     async def control_id_reused(self, control_id: str, control_key: str, dedup_key: str) -> bool:
-        params = (control_id, dedup_key, control_key, len(control_key) + 1, f"{control_key}:")
+        params = (dedup_key, control_key, f"{control_key}:", f"{control_key};")
         return bool(await self._read(lambda conn: _scalar(conn, _REUSED, params)))
 
     async def message_links(self, message_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -455,11 +455,14 @@ def _transaction(conn: Conn, fn: Callable[[Conn], T], begin: str) -> T:
     return result
 
 
-# Uses the control_id index; LIMIT 1: a reuse is usually found on the first row.
+# The key itself (old rows) or the keys that start with `<control key>:` (':' + 1 is ';', and
+# text compares as bytes): two searches of the unique index, whatever the table's size. Not
+# the control_id index: on `status = ?` as well the planner took the status index and read
+# every accepted row (3 ms a message at 20,000 rows); `+status` keeps it off that index.
 _REUSED = """
 SELECT count(*) FROM (SELECT 1 FROM messages
-    WHERE control_id = ? AND status = 'accepted' AND format = 'hl7' AND dedup_key <> ?
-      AND (dedup_key = ? OR substr(dedup_key, 1, ?) = ?)
+    WHERE +status = 'accepted' AND dedup_key <> ?
+      AND (dedup_key = ? OR (dedup_key > ? AND dedup_key < ?))
     LIMIT 1)
 """
 
