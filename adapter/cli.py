@@ -249,7 +249,8 @@ def _send_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     send.add_argument(
         "--server-name",
         metavar="NAME",
-        help="name the server certificate must carry (default: --host)",
+        default=None,
+        help="name the server certificate must carry (when not given: --host)",
     )
 
 

@@ -68,6 +68,8 @@ PRICE_PFS = "price_pfs.csv"
 PRICE_ASP = "price_asp.csv"
 PRICE_OPPS = "price_opps.csv"
 PRICE_VERSIONS = "price_versions.csv"
+# Optional as a set: a directory without any of them loads with nothing priceable.
+PRICE_FILES = (PRICE_PFS, PRICE_ASP, PRICE_OPPS, PRICE_VERSIONS)
 
 _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -636,7 +638,10 @@ def _price_sources(rows: Iterable[_Row], where: Path) -> Mapping[PriceTable, Pri
 
 def load_mappings(directory: Path) -> Mappings:
     """Read, check and assemble every table of `directory` (normally `mappings/`)."""
-    tables = {name: _read(directory, name) for name in _COLUMNS}
+    present = _price_files_present(directory)
+    tables = {
+        name: _read(directory, name) for name in _COLUMNS if name not in PRICE_FILES or present
+    }
     catalog, drug_labels = _catalog(tables)
     opps_status = _opps(tables[OPPS])
     return Mappings(
@@ -650,5 +655,23 @@ def load_mappings(directory: Path) -> Mappings:
         code_labels=_labels(tables[LABELS], drug_labels),
         observation_codes=_observations(tables[OBSERVATIONS]),
         table_versions=_versions(tables[VERSIONS]),
-        prices=_price_tables(tables, directory, catalog.drugs, opps_status),
+        prices=(
+            _price_tables(tables, directory, catalog.drugs, opps_status)
+            if present
+            else PriceTables()
+        ),
     )
+
+
+def _price_files_present(directory: Path) -> bool:
+    """Whether `directory` carries the price tables: all four, or none of them.
+
+    Nothing is priced on a page or API yet (docs/pricing.md), so a site directory
+    copied before the price tables existed must still start; it only cannot price.
+    Some but not all of them is a half-copied quarter and is refused.
+    """
+    found = [name for name in PRICE_FILES if (directory / name).exists()]
+    if found and len(found) < len(PRICE_FILES):
+        missing = ", ".join(n for n in PRICE_FILES if n not in found)
+        raise MappingError(f"{directory}: price tables incomplete, missing {missing}")
+    return bool(found)

@@ -592,6 +592,26 @@ def test_missing_table_is_refused(copy_of_mappings: Path) -> None:
         load_mappings(copy_of_mappings)
 
 
+def test_site_directory_from_before_the_price_tables_still_loads_with_nothing_priceable(
+    copy_of_mappings: Path,
+) -> None:
+    for name in ("price_pfs.csv", "price_asp.csv", "price_opps.csv", "price_versions.csv"):
+        (copy_of_mappings / name).unlink()
+
+    loaded = load_mappings(copy_of_mappings)
+
+    assert not loaded.prices.pfs and not loaded.prices.asp and not loaded.prices.opps
+    assert loaded.catalog.drugs  # the coding tables are all there
+
+
+def test_half_copied_price_tables_are_refused_naming_the_missing_ones(
+    copy_of_mappings: Path,
+) -> None:
+    (copy_of_mappings / "price_opps.csv").unlink()
+    with pytest.raises(MappingError, match=r"price tables incomplete, missing price_opps\.csv"):
+        load_mappings(copy_of_mappings)
+
+
 def test_blank_lines_and_spreadsheet_bom_are_accepted(copy_of_mappings: Path) -> None:
     path = copy_of_mappings / "routes.csv"
     path.write_text("\ufeff" + path.read_text(encoding="utf-8") + "\n \n", encoding="utf-8")
