@@ -250,7 +250,8 @@ def _send_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--server-name",
         metavar="NAME",
         default=None,
-        help="name the server certificate must carry (when not given: --host)",
+        # "%(default).0s" prints nothing and stops the formatter adding "(default: None)".
+        help="name the server certificate must carry (default: the --host value)%(default).0s",
     )
 
 
