@@ -16,14 +16,10 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import harness  # noqa: F401  (this checkout first on sys.path)
 
-from adapter.service.mllp import Frame, MllpDecoder, encode_frame  # noqa: E402
+from adapter.service.mllp import Frame, MllpDecoder, encode_frame
 
 ACK_HEAD = b"MSH|^~\\&|BENCH|BENCH|EHR|EHR|20260101000000||ACK|BENCHACK|P|2.5.1\rMSA|AA|"
 

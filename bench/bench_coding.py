@@ -17,72 +17,29 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness.load import REGIMEN, regimen_messages
 
-from adapter.cli import tune_gc  # noqa: E402
-from adapter.core.charges import CodedEncounter  # noqa: E402
-from adapter.core.options import CodingOptions  # noqa: E402
-from adapter.dft_profiles_loader import load_dft_profile  # noqa: E402
-from adapter.hl7.dft import DftVisit, build_dft  # noqa: E402
-from adapter.icd10 import is_billable  # noqa: E402
-from adapter.mappings_loader import default_mappings_dir, load_mappings  # noqa: E402
-from adapter.pipeline import Pipeline  # noqa: E402
+from adapter.cli import tune_gc
+from adapter.core.charges import CodedEncounter
+from adapter.core.options import CodingOptions
+from adapter.dft_profiles_loader import load_dft_profile
+from adapter.hl7.dft import DftVisit, build_dft
+from adapter.icd10 import is_billable
+from adapter.mappings_loader import default_mappings_dir, load_mappings
+from adapter.pipeline import Pipeline
 
 TZ = ZoneInfo("America/New_York")
-# (NDC, dose, unit, minutes or None for a push, method)
-REGIMEN = [
-    ("00404-9795-30", "12", "mg", None, "IVP"),  # dexamethasone push (J1100)
-    ("00409-2504-10", "0.25", "mg", None, "IVP"),  # palonosetron push (J2469)
-    ("00006-3026-02", "200", "mg", 30, "IVPB"),  # pembrolizumab (J9271)
-    ("00703-4239-01", "500", "mg", 35, "IVPB"),  # carboplatin (J9045)
-    ("00264-5802-00", "1000", "mL", 90, "IVPB"),  # saline hydration with an indication
-]
 ADMINS_PER_ENCOUNTER = len(REGIMEN)
 
 
 def hl7_feed(encounters: int) -> bytes:
-    out = []
-    base = datetime(2026, 1, 5, 8, 0)
-    for n in range(encounters):
-        day = base + timedelta(days=n % 60)
-        ts = day.strftime("%Y%m%d%H%M")
-        visit, mrn = f"V{n:07d}", f"M{n:07d}"
-        out.append(
-            "\r".join(
-                [
-                    f"MSH|^~\\&|EPIC|ONC|CHARGE|ONC|{ts}||ADT^A04|A{n:07d}|P|2.5.1",
-                    f"PID|1||{mrn}^^^HOSP^MR||TEST^PATIENT",
-                    f"PV1|1|O|ONCINF^^^MAIN||||||||||||||||{visit}",
-                    "DG1|1||C34.90^Malignant neoplasm of lung^I10||||||||||||1",
-                ]
-            )
-        )
-        segments = [
-            f"MSH|^~\\&|EPIC|ONC|CHARGE|ONC|{ts}||RAS^O17^RAS_O17|R{n:07d}|P|2.5.1",
-            f"PID|1||{mrn}^^^HOSP^MR||TEST^PATIENT",
-            f"PV1|1|O|ONCINF^^^MAIN||||||||||||||||{visit}",
-        ]
-        clock = day
-        for i, (ndc, dose, unit, minutes, method) in enumerate(REGIMEN):
-            start = clock.strftime("%Y%m%d%H%M")
-            end = (clock + timedelta(minutes=minutes or 0)).strftime("%Y%m%d%H%M")
-            indication = "E86.0^Dehydration^I10" if unit == "mL" else ""
-            segments += [
-                f"ORC|RE|O{n}-{i}|F{n}-{i}",
-                f"RXA|0|1|{start}|{end if minutes else ''}|{ndc}^drug^NDC|{dose}|{unit}"
-                f"||||||||||||{indication}|CP|A",
-                f"RXR|IV|L ARM||{method}",
-            ]
-            clock += timedelta(minutes=(minutes or 5) + 5)
-        out.append("\r".join(segments))
+    """A04 and RAS of the regimen per encounter, one message per line (a batch file)."""
+    out = [m for n in range(encounters) for m in regimen_messages(n, discharge=False)]
     return ("\n".join(out) + "\n").encode()
 
 

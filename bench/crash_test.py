@@ -7,7 +7,7 @@ send realistic visits (ADT^A04, RAS^O17, ADT^A03 from fixtures/scenarios, made u
 record every message answered AA (or CA). Meanwhile the adapter is killed with SIGKILL at
 seeded random moments and restarted; the senders reconnect and resend whatever was not
 acknowledged, as an interface engine does. Then the adapter codes everything (A03 closes
-each visit) and the store is checked directly (see bench/_load.py `verify`).
+each visit) and the store is checked directly (see bench/harness/verify.py).
 
 Prints key=value lines, among them crash_lost, crash_duplicates, crash_kills and
 crash_messages_acked; exits 1 when anything acknowledged was lost, anything is duplicated,
@@ -21,28 +21,21 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from types import FrameType
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _load import (
-    DEFAULT_PG_URL,
-    AdapterProcess,
-    LoadConfig,
-    LoadGenerator,
-    Recorder,
-    Traffic,
+from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic
+from harness.pg import PG_URL as DEFAULT_PG_URL
+from harness.pg import drop_test_schema
+from harness.proc import AdapterProcess, interrupt_on_signals
+from harness.verify import (
     batch_expected,
     inject_faults,
     log_counts,
-    pg_admin,
-    print_problems,
+    print_verdict,
     read_store,
     verify,
     wait_settled,
@@ -85,14 +78,9 @@ def kill_schedule(rnd: random.Random, kills: int, duration: float) -> list[tuple
     return [(round(t, 2), round(rnd.uniform(0.0, 1.5), 2)) for t in times]
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     ns = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (nohup, &)
+    interrupt_on_signals()
     seed = ns.seed if ns.seed is not None else int(time.time()) % 1_000_000
     rnd = random.Random(seed)
     workdir = Path(tempfile.mkdtemp(prefix="crash-test-"))
@@ -182,27 +170,9 @@ def main() -> int:
         print(f"crash_restart_ready_s_max={max(restart_seconds, default=0):.2f}")
         print(f"crash_settle_s={settle_s:.1f} crash_unsettled={len(pending)}")
         print(f"crash_shutdown_s={'hang' if shutdown_s is None else f'{shutdown_s:.2f}'}")
-        print(
-            f"crash_encounters={verdict.encounters} crash_claims={verdict.claims}"
-            f" crash_charge_items={verdict.charge_items}"
-        )
-        print(
-            f"crash_duplicate_messages={verdict.duplicate_messages}"
-            f" crash_extra_claims={verdict.extra_claims}"
-            f" crash_duplicate_charge_items={verdict.duplicate_charge_items}"
-        )
-        print(
-            f"crash_missing_claims={verdict.missing_claims}"
-            f" crash_missing_charge_items={verdict.missing_charge_items}"
-            f" crash_claim_mismatch={verdict.claim_mismatch}"
-            f" crash_task_mismatch={verdict.task_mismatch}"
-            f" crash_corrupt={verdict.corrupt} crash_stored_unknown={verdict.stored_unknown}"
-        )
-        print_problems(verdict)
+        print_verdict("crash", verdict)
         ok = (
-            verdict.lost == 0
-            and verdict.duplicates == 0
-            and verdict.other_failures == 0
+            verdict.clean
             and finished
             and not recorder.unfinished_visits
             and not recorder.rejected
@@ -227,10 +197,7 @@ def main() -> int:
         adapter.kill9()
         if not ns.keep:
             if ns.store == "postgres":
-                try:
-                    pg_admin(ns.pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                except Exception as exc:
-                    print(f"warning: schema {schema} not dropped: {exc}", file=sys.stderr)
+                drop_test_schema(ns.pg_url, schema)
             if ok:
                 shutil.rmtree(workdir, ignore_errors=True)
 

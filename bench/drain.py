@@ -34,22 +34,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
-    PG_URL,
-    adrop_schema,
-    new_schema,
-    pause_background_coder,
-    pg_available,
-    print_keys,
-    print_table,
-)
-from bench.traffic import ADMINS_PER_DRAIN_VISIT, drain_visit  # noqa: E402
-
-ORIGIN = "mllp 127.0.0.1"
+from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
+from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
+from harness.proc import pause_background_coder
+from harness.report import print_keys, print_table
 
 
 class Timers:
@@ -80,22 +68,6 @@ class Timers:
                 self.calls[name] += 1
 
         return timed
-
-
-async def ingest_backlog(state: Any, encounters: int, prefix: str, workers: int = 8) -> int:
-    """A04, RAS, A03 per encounter through handle_hl7, `workers` at a time; the AA count."""
-    accepted = 0
-
-    async def worker(i: int) -> None:
-        nonlocal accepted
-        for n in range(i, encounters, workers):
-            for raw in drain_visit(n, prefix):
-                result = await state.handle_hl7(raw, ORIGIN)
-                if result.ack_code == "AA":
-                    accepted += 1
-
-    await asyncio.gather(*(worker(i) for i in range(workers)))
-    return accepted
 
 
 async def drain_store(

@@ -43,7 +43,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import Adapter, print_keys, rss_kib, start_adapter
+from harness.load import frame
+from harness.proc import Adapter, rss_kib, start_adapter
+from harness.report import print_keys
 
 HOST = "127.0.0.1"
 MIB = 1024 * 1024
@@ -85,10 +87,6 @@ def message(control_id: str, filler: int = 0) -> bytes:
     if filler:
         segments.append("NTE|1||" + "x" * filler)
     return ("\r".join(segments) + "\r").encode()
-
-
-def frame(payload: bytes) -> bytes:
-    return b"\x0b" + payload + b"\x1c\r"
 
 
 async def read_ack(reader: asyncio.StreamReader, timeout: float) -> bytes:

@@ -36,27 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
-    PG_URL,
+from harness.load import run_loadgen
+from harness.pg import PG_URL, drop_schema, new_schema, pg_available
+from harness.proc import (
     Adapter,
     baseline_server,
     cpu_seconds,
-    drop_schema,
-    fmt,
-    median,
-    new_schema,
-    pg_available,
-    print_keys,
-    print_table,
-    run_loadgen,
     start_adapter,
     thread_cpu,
     thread_cpu_split,
 )
+from harness.report import fmt, median, print_keys, print_table
 
 PACED_RATE = 500.0
 

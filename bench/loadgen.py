@@ -28,17 +28,12 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from array import array
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from harness.load import connection_stream
 
-from adapter.service.mllp import Frame, MllpDecoder  # noqa: E402
-from bench.traffic import connection_stream  # noqa: E402
+from adapter.service.mllp import Frame, MllpDecoder
 
 ACCEPTED = (b"MSA|AA|", b"MSA|CA|")
 

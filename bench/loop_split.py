@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -24,12 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import pause_background_coder, print_keys, print_table  # noqa: E402
-from bench.traffic import visit_messages  # noqa: E402
+from harness.load import visit_messages
+from harness.proc import pause_background_coder
+from harness.report import print_keys, print_table
 
 cpu: dict[str, float] = defaultdict(float)
 

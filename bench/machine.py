@@ -18,11 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import median, print_keys  # noqa: E402
+from harness.report import median, print_keys
 
 
 def probe_fsync_ms(count: int = 200, directory: str | None = None) -> float:

@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import print_keys, print_table, run_loadgen, start_adapter  # noqa: E402
+from harness.load import run_loadgen
+from harness.proc import start_adapter
+from harness.report import print_keys, print_table
 
 
 def lock_entry_bytes(count: int = 50_000) -> float:

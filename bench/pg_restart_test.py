@@ -5,7 +5,7 @@ What it checks: while PostgreSQL is down the adapter answers AE (it never holds 
 unanswered for long, and never AAs a message it could not store); once PostgreSQL is back the
 adapter recovers by itself (same process, no restart) and the messages that got AE, resent
 by the load generator, are stored; nothing acknowledged AA/CA is lost or duplicated and every
-visit is coded exactly once (the same checks as bench/crash_test.py, bench/_load.py `verify`).
+visit is coded exactly once (the same checks as bench/crash_test.py, bench/harness/verify.py).
 
 Prints key=value lines, among them pg_restart_lost, pg_restart_ae (AE/AR/CE/CR answers from
 the stop until the first AA after the start) and pg_restart_recovery_s (seconds from the
@@ -33,24 +33,16 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _load import (
-    DEFAULT_PG_URL,
-    AdapterProcess,
-    FreezableProxy,
-    LoadConfig,
-    LoadGenerator,
-    Recorder,
-    Traffic,
+from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic, probe
+from harness.pg import PG_URL as DEFAULT_PG_URL
+from harness.pg import FreezableProxy, drop_test_schema
+from harness.proc import AdapterProcess, interrupt_on_signals
+from harness.verify import (
     batch_expected,
     log_counts,
-    pg_admin,
-    print_problems,
-    probe,
+    print_verdict,
     read_store,
     verify,
     wait_settled,
@@ -120,14 +112,9 @@ class Cluster:
         return self.running()
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     ns = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (nohup, &)
+    interrupt_on_signals()
     seed = ns.seed if ns.seed is not None else int(time.time()) % 1_000_000
     random.seed(seed)
     cluster = Cluster(ns.cluster)
@@ -298,23 +285,9 @@ def main() -> int:
         print(f"pg_restart_load_seconds={load_seconds:.1f}")
         print(f"pg_restart_settle_s={settle_s:.1f} pg_restart_unsettled={len(pending)}")
         print(f"pg_restart_shutdown_s={'hang' if shutdown_s is None else f'{shutdown_s:.2f}'}")
-        print(
-            f"pg_restart_encounters={verdict.encounters} pg_restart_claims={verdict.claims}"
-            f" pg_restart_charge_items={verdict.charge_items}"
-        )
-        print(
-            f"pg_restart_missing_claims={verdict.missing_claims}"
-            f" pg_restart_missing_charge_items={verdict.missing_charge_items}"
-            f" pg_restart_claim_mismatch={verdict.claim_mismatch}"
-            f" pg_restart_task_mismatch={verdict.task_mismatch}"
-            f" pg_restart_corrupt={verdict.corrupt}"
-            f" pg_restart_stored_unknown={verdict.stored_unknown}"
-        )
-        print_problems(verdict)
+        print_verdict("pg_restart", verdict, duplicates_breakdown=False)
         ok = (
-            verdict.lost == 0
-            and verdict.duplicates == 0
-            and verdict.other_failures == 0
+            verdict.clean
             and worst is not None
             and worst <= ns.recover_timeout
             and adapter.starts == 1
@@ -344,10 +317,7 @@ def main() -> int:
         print(f"pg_restart_postgres_running_at_exit={up}", flush=True)
         adapter.kill9()
         if not ns.keep and up:
-            try:
-                pg_admin(ns.pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            except Exception as exc:
-                print(f"warning: schema {schema} not dropped: {exc}", file=sys.stderr)
+            drop_test_schema(ns.pg_url, schema)
         if ok and not ns.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -24,11 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import print_keys, print_table  # noqa: E402
+from harness.report import print_keys, print_table
 
 TIMED = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 

@@ -18,23 +18,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
-    PG_URL,
-    PYTHON,
-    drop_schema,
-    new_schema,
-    run_loadgen,
-    start_adapter,
-)
+from harness.load import run_loadgen
+from harness.pg import PG_URL, drop_schema, new_schema
+from harness.proc import BENCH, PYTHON, start_adapter
 
 
 def main() -> None:
@@ -89,7 +79,7 @@ def main() -> None:
             if not path.exists():
                 print(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
                 continue
-            summary = [PYTHON, str(ROOT / "bench" / "pyspy_summary.py"), str(path)]
+            summary = [PYTHON, str(BENCH / "pyspy_summary.py"), str(path)]
             subprocess.run([*summary, f"--top={ns.top}"], check=False)
     finally:
         adapter.stop()

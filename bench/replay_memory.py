@@ -30,12 +30,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from harness import ROOT
+from harness.proc import rss_kib
+from harness.report import print_keys
 
-from adapter.store.sqlite import SqliteStore  # noqa: E402
-from bench.common import print_keys, rss_kib  # noqa: E402
+from adapter.store.sqlite import SqliteStore
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 RAS = (

@@ -22,13 +22,9 @@ import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import PG_URL, pause_background_coder  # noqa: E402
+from harness.pg import PG_URL
+from harness.proc import pause_background_coder
 
 
 async def run(ns: argparse.Namespace) -> dict[str, object]:

@@ -29,29 +29,12 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import (  # noqa: E402
-    BENCH,
-    PG_URL,
-    PYTHON,
-    drop_schema,
-    machine_cpu,
-    median,
-    new_schema,
-    pause_background_coder,
-    pg_available,
-    pg_fetch,
-    print_keys,
-    print_table,
-)
-from bench.drain import ingest_backlog  # noqa: E402
-from bench.traffic import ADMINS_PER_DRAIN_VISIT  # noqa: E402
+from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
+from harness.pg import PG_URL, drop_schema, new_schema, pg_available, pg_fetch
+from harness.proc import BENCH, PYTHON, machine_cpu, pause_background_coder
+from harness.report import median, print_keys, print_table
 
 
 async def load_backlog(schema: str, encounters: int) -> None:

@@ -29,14 +29,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import drop_run_schemas, print_keys, run_script  # noqa: E402
-from bench.machine import facts, probes  # noqa: E402
+from harness.pg import drop_run_schemas
+from harness.proc import run_script
+from harness.report import print_keys, verdict
+from machine import facts, probes
 
 PARTS = ("stages", "ingest", "drain", "replicas", "memory", "replay")
 
@@ -61,20 +58,6 @@ HEADLINES: list[tuple[str, str, str]] = [
     ("rss_growth_pct_projected_1m", "<= 20", "le:20"),
     ("replay_rss_growth_pct", "<= 20", "le:20"),
 ]
-
-
-def verdict(value: str | None, check: str) -> str:
-    if not check or value in (None, "", "None", "skipped"):
-        return ""
-    op, _, target = check.partition(":")
-    if op == "eq":
-        return "ok" if value == target else "MISS"
-    try:
-        number = float(value or "")
-    except ValueError:
-        return ""
-    good = number >= float(target) if op == "ge" else number <= float(target)
-    return "ok" if good else "MISS"
 
 
 def part_runs(

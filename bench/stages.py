@@ -42,30 +42,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from harness.load import visit_messages
+from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
+from harness.report import print_keys, print_table
 
-from adapter.cli import tune_gc  # noqa: E402
-from adapter.config import Settings  # noqa: E402
-from adapter.core.model import InboundMessage  # noqa: E402
-from adapter.mappings_loader import default_mappings_dir, load_mappings  # noqa: E402
-from adapter.readers.hl7v2 import read_hl7  # noqa: E402
-from adapter.service.hl7_ack import ack_for  # noqa: E402
-from adapter.service.ingest import Hl7Result  # noqa: E402
-from adapter.service.links import links_for, patient_key  # noqa: E402
-from adapter.service.metrics import Metrics  # noqa: E402
-from adapter.service.mllp import MllpDecoder, encode_frame  # noqa: E402
-from adapter.store.base import Link, NewMessage  # noqa: E402
-from bench.common import (  # noqa: E402
-    PG_URL,
-    adrop_schema,
-    new_schema,
-    pg_available,
-    print_keys,
-    print_table,
-)
-from bench.traffic import visit_messages  # noqa: E402
+from adapter.cli import tune_gc
+from adapter.config import Settings
+from adapter.core.model import InboundMessage
+from adapter.mappings_loader import default_mappings_dir, load_mappings
+from adapter.readers.hl7v2 import read_hl7
+from adapter.service.hl7_ack import ack_for
+from adapter.service.ingest import Hl7Result
+from adapter.service.links import links_for, patient_key
+from adapter.service.metrics import Metrics
+from adapter.service.mllp import MllpDecoder, encode_frame
+from adapter.store.base import Link, NewMessage
 
 ORIGIN = "mllp 127.0.0.1"
 
