@@ -37,7 +37,7 @@ from typing import Any
 from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
 from harness.proc import pause_background_coder
-from harness.report import print_keys, print_table
+from harness.report import print_keys, print_table, ratio
 
 
 class Timers:
@@ -225,7 +225,7 @@ def _report(
     rate = res["admin_per_s"]
     keys[f"process_admin_per_s_{store}"] = round(rate)
     keys[f"process_encounters_per_s_{store}"] = round(res["encounters_per_s"], 1)
-    keys[f"drain_vs_batch_{store}"] = round(rate / floor, 3)
+    keys[f"drain_vs_batch_{store}"] = ratio(rate, floor)
     keys[f"drain_coded_{store}"] = res["coded"]
     keys[f"drain_ready_left_{store}"] = res["ready_left"]
     ok = res["coded"] == res["encounters"] and res["ready_left"] == 0

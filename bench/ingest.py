@@ -46,7 +46,7 @@ from harness.proc import (
     thread_cpu,
     thread_cpu_split,
 )
-from harness.report import fmt, median, print_keys, print_table
+from harness.report import fmt, median, median_ratio, print_keys, print_table
 
 PACED_RATE = 500.0
 
@@ -200,14 +200,8 @@ def _report(
         return round(median(values), 3) if values else None
 
     def ratio(name: str) -> float | None:
-        base = results.get(("baseline", 8), [])
-        mine = results.get((name, 8), [])
-        per_round = [
-            m["msg_per_s"] / b["msg_per_s"]
-            for b, m in zip(base, mine, strict=False)
-            if b["msg_per_s"]
-        ]
-        return round(median(per_round), 3) if per_round else None
+        base = [b["msg_per_s"] for b in results.get(("baseline", 8), [])]
+        return median_ratio([m["msg_per_s"] for m in results.get((name, 8), [])], base)
 
     names = ["baseline", "sqlite", "sqlite_info"] + (["postgres"] if use_pg else [])
     for name in names:

@@ -53,6 +53,15 @@ def ratio(value: float, baseline: float, digits: int = 3) -> float | None:
     return round(value / baseline, digits) if baseline else None
 
 
+def median_ratio(
+    values: Sequence[float], baselines: Sequence[float], digits: int = 3
+) -> float | None:
+    """Median of the per-round ratios, each round's value over the baseline measured beside
+    it (rounds rotate the order, so a noisy neighbour hits both sides alike)."""
+    per_round = [v / b for v, b in zip(values, baselines, strict=False) if b]
+    return round(median(per_round), digits) if per_round else None
+
+
 def verdict(value: str | None, check: str) -> str:
     """`ok` / `MISS` for a target written `ge:0.5`, `le:20` or `eq:yes`; "" when unknown."""
     if not check or value in (None, "", "None", "skipped"):
