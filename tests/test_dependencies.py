@@ -66,7 +66,9 @@ def imported_names(directory: Path) -> set[str]:
 
 
 def _ours(name: str, directory: Path) -> bool:
-    local = (ROOT / name, directory / f"{name}.py", directory / name)
+    bench = ROOT / "bench"  # scripts and the harness, imported as top-level modules
+    local = (ROOT / name, directory / f"{name}.py", directory / name, bench / f"{name}.py")
+    local += (bench / name,)
     return name in ("adapter", "tests", "bench") or any(p.exists() for p in local)
 
 

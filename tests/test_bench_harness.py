@@ -1,0 +1,114 @@
+"""The benchmark harness (bench/harness/) and the scripts over it.
+
+Why here: bench/ is neither type-checked nor run by the suite (`make bench` takes half an
+hour), so a module moved in adapter/ or a harness function renamed would only show when
+someone next runs a benchmark. These tests import every script, and run the harness
+pieces that can run in seconds against a real `charge-adapter serve`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from harness import load, proc, report  # noqa: E402
+
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_script_imports_against_this_checkout(script: str) -> None:
+    if script == "fuzz_atheris" and importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is installed by hand (docs/fuzzing.md)")
+    module = importlib.import_module(script)
+    entry = "facts" if script == "machine" else "main"  # machine.py is also run_all's library
+    assert callable(getattr(module, entry, None)), f"bench/{script}.py has no {entry}()"
+
+
+def test_each_crash_test_visit_has_its_own_patient_visit_and_control_ids() -> None:
+    traffic = load.Traffic("T", seed=7)
+    first, second = traffic.visit(1), traffic.visit(2)
+    for visit in (first, second):
+        kinds = [m.kind for m in visit.messages]
+        assert kinds == ["ADT^A04", "RAS^O17", "ADT^A03"]
+        for message in visit.messages:
+            text = message.payload.decode()
+            assert f"|{visit.visit_id}" in text  # PV1-19 in every message of the visit
+            assert f"|{message.control_id}|" in text.split("\r")[0]  # MSH-10
+    ids = {m.control_id for v in (first, second) for m in v.messages}
+    assert len(ids) == 6
+    assert first.visit_id != second.visit_id
+
+
+def test_throughput_traffic_keeps_the_templates_clinical_content() -> None:
+    """Only identifiers change: the RXA segments are those of the scenario file."""
+    templates = load.load_templates()
+    rendered = load.visit_messages(len(templates) + 3)  # template 3, second time round
+    _, template = templates[3]
+    ras = rendered[1].decode().split("\r")
+    assert [s for s in ras if s.startswith("RXA")] == [
+        s for s in template[1] if s.startswith("RXA")
+    ]
+
+
+def test_regimen_visit_closes_with_its_discharge_and_the_batch_feed_leaves_it_out() -> None:
+    with_a03 = load.regimen_messages(4, "Q")
+    without = load.regimen_messages(4, "Q", discharge=False)
+    assert without == with_a03[:2]
+    assert "ADT^A03" in with_a03[2].split("\r")[0]
+    assert sum(s.startswith("RXA|") for s in with_a03[1].split("\r")) == len(load.REGIMEN)
+
+
+@pytest.mark.parametrize(
+    ("values", "baselines", "expected"),
+    [
+        ([10.0, 30.0, 20.0], [100.0, 100.0, 100.0], 0.2),
+        ([50.0, 50.0], [100.0, 0.0], 0.5),  # a round without a baseline is left out
+        ([], [], None),
+    ],
+)
+def test_ratio_is_the_median_of_rounds_each_against_its_own_baseline(
+    values: list[float], baselines: list[float], expected: float | None
+) -> None:
+    assert report.median_ratio(values, baselines) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "check", "expected"),
+    [
+        ("0.6", "ge:0.5", "ok"),
+        ("0.4", "ge:0.5", "MISS"),
+        ("21", "le:20", "MISS"),
+        ("yes", "eq:yes", "ok"),
+        ("skipped", "ge:1", ""),
+        ("n/a", "le:20", ""),
+    ],
+)
+def test_verdict_against_a_target(value: str, check: str, expected: str) -> None:
+    assert report.verdict(value, check) == expected
+
+
+def test_parse_keys_reads_only_key_value_lines() -> None:
+    text = "== table\nfigure  1\ningest_ratio_sqlite=0.08\nnot a key=1\ncrash_lost=0\n"
+    assert report.parse_keys(text) == {"ingest_ratio_sqlite": "0.08", "crash_lost": "0"}
+
+
+def test_start_adapter_serves_on_free_ports_and_reports_its_rss_and_cpu(tmp_path: Path) -> None:
+    adapter = proc.start_adapter(tmp_path, "harness")
+    try:
+        assert adapter.readyz() == 200
+        assert adapter.rss_kib() > 10_000  # tables loaded: tens of MiB
+        assert adapter.cpu_seconds() > 0
+        assert (tmp_path / "harness.db").exists()
+    finally:
+        status = adapter.stop(30)
+    assert status == 0
+    assert adapter.readyz(timeout=1) == 0
