@@ -92,7 +92,7 @@ def health(settings: Settings, timeout: float) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from adapter.cli import tune_gc
+    from adapter.runtime import tune_gc
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of
     from adapter.service.serving import run_app
