@@ -123,7 +123,7 @@ def serve(settings: Settings) -> int:
 
 async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
     """SIGHUP reloads the mapping tables (the old ones stay when the new ones fail)."""
-    from adapter.service.app import STATE
+    from adapter.service.state import STATE
 
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[object]] = set()

@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapter.config import Settings
-from adapter.service.app import STATE, AppState, create_app
+from adapter.service.app import create_app
+from adapter.service.state import STATE, AppState
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
 FHIR_JSON = "application/fhir+json"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.service.app import AppState, start_state, stop_state
+from adapter.service.app import start_state, stop_state
+from adapter.service.state import AppState
 from adapter.store.base import CodingResult, EncounterState, SaveResult
 from tests.mllp_client import send_messages
 from tests.service_fixtures import Clock

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from adapter.service.ack import read_msa
-from adapter.service.app import internal_error
 from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Hl7Result, Rejection
+from adapter.service.state import internal_error
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 

@@ -61,7 +61,7 @@ from hypothesis import strategies as st
 from adapter.mappings_loader import load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ack import read_msa, read_msh
-from adapter.service.app import STATE, AppState, create_app
+from adapter.service.app import create_app
 from adapter.service.mllp import (
     OVERSIZE_HEAD_BYTES,
     Frame,
@@ -70,6 +70,7 @@ from adapter.service.mllp import (
     Oversize,
     encode_frame,
 )
+from adapter.service.state import STATE, AppState
 from adapter.store.base import MessageStatus
 from tests.mllp_client import hl7_message
 from tests.service_fixtures import (

@@ -18,8 +18,9 @@ import pytest
 
 from adapter.config import Settings
 from adapter.service.ack import read_msa
-from adapter.service.app import AppState, start_state, stop_state
+from adapter.service.app import start_state, stop_state
 from adapter.service.replay import ReplaySelection, replay
+from adapter.service.state import AppState
 from adapter.store import open_store
 from adapter.store.base import (
     Link,

@@ -28,8 +28,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from adapter.config import Settings, SettingsError, load_settings
-from adapter.service.app import STATE, AppState, create_app
+from adapter.service.app import create_app
 from adapter.service.security import server_tls_of
+from adapter.service.state import STATE, AppState
 from tests.mllp_client import MllpClient, hl7_message
 from tests.service_fixtures import (
     FHIR_JSON,

@@ -22,7 +22,8 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.readers.er7 import split_messages
 from adapter.service.ack import read_msa, read_msh
-from adapter.service.app import AppState, start_state, stop_state
+from adapter.service.app import start_state, stop_state
+from adapter.service.state import AppState
 from adapter.store.base import SearchQuery
 from tests.mllp_client import send_messages
 from tests.service_fixtures import Clock, make_settings

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,18 +25,16 @@ from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import MappingError, load_mappings
-from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
-from adapter.service.allocator import Trimmer
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
-from adapter.service.hl7_ack import ack_for
+from adapter.service.http_api import setup_routes
 from adapter.service.ingest import Ingestor
-from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.service.security import install, server_ssl_context
 from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, listen_error
+from adapter.service.state import STATE, AppState
 from adapter.store import open_store
 from adapter.store.base import Store
 
@@ -47,75 +43,6 @@ log = structlog.get_logger()
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class AppState:
-    """Everything a request handler may need, created at start-up."""
-
-    settings: Settings
-    store: Store
-    mappings: Mappings
-    ingestor: Ingestor
-    coder: Coder
-    deliverer: Deliverer | None
-    metrics: Metrics
-    clock: Callable[[], datetime]
-    mllp: MllpServer | None = None
-    descriptors: Descriptors = field(default_factory=Descriptors)  # MLLP and HTTP share it
-    trimmer: Trimmer = field(default_factory=Trimmer)  # memory back to the OS after peers go
-    draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def reload_mappings(self) -> MappingError | None:
-        """Load the tables again and swap them in; on any error keep the old ones.
-
-        Validated first (a bad row is a MappingError naming file and line), swapped in one
-        step after: a message read during the reload sees the old tables or the new, never
-        a mix. Encounters already coded are not re-coded (that is `replay`); what is read
-        or coded from now on uses the new tables.
-        """
-        try:
-            mappings = await asyncio.to_thread(load_mappings, Path(self.settings.mappings_dir))
-        except MappingError as exc:
-            self.metrics.mapping_reloads.labels("error").inc()
-            log.error("mappings.reload_failed", error=str(exc), kept="previous tables")
-            return exc
-        self.mappings = mappings
-        self.ingestor.mappings = mappings
-        self.coder.ctx = dataclasses.replace(self.coder.ctx, mappings=mappings)
-        self.metrics.mapping_reloads.labels("ok").inc()
-        log.info("mappings.reloaded", directory=self.settings.mappings_dir)
-        return None
-
-    async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
-        """Keep the message, then build its ACK (AA only after the commit)."""
-        try:
-            async with asyncio.timeout(INGEST_TIMEOUT_S):
-                result = await self.ingestor.receive_hl7(raw, origin)
-        except Exception as exc:  # store down or stalled: AE 207, the sender resends (dedup)
-            log.error("hl7.ingest_failed", error=type(exc).__name__)
-            return internal_error(raw, self.clock())
-        return ack_for(raw, result, self.clock())
-
-
-STATE = web.AppKey("state", AppState)
-
-
-INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
-
-
-def internal_error(raw: bytes, now: datetime) -> HandlerResult:
-    """AE 207 (CE in enhanced mode, nothing when MSH-15 says NE/SU): resend later."""
-    msh = read_msh(raw)
-    code = error_ack_code(msh, reject=False)
-    control_id = msh.loggable_control_id if msh else ""
-    if code is None:
-        return HandlerResult(None, "-", control_id)
-    error = AckError(code="207", message="message could not be stored; resend later")
-    ack = ack_from_header(msh, code, error=error, now=now, control_id=ack_control_id())
-    return HandlerResult(ack, code, control_id)
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:
@@ -133,8 +60,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> w
     )
     tls = install(app, settings)
     app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
-    from adapter.service.http_api import setup_routes
-
     setup_routes(app)
     return app
 

@@ -18,10 +18,10 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.service import dead_letters
-from adapter.service.app import STATE
 from adapter.service.operation_outcome import FHIR_JSON, ApiError, Issue
 from adapter.service.refusals import RefusalReason
 from adapter.service.security import principal_of
+from adapter.service.state import STATE
 
 log = structlog.get_logger()
 

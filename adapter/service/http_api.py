@@ -32,7 +32,6 @@ from adapter import __version__
 from adapter.logs import redact_library_logs
 from adapter.readers.time_range import RANGE_TEXT
 from adapter.service import http_admin, http_fhir, http_health, http_review, security
-from adapter.service.app import STATE
 from adapter.service.http_fhir import (
     DEFAULT_COUNT,
     INBOUND_TYPES,
@@ -52,6 +51,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
+from adapter.service.state import STATE
 
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 HL7_TYPES = frozenset(

@@ -33,7 +33,6 @@ from multidict import MultiMapping
 from adapter.core.ids import is_fhir_id
 from adapter.readers.fhir import load_json, read_fhir
 from adapter.readers.time_range import RANGE_TEXT, year_in_range
-from adapter.service.app import STATE, AppState
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
 from adapter.service.operation_outcome import (
     FHIR_JSON_TYPES,
@@ -48,6 +47,7 @@ from adapter.service.operation_outcome import (
     require_content_type,
 )
 from adapter.service.refusals import http_refusal
+from adapter.service.state import STATE, AppState
 from adapter.store.base import ResourceRow, SearchQuery
 
 log = structlog.get_logger()

@@ -13,8 +13,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from adapter.service.app import STATE, AppState
 from adapter.service.operation_outcome import ApiError
+from adapter.service.state import STATE, AppState
 from adapter.store.base import EncounterState
 
 log = structlog.get_logger()

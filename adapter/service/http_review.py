@@ -29,7 +29,6 @@ from aiohttp import web
 
 from adapter.core.fhir_output import HOLD_REASON
 from adapter.core.ids import claim_id, is_fhir_id, task_id
-from adapter.service.app import STATE, AppState
 from adapter.service.claim_diff import diff_claims
 from adapter.service.http_fhir import parse_json
 from adapter.service.operation_outcome import (
@@ -46,6 +45,7 @@ from adapter.service.review_decision import (
     without_meta,
 )
 from adapter.service.security import principal_of
+from adapter.service.state import STATE, AppState
 from adapter.store.base import (
     AuditEntry,
     EncounterRow,

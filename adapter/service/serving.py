@@ -27,8 +27,9 @@ from aiohttp.web_protocol import RequestHandler
 
 from adapter.config import Settings
 from adapter.service.allocator import large_buffers_to_the_os
-from adapter.service.app import SERVER_HEADER, STATE
+from adapter.service.app import SERVER_HEADER
 from adapter.service.listener import Descriptors, Limits, Listener, RateLimitedLog
+from adapter.service.state import STATE
 
 log = structlog.get_logger()
 

@@ -1,0 +1,105 @@
+"""The running service's state and its app key: what every HTTP handler reads.
+
+Why its own module: the HTTP route modules need `STATE`/`AppState`, and the app factory
+(`adapter.service.app`) imports the routes; with the key in the factory they imported each
+other. Here it depends on the workers it holds, never on the app or the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from adapter.config import Settings
+from adapter.core.mappings import Mappings
+from adapter.mappings_loader import MappingError, load_mappings
+from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
+from adapter.service.allocator import Trimmer
+from adapter.service.coding import Coder
+from adapter.service.delivery import Deliverer
+from adapter.service.hl7_ack import ack_for
+from adapter.service.ingest import Ingestor
+from adapter.service.listener import Descriptors
+from adapter.service.metrics import Metrics
+from adapter.service.mllp import HandlerResult, MllpServer
+from adapter.store.base import Store
+
+__all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState", "internal_error"]
+
+log = structlog.get_logger()
+
+
+@dataclass
+class AppState:
+    """Everything a request handler may need, created at start-up."""
+
+    settings: Settings
+    store: Store
+    mappings: Mappings
+    ingestor: Ingestor
+    coder: Coder
+    deliverer: Deliverer | None
+    metrics: Metrics
+    clock: Callable[[], datetime]
+    mllp: MllpServer | None = None
+    descriptors: Descriptors = field(default_factory=Descriptors)  # MLLP and HTTP share it
+    trimmer: Trimmer = field(default_factory=Trimmer)  # memory back to the OS after peers go
+    draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def reload_mappings(self) -> MappingError | None:
+        """Load the tables again and swap them in; on any error keep the old ones.
+
+        Validated first (a bad row is a MappingError naming file and line), swapped in one
+        step after: a message read during the reload sees the old tables or the new, never
+        a mix. Encounters already coded are not re-coded (that is `replay`); what is read
+        or coded from now on uses the new tables.
+        """
+        try:
+            mappings = await asyncio.to_thread(load_mappings, Path(self.settings.mappings_dir))
+        except MappingError as exc:
+            self.metrics.mapping_reloads.labels("error").inc()
+            log.error("mappings.reload_failed", error=str(exc), kept="previous tables")
+            return exc
+        self.mappings = mappings
+        self.ingestor.mappings = mappings
+        self.coder.ctx = dataclasses.replace(self.coder.ctx, mappings=mappings)
+        self.metrics.mapping_reloads.labels("ok").inc()
+        log.info("mappings.reloaded", directory=self.settings.mappings_dir)
+        return None
+
+    async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
+        """Keep the message, then build its ACK (AA only after the commit)."""
+        try:
+            async with asyncio.timeout(INGEST_TIMEOUT_S):
+                result = await self.ingestor.receive_hl7(raw, origin)
+        except Exception as exc:  # store down or stalled: AE 207, the sender resends (dedup)
+            log.error("hl7.ingest_failed", error=type(exc).__name__)
+            return internal_error(raw, self.clock())
+        return ack_for(raw, result, self.clock())
+
+
+STATE = web.AppKey("state", AppState)
+
+
+INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
+
+
+def internal_error(raw: bytes, now: datetime) -> HandlerResult:
+    """AE 207 (CE in enhanced mode, nothing when MSH-15 says NE/SU): resend later."""
+    msh = read_msh(raw)
+    code = error_ack_code(msh, reject=False)
+    control_id = msh.loggable_control_id if msh else ""
+    if code is None:
+        return HandlerResult(None, "-", control_id)
+    error = AckError(code="207", message="message could not be stored; resend later")
+    ack = ack_from_header(msh, code, error=error, now=now, control_id=ack_control_id())
+    return HandlerResult(ack, code, control_id)
