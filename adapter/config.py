@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
+from adapter.credentials import settings_problems
+from adapter.errors import SettingsError
 from adapter.store import database_url_problem
 
 ENV_PREFIX = "ADAPTER_"
@@ -37,10 +39,6 @@ NOT_SETTINGS = frozenset(
     }
 )
 SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url", "auth_tokens"})
-
-
-class SettingsError(ValueError):
-    """A setting has a value the service cannot run with."""
 
 
 def _default_mappings() -> str:
@@ -270,7 +268,7 @@ def _validate(s: Settings) -> None:
         problems.append(f"database_url: {url_problem}")
     if not Path(s.mappings_dir).is_dir():
         problems.append(f"mappings_dir={s.mappings_dir}: not a directory")
-    problems += _security_problems(s)
+    problems += settings_problems(s)  # TLS files and tokens, loaded as start-up will
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
 
@@ -299,13 +297,3 @@ def _limit_problems(s: Settings) -> list[str]:
     if s.http_body_budget_bytes < s.http_max_body_bytes:
         problems.append("http_body_budget_bytes: at least http_max_body_bytes")
     return problems
-
-
-def _security_problems(s: Settings) -> list[str]:
-    """TLS files and tokens are checked by loading them as start-up will (adapter.service.security).
-
-    Imported here, not at the top: security builds on these settings.
-    """
-    from adapter.service.security import settings_problems
-
-    return settings_problems(s)

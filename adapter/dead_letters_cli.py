@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from adapter.config import Settings, SettingsError, load_settings, unknown_variables
+from adapter.config import Settings, load_settings, unknown_variables
+from adapter.errors import SettingsError
 from adapter.logs import configure
 from adapter.service.refusals import RefusalReason
 from adapter.store.base import Store

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from adapter.config import Settings, SettingsError, load_settings, unknown_variables
+from adapter.config import Settings, load_settings, unknown_variables
+from adapter.errors import SettingsError
 from adapter.logs import configure
 from adapter.service.startup import EXIT_CONFIG, StartupError, listen_error
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import Settings, SettingsError, load_settings
+from adapter.config import Settings, load_settings
+from adapter.errors import SettingsError
 
 
 def test_defaults_need_nothing_set() -> None:

@@ -27,7 +27,8 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapter.config import Settings, SettingsError, load_settings
+from adapter.config import Settings, load_settings
+from adapter.errors import SettingsError
 from adapter.service.app import create_app
 from adapter.service.security import server_tls_of
 from adapter.service.state import STATE, AppState

@@ -23,6 +23,7 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
+from adapter.credentials import server_ssl_context
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.service.coding import Coder, CoderConfig
@@ -32,7 +33,7 @@ from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
-from adapter.service.security import install, server_ssl_context
+from adapter.service.security import install
 from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, listen_error
 from adapter.service.state import STATE, AppState
 from adapter.store import open_store
