@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from harness.load import REGIMEN, regimen_messages
 
-from adapter.cli import tune_gc
 from adapter.core.charges import CodedEncounter
 from adapter.core.options import CodingOptions
 from adapter.dft_profiles_loader import load_dft_profile
@@ -32,6 +31,7 @@ from adapter.hl7.dft import DftVisit, build_dft
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.pipeline import Pipeline
+from adapter.runtime import tune_gc
 
 TZ = ZoneInfo("America/New_York")
 ADMINS_PER_ENCOUNTER = len(REGIMEN)

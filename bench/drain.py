@@ -188,8 +188,8 @@ def main() -> None:
     if "postgres" in stores and not pg_available():
         print("PostgreSQL not reachable: skipped", file=sys.stderr)
         stores.remove("postgres")
-    from adapter.cli import tune_gc
     from adapter.logs import configure
+    from adapter.runtime import tune_gc
 
     configure("json", "warning")
     tune_gc()  # as `serve` does, before start-up

@@ -90,8 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--visits", type=int, default=3000)
     ns = parser.parse_args()
-    from adapter.cli import tune_gc
     from adapter.logs import configure
+    from adapter.runtime import tune_gc
 
     configure("json", "warning")
     tune_gc()

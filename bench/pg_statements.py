@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--encounters", type=int, default=2000)
     parser.add_argument("--top", type=int, default=8)
     ns = parser.parse_args()
-    from adapter.cli import tune_gc
     from adapter.logs import configure
+    from adapter.runtime import tune_gc
     from adapter.store import postgres
     from bench import drain
 

@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--replica-id", required=True)
     parser.add_argument("--wait", type=float, default=180.0)
     ns = parser.parse_args()
-    from adapter.cli import tune_gc
     from adapter.logs import configure
+    from adapter.runtime import tune_gc
 
     configure("json", "warning")
     tune_gc()  # as `serve` does

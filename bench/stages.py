@@ -46,11 +46,11 @@ from harness.load import visit_messages
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
 from harness.report import print_keys, print_table
 
-from adapter.cli import tune_gc
 from adapter.config import Settings
 from adapter.core.model import InboundMessage
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
+from adapter.runtime import tune_gc
 from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Hl7Result
 from adapter.service.links import links_for, patient_key
