@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 
@@ -112,3 +113,13 @@ def test_start_adapter_serves_on_free_ports_and_reports_its_rss_and_cpu(tmp_path
         status = adapter.stop(30)
     assert status == 0
     assert adapter.readyz(timeout=1) == 0
+
+
+def test_a_port_someone_else_listens_on_counts_as_taken_and_is_free_once_closed() -> None:
+    """What start_adapter asks after a failed start, to tell a lost port race (start again
+    on new ports) from any other start-up failure (reported)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    assert proc._taken(port)
+    listener.close()
+    assert not proc._taken(port)

@@ -275,32 +275,54 @@ def start_adapter(
     close_check_seconds: float = 3600.0,
     extra_env: dict[str, str] | None = None,
     ready_timeout: float = 90.0,
+    attempts: int = 3,
 ) -> AdapterProcess:
-    """`charge-adapter serve` on free ports; SQLite in `workdir/name.db` unless a URL is given."""
+    """`charge-adapter serve` on free ports; SQLite in `workdir/name.db` unless a URL is given.
+
+    A free port is only free when probed: on this shared machine another process has taken
+    one before the adapter bound it (a memory run lost that way). When the adapter exits
+    and one of its ports is now held by someone else, it is started again on new ports.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
-    log_path.unlink(missing_ok=True)
-    adapter = AdapterProcess(
-        database_url or f"sqlite:///{workdir / (name + '.db')}",
-        log_path,
-        schema=schema,
-        extra_env={
-            "ADAPTER_LOG_LEVEL": log_level,
-            "ADAPTER_CLOSE_CHECK_SECONDS": str(close_check_seconds),
-            "ADAPTER_REPLICA_ID": f"bench-{name}",
-            **(extra_env or {}),
-        },
-        defaults=dict(BENCH_SETTINGS),
-        cwd=workdir,
-        mark_starts=False,
-    )
-    adapter.start()
-    try:
-        adapter.wait_ready(ready_timeout, poll=0.2)
-    except (RuntimeError, TimeoutError) as exc:
-        adapter.stop(5)
-        raise RuntimeError(f"adapter {name}: {exc}") from exc
-    return adapter
+    for attempt in range(1, attempts + 1):
+        log_path.unlink(missing_ok=True)
+        adapter = AdapterProcess(
+            database_url or f"sqlite:///{workdir / (name + '.db')}",
+            log_path,
+            schema=schema,
+            extra_env={
+                "ADAPTER_LOG_LEVEL": log_level,
+                "ADAPTER_CLOSE_CHECK_SECONDS": str(close_check_seconds),
+                "ADAPTER_REPLICA_ID": f"bench-{name}",
+                **(extra_env or {}),
+            },
+            defaults=dict(BENCH_SETTINGS),
+            cwd=workdir,
+            mark_starts=False,
+        )
+        adapter.start()
+        try:
+            adapter.wait_ready(ready_timeout, poll=0.2)
+            return adapter
+        except (RuntimeError, TimeoutError) as exc:
+            adapter.stop(5)
+            lost_a_port = any(_taken(p) for p in (adapter.mllp_port, adapter.http_port))
+            if lost_a_port and attempt < attempts:
+                print(f"adapter {name}: a port was taken meanwhile; new ports", file=sys.stderr)
+                continue
+            raise RuntimeError(f"adapter {name}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _taken(port: int) -> bool:
+    """True when something else now listens on (or holds) this loopback port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 # --- other processes -----------------------------------------------------------------------
