@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.readers.er7 import split_messages
-from adapter.service.ack import read_msa, read_msh
-from adapter.service.mllp import Frame, MllpDecoder, encode_frame
+from adapter.hl7.ack import read_msa, read_msh
+from adapter.hl7.er7 import split_messages
+from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
 
 ACCEPTED = ("AA", "CA")
 

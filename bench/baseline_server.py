@@ -19,7 +19,7 @@ import signal
 
 import harness  # noqa: F401  (this checkout first on sys.path)
 
-from adapter.service.mllp import Frame, MllpDecoder, encode_frame
+from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
 
 ACK_HEAD = b"MSH|^~\\&|BENCH|BENCH|EHR|EHR|20260101000000||ACK|BENCHACK|P|2.5.1\rMSA|AA|"
 

@@ -39,13 +39,13 @@ import atheris  # type: ignore[import-untyped]
 with atheris.instrument_imports():
     from multidict import MultiDict
 
+    from adapter.hl7.ack import build_ack
+    from adapter.hl7.mllp_framing import Frame, MllpDecoder
     from adapter.mappings_loader import load_mappings
     from adapter.readers.fhir import read_fhir
     from adapter.readers.hl7v2 import read_hl7
-    from adapter.service.ack import build_ack
     from adapter.service.http_fhir import parse_search
     from adapter.service.links import links_for
-    from adapter.service.mllp import Frame, MllpDecoder
     from adapter.service.operation_outcome import ApiError
 
 ROOT = Path(__file__).resolve().parent.parent

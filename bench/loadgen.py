@@ -33,7 +33,7 @@ from array import array
 
 from harness.load import connection_stream
 
-from adapter.service.mllp import Frame, MllpDecoder
+from adapter.hl7.mllp_framing import Frame, MllpDecoder
 
 ACCEPTED = (b"MSA|AA|", b"MSA|CA|")
 

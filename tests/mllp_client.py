@@ -13,7 +13,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
-from adapter.service.mllp import Frame, MllpDecoder, encode_frame
+from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
 
 __all__ = ["MllpClient", "connect", "hl7_message", "send_messages", "send_raw"]
 

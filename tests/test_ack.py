@@ -12,8 +12,7 @@ from hl7apy.parser import parse_segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.readers.er7 import Message, parse_message, split_messages
-from adapter.service.ack import (
+from adapter.hl7.ack import (
     AckError,
     AckIds,
     MshInfo,
@@ -23,6 +22,7 @@ from adapter.service.ack import (
     read_msa,
     read_msh,
 )
+from adapter.hl7.er7 import Message, parse_message, split_messages
 
 NOW = datetime(2025, 3, 14, 16, 15, 2, tzinfo=timezone(timedelta(hours=-4)))
 HEADER = (

@@ -161,3 +161,20 @@ def test_adapter_has_no_import_circles(graph: Graph) -> None:
 def test_the_core_imports_nothing_outside_the_core_and_the_hl7_protocol(graph: Graph) -> None:
     """adapter/core is pure: no service, store, config or reader module behind it."""
     assert core_leaks(graph) == []
+
+
+def test_the_hl7_protocol_package_imports_only_itself_and_the_core(graph: Graph) -> None:
+    """adapter/hl7 is sans-I/O: used by readers, server, client and HTTP route alike.
+
+    It may build from the core's values (the DFT builder reads a coded encounter), never from
+    the service, the store, the settings or a reader.
+    """
+    allowed = ("adapter.hl7", "adapter.core")
+    leaks = sorted(
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("adapter.hl7")
+        for target in targets
+        if not target.startswith(allowed) and target != "adapter"
+    )
+    assert leaks == []

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from adapter.config import Settings
-from adapter.service.ack import read_msa
+from adapter.hl7.ack import read_msa
 from adapter.service.refusals import RefusalReason, hl7_location, json_path
 from tests.mllp_client import connect
 from tests.service_fixtures import (

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.readers.er7 import (
+from adapter.hl7.er7 import (
     Encoding,
     Er7Error,
     Segment,

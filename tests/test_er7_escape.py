@@ -9,8 +9,8 @@ from hl7apy.base_datatypes import ST
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapter.hl7.er7 import unescape
 from adapter.hl7.er7_text import escape
-from adapter.readers.er7 import unescape
 
 _TEXT = st.text(alphabet=st.sampled_from("ab1 |^~&\\\r\nHFSTREX.é"), max_size=30)
 

@@ -21,9 +21,9 @@ from adapter.cli import main
 from adapter.core.explain import AdminSkip, Explanation, Fate, render
 from adapter.core.model import Administration
 from adapter.core.options import CodingOptions
+from adapter.hl7.er7 import split_messages
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.pipeline import Pipeline
-from adapter.readers.er7 import split_messages
 from tests.coding_support import NY
 
 ROOT = Path(__file__).resolve().parents[1]

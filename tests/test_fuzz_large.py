@@ -24,9 +24,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapter.hl7.mllp_framing import Frame, Item, MllpDecoder, Oversize
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.mllp import Frame, Item, MllpDecoder, Oversize
 from tests.test_hostile_input import (
     DEFECT_MARKERS,
     ENDPOINTS,

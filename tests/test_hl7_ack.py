@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapter.service.ack import read_msa
+from adapter.hl7.ack import read_msa
 from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Hl7Result, Rejection
 from adapter.service.state import internal_error

@@ -58,11 +58,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.mappings_loader import load_mappings
-from adapter.readers.hl7v2 import read_hl7
-from adapter.service.ack import read_msa, read_msh
-from adapter.service.app import create_app
-from adapter.service.mllp import (
+from adapter.hl7.ack import read_msa, read_msh
+from adapter.hl7.mllp_framing import (
     OVERSIZE_HEAD_BYTES,
     Frame,
     Item,
@@ -70,6 +67,9 @@ from adapter.service.mllp import (
     Oversize,
     encode_frame,
 )
+from adapter.mappings_loader import load_mappings
+from adapter.readers.hl7v2 import read_hl7
+from adapter.service.app import create_app
 from adapter.service.state import STATE, AppState
 from adapter.store.base import MessageStatus
 from tests.mllp_client import hl7_message

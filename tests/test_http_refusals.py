@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient
 
 from adapter.core.assembly import encounter_key
 from adapter.core.infusion_time import local_date
+from adapter.hl7.hl7_time import TimestampError, parse_ts
 from adapter.mappings_loader import load_mappings
 from adapter.readers.fhir import read_fhir
 from adapter.readers.fhir_json import ReadError, parse_datetime
-from adapter.readers.hl7_time import TimestampError, parse_ts
 from adapter.service.http_fhir import MAX_OFFSET
 from adapter.store.base import MessageStatus, StoredMessage
 from tests.coding_support import admin

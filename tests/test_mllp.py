@@ -15,18 +15,16 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.readers.er7 import parse_message, split_messages
-from adapter.service.ack import build_ack, read_msa
-from adapter.service.mllp import (
+from adapter.hl7.ack import build_ack, read_msa
+from adapter.hl7.er7 import parse_message, split_messages
+from adapter.hl7.mllp_framing import (
     DEFAULT_MAX_FRAME_BYTES,
     Frame,
-    HandlerResult,
     MllpDecoder,
-    MllpServer,
     Oversize,
-    PeerInfo,
     encode_frame,
 )
+from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message, send_messages, send_raw
 
 HOST = "127.0.0.1"

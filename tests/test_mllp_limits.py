@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import structlog
 
-from adapter.service.ack import build_ack, read_msa
+from adapter.hl7.ack import build_ack, read_msa
+from adapter.hl7.mllp_framing import encode_frame
 from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
-from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo, encode_frame
+from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message
 
 HOST = "127.0.0.1"

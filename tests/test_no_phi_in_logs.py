@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapter.readers.er7 import split_messages
+from adapter.hl7.er7 import split_messages
 from tests.mllp_client import send_messages
 from tests.service_fixtures import (
     FHIR_JSON,

@@ -483,7 +483,7 @@ def test_unmatched_corrections_are_counted_never_silent(mappings: Mappings) -> N
 
 
 def split(data: bytes) -> list[bytes]:
-    from adapter.readers.er7 import split_messages
+    from adapter.hl7.er7 import split_messages
 
     text = data.decode()
     return [("\r".join(c.lines) + "\r").encode() for c in split_messages(text)]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from adapter.config import Settings
-from adapter.service.ack import read_msa
+from adapter.hl7.ack import read_msa
 from adapter.service.app import start_state, stop_state
 from adapter.service.replay import ReplaySelection, replay
 from adapter.service.state import AppState

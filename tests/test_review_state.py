@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from adapter.service.ack import read_msa
+from adapter.hl7.ack import read_msa
 from adapter.store.base import EncounterState
 from tests.mllp_client import connect
 from tests.service_fixtures import Clock, hl7_messages, make_settings, running_client, state_of

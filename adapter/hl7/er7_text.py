@@ -1,4 +1,4 @@
-"""ER7 escaping for values we write: the inverse of `adapter.readers.er7.unescape`.
+"""ER7 escaping for values we write: the inverse of `adapter.hl7.er7.unescape`.
 
 Why our own: hl7apy escapes only while it builds its validated element tree (milliseconds
 per segment), and it leaves a backslash that happens to look like an escape sequence
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from adapter.readers.er7 import DEFAULT_ENCODING, Encoding
+from adapter.hl7.er7 import DEFAULT_ENCODING, Encoding
 
 __all__ = ["escape"]
 

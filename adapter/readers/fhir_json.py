@@ -18,7 +18,7 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from adapter.core.model import Code, CodeSystem, Quantity
-from adapter.readers.time_range import RANGE_TEXT, year_in_range
+from adapter.core.time_range import RANGE_TEXT, year_in_range
 
 JsonObject = Mapping[str, object]
 

@@ -42,7 +42,7 @@ from adapter.core.model import (
     Visit,
     VisitStatus,
 )
-from adapter.readers.er7 import (
+from adapter.hl7.er7 import (
     Chunk,
     Er7Error,
     Message,
@@ -52,7 +52,7 @@ from adapter.readers.er7 import (
     peek_charsets,
     split_messages,
 )
-from adapter.readers.hl7_time import TimestampError, parse_ts
+from adapter.hl7.hl7_time import TimestampError, parse_ts
 
 __all__ = ["DISCARDED_AMOUNT", "UNREAD_KEY_PREFIX", "content_digest", "read_hl7"]
 

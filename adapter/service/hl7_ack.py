@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from adapter.service.ack import AckError, MshInfo, ack_control_id, ack_from_header, read_msh
+from adapter.hl7.ack import AckError, MshInfo, ack_control_id, ack_from_header, read_msh
 from adapter.service.ingest import Hl7Result, Rejection
 from adapter.service.mllp import HandlerResult
 
@@ -54,7 +54,7 @@ def _wanted(condition: str, success: bool) -> bool:
 
 
 def _code(acks: list[bytes]) -> str:
-    from adapter.service.ack import read_msa
+    from adapter.hl7.ack import read_msa
 
     return read_msa(acks[0])[0] if acks else ""
 

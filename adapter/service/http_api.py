@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapter import __version__
+from adapter.core.time_range import RANGE_TEXT
 from adapter.logs import redact_library_logs
-from adapter.readers.time_range import RANGE_TEXT
 from adapter.service import http_admin, http_fhir, http_health, http_review, security
 from adapter.service.http_fhir import (
     DEFAULT_COUNT,

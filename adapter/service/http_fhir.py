@@ -31,8 +31,8 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.core.ids import is_fhir_id
+from adapter.core.time_range import RANGE_TEXT, year_in_range
 from adapter.readers.fhir import load_json, read_fhir
-from adapter.readers.time_range import RANGE_TEXT, year_in_range
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
 from adapter.service.operation_outcome import (
     FHIR_JSON_TYPES,
@@ -656,7 +656,7 @@ def date_bounds(value: str, site_tz: tzinfo) -> tuple[datetime | None, datetime 
 
     A value stands for the whole range of its precision (`2026-01` is all of January);
     without a zone it is read in the site time zone. `ne`, `sa`, `eb`, `ap` are refused, and
-    so are years outside the range the readers accept (adapter.readers.time_range): nothing
+    so are years outside the range the readers accept (adapter.core.time_range): nothing
     is stored outside it, and near datetime's own limits the bounds would overflow.
     """
     text = value.strip().replace(" ", "+")  # an unescaped '+' in a query string is a space

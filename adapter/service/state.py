@@ -19,8 +19,8 @@ from aiohttp import web
 
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
+from adapter.hl7.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
 from adapter.mappings_loader import MappingError, load_mappings
-from adapter.service.ack import AckError, ack_control_id, ack_from_header, error_ack_code, read_msh
 from adapter.service.allocator import Trimmer
 from adapter.service.coding import Coder
 from adapter.service.delivery import Deliverer

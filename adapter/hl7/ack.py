@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapter.readers.er7 import (
+from adapter.hl7.er7 import (
     Encoding,
     Er7Error,
     Segment,

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
-from adapter.readers.time_range import RANGE_TEXT, year_in_range
+from adapter.core.time_range import RANGE_TEXT, year_in_range
 
 __all__ = ["TimestampError", "parse_ts"]
 
