@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from adapter.hl7.ack import read_msa
-from adapter.service.hl7_ack import ack_for
 from adapter.service.ingest import Hl7Result, Rejection
-from adapter.service.state import internal_error
+from adapter.service.state import ack_for, internal_error
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 

@@ -13,6 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from adapter.hl7.er7 import SegmentLocation
+
 
 class CodeSystem(StrEnum):
     """Identifier systems a drug, diagnosis or route code can come from."""
@@ -227,11 +229,21 @@ class InputError:
 
     `location` is what an interface analyst needs to find the fault, e.g.
     `message 3 (MSH-10 MSG0003), segment RXA #2, field RXA-3` or
-    `Bundle.entry[4].resource.effectivePeriod.start`. Never PHI.
+    `Bundle.entry[4].resource.effectivePeriod.start`. Never PHI. `at` is the same place
+    typed, when it is a named HL7 segment (the ACK's ERR-2 and the dead letter use it).
     """
 
     location: str
     message: str
+    at: SegmentLocation | None = None
+
+
+class Unsupported(StrEnum):
+    """What a reader does not read, so a message was skipped (and, for HL7, refused AR)."""
+
+    MESSAGE_TYPE = "message type"  # MSH-9
+    VERSION = "HL7 version"  # MSH-12
+    RESOURCE_TYPE = "resource type"  # a FHIR resourceType nothing here reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +257,8 @@ class InboundMessage:
     the feed called the message is `control_id`, MSH-10 (empty when the header
     could not be trusted: it may then be patient data) or the FHIR `Type/id`.
     Exactly one of `events`, `skip_reason` and `error` says what became of it
-    (events may be empty for a read-and-kept message such as an order).
+    (events may be empty for a read-and-kept message such as an order); `unsupported`
+    says, typed, when the skip is for something not read here at all.
     """
 
     dedup_key: str
@@ -255,6 +268,7 @@ class InboundMessage:
     error: InputError | None = None
     control_id: str = ""
     control_key: str = ""  # HL7: `hl7:<sender>:<MSH-10>`, the key before content digests
+    unsupported: Unsupported | None = None
 
 
 @dataclass(frozen=True, slots=True)

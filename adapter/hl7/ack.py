@@ -8,6 +8,11 @@ Fields taken from the inbound message are echoed verbatim (raw, escapes and
 components intact), in the inbound's own delimiters and byte encoding, so the
 sender recognises its own identifiers. Text we add (ERR-8, MSA-3) is escaped.
 Nothing here raises for bad input: an ACK must always be possible.
+
+This is the one place ACKs are built: the MLLP server's own answers, the handler's answers
+to messages from MLLP and from `POST /hl7` (`acks_for`), all with a typed `AckCode`, the
+ACK's control id as an argument and the ERR location as numbers; the `send` client reads
+them back with `read_msa`. Pure: the clock (`now`) and the control ids are arguments.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from adapter.hl7.er7 import (
     Encoding,
@@ -31,19 +38,42 @@ __all__ = [
     "ACK_CODES",
     "DEFAULT_VERSION",
     "TABLE_0357",
+    "AckCode",
     "AckError",
     "AckIds",
     "MshInfo",
     "ack_control_id",
     "ack_from_header",
+    "acks_for",
     "build_ack",
     "error_ack_code",
     "read_msa",
     "read_msh",
 ]
 
+
+class AckCode(StrEnum):
+    """MSA-1 (HL7 table 0008): original mode A*, enhanced-mode accept acknowledgments C*."""
+
+    AA = "AA"  # accepted (committed)
+    AE = "AE"  # error: the sender may correct and resend
+    AR = "AR"  # rejected: resending the same message cannot succeed
+    CA = "CA"
+    CE = "CE"
+    CR = "CR"
+
+    @property
+    def accept(self) -> AckCode:
+        """The enhanced-mode accept code of the same outcome (AA -> CA, AE -> CE, AR -> CR)."""
+        return AckCode("C" + self.value[1])
+
+    @property
+    def success(self) -> bool:
+        return self in (AckCode.AA, AckCode.CA)
+
+
 DEFAULT_VERSION = "2.5.1"
-ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+ACK_CODES = frozenset(AckCode)
 TABLE_0357 = {  # HL7 table 0357, message error condition codes (ERR-3)
     "0": "Message accepted",
     "100": "Segment sequence error",
@@ -231,21 +261,72 @@ def read_msa(ack: bytes) -> tuple[str, str]:
     return (msa.get(1), msa.get(2)) if msa is not None else ("", "")
 
 
-def error_ack_code(msh: MshInfo | None, *, reject: bool) -> str | None:
+def error_ack_code(msh: MshInfo | None, *, reject: bool) -> AckCode | None:
     """The code for a negative accept ACK in the sender's mode; None when it wants none.
 
     Original mode: AE (error, may be resent) or AR (rejected). Enhanced mode:
     CE or CR, unless MSH-15 is NE (never) or SU (only on success).
     """
     if msh is None or not msh.enhanced_mode:
-        return "AR" if reject else "AE"
+        return AckCode.AR if reject else AckCode.AE
     if (msh.accept_ack_type or "AL") in ("NE", "SU"):
         return None
-    return "CR" if reject else "CE"
+    return AckCode.CR if reject else AckCode.CE
+
+
+def acks_for(
+    msh: MshInfo | None,
+    outcome: AckCode,
+    *,
+    error: AckError | None,
+    now: datetime,
+    control_ids: Callable[[], str],
+) -> tuple[tuple[AckCode, bytes], ...]:
+    """The ACKs of an applied message whose outcome is AA, AE or AR, each with its code.
+
+    Original mode (no MSH-15/16, or no readable MSH): one ACK with the outcome. Enhanced
+    mode: the accept acknowledgment (CA/CE/CR) as MSH-15 asks (AL always, ER only on error,
+    SU only on success, NE never), then the application acknowledgment when MSH-16 asks
+    (the adapter has applied the message once it is committed, so it has the same outcome).
+    """
+    if msh is None or not msh.enhanced_mode:
+        ack = ack_from_header(msh, outcome, error=error, now=now, control_id=control_ids())
+        return ((ack_code_sent(msh, outcome), ack),)
+    wanted = [
+        code
+        for code, condition in (
+            (outcome.accept, msh.accept_ack_type or "AL"),
+            (outcome, msh.app_ack_type or "NE"),
+        )
+        if _wanted(condition, outcome.success)
+    ]
+    return tuple(
+        (code, ack_from_header(msh, code, error=error, now=now, control_id=control_ids()))
+        for code in wanted
+    )
+
+
+def ack_code_sent(msh: MshInfo | None, code: AckCode) -> AckCode:
+    """The code an ACK carries: without a readable MSH, any code becomes AR (CR if enhanced)."""
+    if msh is not None:
+        return code
+    return AckCode.CR if code.value.startswith("C") else AckCode.AR
+
+
+def _wanted(condition: str, success: bool) -> bool:
+    """HL7 table 0155: AL always, NE never, ER only on error, SU only on success."""
+    return (
+        condition == "AL" or (condition == "ER" and not success) or (condition == "SU" and success)
+    )
 
 
 def build_ack(
-    message: bytes, code: str, *, error: AckError | None = None, now: datetime, control_id: str
+    message: bytes,
+    code: AckCode,
+    *,
+    error: AckError | None = None,
+    now: datetime,
+    control_id: str,
 ) -> bytes:
     """The ACK of an inbound message (see `ack_from_header`)."""
     return ack_from_header(read_msh(message), code, error=error, now=now, control_id=control_id)
@@ -253,7 +334,7 @@ def build_ack(
 
 def ack_from_header(
     msh: MshInfo | None,
-    code: str,
+    code: AckCode,
     *,
     error: AckError | None = None,
     now: datetime,
@@ -266,10 +347,10 @@ def ack_from_header(
     `now` should be timezone-aware (MSH-7 carries its offset). `control_id` is
     the ACK's own MSH-10. Raises ValueError only for a code outside AA/AE/AR/CA/CE/CR.
     """
-    if code not in ACK_CODES:
+    if code not in ACK_CODES:  # a caller outside mypy's reach may still pass any string
         raise ValueError(f"not an acknowledgment code: {code!r}")
+    code = ack_code_sent(msh, AckCode(code))
     if msh is None:
-        code = "CR" if code.startswith("C") else "AR"
         error = error or AckError("100", "no readable MSH segment", segment="MSH", sequence=1)
         msh = _NO_HEADER
     enc = msh.header.encoding
@@ -317,9 +398,9 @@ def _message_type(header: Segment, version: str) -> str:
     return f"ACK{enc.component}{trigger}{enc.component}ACK"
 
 
-def _msa(msh: MshInfo, code: str, error: AckError | None, modern: bool) -> str:
+def _msa(msh: MshInfo, code: AckCode, error: AckError | None, modern: bool) -> str:
     fs = msh.header.encoding.field
-    fields = ["MSA", code, msh.header.raw(10)]
+    fields = ["MSA", code.value, msh.header.raw(10)]
     if error is not None and not modern and error.message:  # MSA-3 text before v2.5
         fields.append(_escape(error.message, msh.header.encoding))
     return fs.join(fields)

@@ -26,6 +26,7 @@ __all__ = [
     "Er7Error",
     "Message",
     "Segment",
+    "SegmentLocation",
     "implausible_header_field",
     "parse_message",
     "peek_charset",
@@ -46,16 +47,40 @@ _VERSION_SHAPE = re.compile(r"[vV]?\d+(?:\.\d+)*\Z")  # MSH-12.1
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentLocation:
+    """Where a fault is: segment name, its occurrence (1-based), the field (0: the segment).
+
+    Typed so the ACK's ERR location and the dead letter's place are carried from where the
+    fault is found, never read back out of the error text. `str()` is the text form the
+    error messages have always used (`segment RXA #2 field RXA-3`).
+    """
+
+    segment: str
+    sequence: int
+    field: int = 0
+
+    def __str__(self) -> str:
+        where = f"segment {self.segment} #{self.sequence}"
+        return f"{where} field {self.segment}-{self.field}" if self.field else where
+
+
 class Er7Error(ValueError):
     """A message that cannot be read; `where` names a segment or field, never a value.
 
-    `msh` is the header when it was tokenized before the fault, so the caller can
-    still name the message by its control id.
+    `at` is the typed location when the fault is in a named segment (None for "segment #3",
+    a line that is no segment). `msh` is the header when it was tokenized before the fault,
+    so the caller can still name the message by its control id.
     """
 
-    def __init__(self, where: str, reason: str, msh: Segment | None = None) -> None:
-        super().__init__(f"{where}: {reason}" if where else reason)
-        self.where = where
+    def __init__(
+        self, where: str | SegmentLocation, reason: str, msh: Segment | None = None
+    ) -> None:
+        at = where if isinstance(where, SegmentLocation) else None
+        text = str(where)
+        super().__init__(f"{text}: {reason}" if text else reason)
+        self.where = text
+        self.at = at
         self.reason = reason
         self.msh = msh
 
@@ -260,17 +285,17 @@ def parse_message(lines: Iterable[str], charset: str = "utf-8") -> Message:
     return Message(tuple(segments), encoding)
 
 
-def _segment_label(line: str, position: int) -> str:
+def _segment_label(line: str, position: int) -> str | SegmentLocation:
     """`segment PID #1` when the line starts like a segment, else its position (no content)."""
     name = line[:3]
     looks_like_segment = _SEGMENT_NAME.match(name) and line[3:4] in ("|", "")
-    return f"segment {name} #1" if looks_like_segment else f"segment #{position}"
+    return SegmentLocation(name, 1) if looks_like_segment else f"segment #{position}"
 
 
 def _encoding(msh_line: str, charset: str) -> Encoding:
     """MSH-1/MSH-2, validated by hl7apy (duplicates, count per version) plus our own checks."""
     if len(msh_line) < 4 or msh_line[3].isalnum() or msh_line[3].isspace():
-        raise Er7Error("segment MSH #1 field MSH-1", "invalid field separator")
+        raise Er7Error(SegmentLocation("MSH", 1, 1), "invalid field separator")
     fs = msh_line[3]
     end = msh_line.find(fs, 4)
     msh2 = msh_line[4:end] if end >= 0 else msh_line[4:]
@@ -293,10 +318,10 @@ def _encoding_of(fs: str, msh2: str, version: str | None, charset: str) -> Encod
     try:
         chars = get_message_info(header)[0]
     except Exception as exc:  # hl7apy raises several types, and IndexError on short headers
-        raise Er7Error("segment MSH #1 field MSH-2", "invalid encoding characters") from exc
+        raise Er7Error(SegmentLocation("MSH", 1, 2), "invalid encoding characters") from exc
     values = (chars["COMPONENT"], chars["REPETITION"], chars["ESCAPE"], chars["SUBCOMPONENT"])
     if any(c.isalnum() or c.isspace() for c in values):
-        raise Er7Error("segment MSH #1 field MSH-2", "invalid encoding characters")
+        raise Er7Error(SegmentLocation("MSH", 1, 2), "invalid encoding characters")
     return Encoding(
         field=chars["FIELD"],
         component=chars["COMPONENT"],

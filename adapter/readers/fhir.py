@@ -24,7 +24,7 @@ from datetime import tzinfo
 from types import MappingProxyType
 
 from adapter.core.mappings import Mappings
-from adapter.core.model import Event, InboundMessage, InputError
+from adapter.core.model import Event, InboundMessage, InputError, Unsupported
 from adapter.readers.fhir_json import (
     JsonObject,
     ReadError,
@@ -350,9 +350,15 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
         except ReadError as exc:
             key = _dedup_key(entry, read=False)
             return _failed(key, f"{entry.where}{exc.path}", exc.message, entry.rtype, keys.source)
-        reason = _SKIPPED.get(entry.rtype, f"unsupported resource type {entry.rtype}")
         key = _dedup_key(entry, read=False)
-        return InboundMessage(key, entry.rtype, skip_reason=reason, control_id=keys.source)
+        if entry.rtype in _SKIPPED:
+            reason = _SKIPPED[entry.rtype]
+            return InboundMessage(key, entry.rtype, skip_reason=reason, control_id=keys.source)
+        reason = f"unsupported resource type {entry.rtype}"
+        unsupported = Unsupported.RESOURCE_TYPE
+        return InboundMessage(
+            key, entry.rtype, skip_reason=reason, control_id=keys.source, unsupported=unsupported
+        )
     dedup = _dedup_key(entry, read=True)
     try:
         _check_ids(entry.resource, entry.path)

@@ -39,6 +39,7 @@ from adapter.core.model import (
     PatientClass,
     Quantity,
     Route,
+    Unsupported,
     Visit,
     VisitStatus,
 )
@@ -47,6 +48,7 @@ from adapter.hl7.er7 import (
     Er7Error,
     Message,
     Segment,
+    SegmentLocation,
     implausible_header_field,
     parse_message,
     peek_charsets,
@@ -236,7 +238,7 @@ def _read_chunk(chunk: Chunk, charset: str, context: _Context, origin: str) -> I
         return _dispatch(message, header, context)
     except Er7Error as exc:
         header = header or (_header(exc.msh, digest) if exc.msh else None)
-        return _failure(chunk, header, origin, exc.where, exc.reason)
+        return _failure(chunk, header, origin, exc.where, exc.reason, exc.at)
     except Exception as exc:  # a reader bug must not lose the rest of the file
         return _failure(chunk, header, origin, "", f"unexpected {type(exc).__name__}")
 
@@ -272,10 +274,12 @@ def _dispatch(message: Message, header: _Header, context: _Context) -> InboundMe
         control_key=header.control_key,
     )
     if not _VERSION.match(header.version):
-        return replace(base, skip_reason=f"unsupported HL7 version {_safe(header.version)}")
+        reason = f"unsupported HL7 version {_safe(header.version)}"
+        return replace(base, skip_reason=reason, unsupported=Unsupported.VERSION)
     handler = _HANDLERS.get((header.message_type, header.trigger))
     if handler is None:
-        return replace(base, skip_reason=f"unsupported message type {base.kind}")
+        reason = f"unsupported message type {base.kind}"
+        return replace(base, skip_reason=reason, unsupported=Unsupported.MESSAGE_TYPE)
     outcome = handler(message, header, context)
     if isinstance(outcome, str):
         return replace(base, skip_reason=outcome)
@@ -283,7 +287,12 @@ def _dispatch(message: Message, header: _Header, context: _Context) -> InboundMe
 
 
 def _failure(
-    chunk: Chunk, header: _Header | None, origin: str, where: str, reason: str
+    chunk: Chunk,
+    header: _Header | None,
+    origin: str,
+    where: str,
+    reason: str,
+    at: SegmentLocation | None = None,
 ) -> InboundMessage:
     """An error result; the dedup key falls back to a digest so a re-sent bad message matches."""
     if header is not None and header.implausible_field:  # its MSH-10 may be patient data
@@ -303,7 +312,7 @@ def _failure(
     return InboundMessage(
         dedup_key=key,
         kind=_safe(header.kind) if header else "",
-        error=InputError(" ".join(parts), reason),
+        error=InputError(" ".join(parts), reason, at),
         control_id=control_id,
         control_key=control_key,
     )
@@ -352,7 +361,7 @@ _IMPLAUSIBLE = {
 def _fault(segment: Segment, field: int, reason: str) -> Er7Error:
     """An error naming the segment occurrence and field, never the value."""
     name = segment.name
-    return Er7Error(f"segment {name} #{segment.ordinal} field {name}-{field}", reason)
+    return Er7Error(SegmentLocation(name, segment.ordinal, field), reason)
 
 
 # --- message types -------------------------------------------------------------------

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
@@ -22,7 +21,7 @@ from datetime import datetime, time, tzinfo
 import structlog
 
 from adapter.core.mappings import Mappings
-from adapter.core.model import InboundMessage, InputError
+from adapter.core.model import InboundMessage, InputError, Unsupported
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
 from adapter.service.labels import control_id_label, message_kind_label
@@ -41,10 +40,6 @@ ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
 READ_ON_LOOP_MAX_BYTES = 64 * 1024  # larger payloads are read on a worker thread
-
-_LOCATION = re.compile(
-    r"segment (?P<seg>[A-Z0-9]{3}) #(?P<seq>\d+)(?: field [A-Z0-9]{3}-(?P<field>\d+))?"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,28 +339,21 @@ def _hl7_rejection(message: InboundMessage) -> Rejection | None:
             return dataclasses.replace(rejection, reason=kind)
         return rejection
     reason = message.skip_reason
-    if reason.startswith("unsupported message type"):
+    if message.unsupported is Unsupported.MESSAGE_TYPE:
         kind = RefusalReason.UNSUPPORTED_TYPE
         return Rejection("AR", ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9, kind)
-    if reason.startswith("unsupported HL7 version"):
+    if message.unsupported is Unsupported.VERSION:
         kind = RefusalReason.UNSUPPORTED_VERSION
         return Rejection("AR", ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12, kind)
     return None
 
 
 def _located(code: str, err: str, error: InputError) -> Rejection:
-    match = _LOCATION.search(error.location)
-    if match is None:
+    """ERR-2 from the reader's typed location (never parsed back out of the text)."""
+    at = error.at
+    if at is None:
         return Rejection(code, err, error.location, error.message)
-    return Rejection(
-        code,
-        err,
-        error.location,
-        error.message,
-        match["seg"],
-        int(match["seq"]),
-        int(match["field"] or 0),
-    )
+    return Rejection(code, err, error.location, error.message, at.segment, at.sequence, at.field)
 
 
 def _fhir_entry(message: InboundMessage) -> FhirEntryResult:

@@ -109,9 +109,7 @@ class MessageReader:
     def outcome(self, message: StoredMessage) -> ReplayOutcome:
         reader = read_hl7 if message.format == "hl7" else read_fhir
         inbound = reader(message.raw, self.mappings, self.site_tz, f"message {message.id}")
-        good = [
-            m for m in inbound if m.error is None and not m.skip_reason.startswith("unsupported")
-        ]
+        good = [m for m in inbound if m.error is None and m.unsupported is None]
         if not good:
             errors = [f"{m.error.location}: {m.error.message}" for m in inbound if m.error]
             refusal = refusal_for(message.format, inbound)
