@@ -22,6 +22,7 @@ import structlog
 
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError, Unsupported
+from adapter.hl7.ack import AckCode
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
 from adapter.service.labels import control_id_label, message_kind_label
@@ -46,7 +47,7 @@ READ_ON_LOOP_MAX_BYTES = 64 * 1024  # larger payloads are read on a worker threa
 class Rejection:
     """Why a message was not accepted, located for ERR-2 and the interface analyst."""
 
-    ack_code: str  # AE (error in the message) | AR (rejected: unsupported)
+    ack_code: AckCode  # AE (error in the message) | AR (rejected: unsupported)
     err_code: str  # HL7 table 0357
     location: str  # human-readable: message, segment, field
     message: str
@@ -63,7 +64,7 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Hl7Result:
-    ack_code: str  # AA | AE | AR
+    ack_code: AckCode  # AA | AE | AR
     control_id: str
     duplicate: bool
     rejection: Rejection | None = None
@@ -121,13 +122,13 @@ class Ingestor:
         )
         if not messages:
             empty = Rejection(
-                "AR", ERR_SEGMENT, f"{origin}: no MSH segment", "no message",
+                AckCode.AR, ERR_SEGMENT, f"{origin}: no MSH segment", "no message",
                 reason=RefusalReason.NO_MESSAGE,
             )  # fmt: skip
             await self._dead(
                 raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message, empty.refusal
             )
-            return Hl7Result("AR", "", False, empty)
+            return Hl7Result(AckCode.AR, "", False, empty)
         first = messages[0]
         control_id = _control_id(first)
         rejection = _hl7_rejection(first) or _one_message_per_frame(messages)
@@ -144,7 +145,7 @@ class Ingestor:
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
         if not duplicate:
             await self._note_reuse(first)
-        return Hl7Result("AA", control_id, duplicate)
+        return Hl7Result(AckCode.AA, control_id, duplicate)
 
     async def _note_reuse(self, message: InboundMessage) -> None:
         """Count and log (no PHI) a control id its sender already used for other content.
@@ -327,12 +328,12 @@ def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | No
         return None
     text = f"{len(messages)} messages in one frame; MLLP carries one message per frame"
     several = RefusalReason.SEVERAL_MESSAGES
-    return Rejection("AR", ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0, several)
+    return Rejection(AckCode.AR, ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0, several)
 
 
 def _hl7_rejection(message: InboundMessage) -> Rejection | None:
     if message.error is not None:
-        rejection = _located("AE", ERR_DATA_TYPE, message.error)
+        rejection = _located(AckCode.AE, ERR_DATA_TYPE, message.error)
         if message.dedup_key.startswith(UNREAD_KEY_PREFIX):  # the header itself is unread
             header = rejection.segment in ("MSH", "")
             kind = RefusalReason.IMPLAUSIBLE_HEADER if header else RefusalReason.NO_MESSAGE
@@ -341,14 +342,14 @@ def _hl7_rejection(message: InboundMessage) -> Rejection | None:
     reason = message.skip_reason
     if message.unsupported is Unsupported.MESSAGE_TYPE:
         kind = RefusalReason.UNSUPPORTED_TYPE
-        return Rejection("AR", ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9, kind)
+        return Rejection(AckCode.AR, ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9, kind)
     if message.unsupported is Unsupported.VERSION:
         kind = RefusalReason.UNSUPPORTED_VERSION
-        return Rejection("AR", ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12, kind)
+        return Rejection(AckCode.AR, ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12, kind)
     return None
 
 
-def _located(code: str, err: str, error: InputError) -> Rejection:
+def _located(code: AckCode, err: str, error: InputError) -> Rejection:
     """ERR-2 from the reader's typed location (never parsed back out of the text)."""
     at = error.at
     if at is None:
