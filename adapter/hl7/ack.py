@@ -347,10 +347,12 @@ def ack_from_header(
     `now` should be timezone-aware (MSH-7 carries its offset). `control_id` is
     the ACK's own MSH-10. Raises ValueError only for a code outside AA/AE/AR/CA/CE/CR.
     """
-    if code not in ACK_CODES:  # a caller outside mypy's reach may still pass any string
-        raise ValueError(f"not an acknowledgment code: {code!r}")
-    code = ack_code_sent(msh, AckCode(code))
+    if not isinstance(code, AckCode):  # a caller outside mypy's reach may pass any string
+        if code not in ACK_CODES:
+            raise ValueError(f"not an acknowledgment code: {code!r}")
+        code = AckCode(code)
     if msh is None:
+        code = ack_code_sent(msh, code)
         error = error or AckError("100", "no readable MSH segment", segment="MSH", sequence=1)
         msh = _NO_HEADER
     enc = msh.header.encoding
