@@ -13,8 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from adapter.hl7.er7 import SegmentLocation
-
 
 class CodeSystem(StrEnum):
     """Identifier systems a drug, diagnosis or route code can come from."""
@@ -221,6 +219,26 @@ class OrderEvent:
 
 
 Event = Administration | Visit | ConditionEvent | CoverageEvent | OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentLocation:
+    """Where a fault is: segment name, its occurrence (1-based), the field (0: the segment).
+
+    Typed so the ACK's ERR location and the dead letter's place are carried from where the
+    fault is found (the ER7 tokenizer, the HL7 reader), never read back out of the error
+    text. Here, not in `adapter.hl7`, because `InputError` carries it and the core imports
+    nothing outside the core. `str()` is the text form the
+    error messages have always used (`segment RXA #2 field RXA-3`).
+    """
+
+    segment: str
+    sequence: int
+    field: int = 0
+
+    def __str__(self) -> str:
+        where = f"segment {self.segment} #{self.sequence}"
+        return f"{where} field {self.segment}-{self.field}" if self.field else where
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 from hl7apy.parser import get_message_info
 
+from adapter.core.model import SegmentLocation
+
 __all__ = [
     "Chunk",
     "Encoding",
     "Er7Error",
     "Message",
     "Segment",
-    "SegmentLocation",
     "implausible_header_field",
     "parse_message",
     "peek_charset",
@@ -45,24 +46,6 @@ _TIMESTAMP = re.compile(r"\d{4,14}(?:\.\d{1,4})?(?:[+-]\d{4})?\Z")  # MSH-7.1, l
 _MESSAGE_CODE = re.compile(r"[A-Za-z0-9]{3}\Z")  # MSH-9.1
 _VERSION_SHAPE = re.compile(r"[vV]?\d+(?:\.\d+)*\Z")  # MSH-12.1
 _HEX = frozenset("0123456789abcdefABCDEF")
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentLocation:
-    """Where a fault is: segment name, its occurrence (1-based), the field (0: the segment).
-
-    Typed so the ACK's ERR location and the dead letter's place are carried from where the
-    fault is found, never read back out of the error text. `str()` is the text form the
-    error messages have always used (`segment RXA #2 field RXA-3`).
-    """
-
-    segment: str
-    sequence: int
-    field: int = 0
-
-    def __str__(self) -> str:
-        where = f"segment {self.segment} #{self.sequence}"
-        return f"{where} field {self.segment}-{self.field}" if self.field else where
 
 
 class Er7Error(ValueError):
