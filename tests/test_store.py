@@ -886,6 +886,30 @@ async def test_no_destination_queues_nothing(store: Store) -> None:
     assert await store.due_deliveries(LATER, 10) == []
 
 
+async def test_a_rejected_delivery_is_kept_never_due_and_no_longer_blocks(store: Store) -> None:
+    await store.add_message(message("m:1"), [link("visit:1")])
+    await code(store, "visit:1", [claim(), charge("chg-1")], destination="dft:site")
+    first, second = await store.due_deliveries(LATER, 10)
+
+    await store.mark_rejected(first.id, "AR: unknown chargemaster item", LATER + MIN)
+
+    assert [d.id for d in await store.due_deliveries(LATER + 60 * MIN, 10)] == [second.id]
+    assert await store.undelivered("dft:site", "Claim", ["clm-1"]) == set()
+    counts = await store.counts()
+    assert (counts.outbox_pending, counts.outbox_rejected) == (1, 1)
+    [kept], total = await store.rejected_deliveries(10, 0)
+    assert total == 1
+    assert (kept.id, kept.attempts, kept.last_error) == (
+        first.id,
+        1,
+        "AR: unknown chargemaster item",
+    )
+    assert kept.rejected_at == LATER + MIN and kept.rejected_at.tzinfo is not None
+    assert await store.rejected_deliveries(10, 1) == ([], 1)
+    [pending] = await store.due_deliveries(LATER, 10)
+    assert pending.rejected_at is None
+
+
 # --- review, audit, metrics -----------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from adapter.core.mappings import Mappings
 from adapter.credentials import server_ssl_context
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import MappingError, load_mappings
+from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.http_api import setup_routes
@@ -192,13 +193,11 @@ def _deliverer(
     if not settings.fhir_base_url:
         return None
     config = DeliveryConfig(
-        base_url=settings.fhir_base_url,
-        auth_header=settings.auth_header(),
         backoff_base=settings.delivery_backoff_base_seconds,
         backoff_max=settings.delivery_backoff_max_seconds,
-        timeout=settings.delivery_timeout_seconds,
     )
-    return Deliverer(store, config, clock, metrics)
+    fhir = FhirPutSink(FhirPutConfig(settings.auth_header(), settings.delivery_timeout_seconds))
+    return Deliverer(store, config, clock, metrics, [fhir])
 
 
 def load_mappings_checked(settings: Settings) -> Mappings:

@@ -1,39 +1,40 @@
-"""Deliver emitted resources to the downstream FHIR server, from a durable outbox.
+"""Deliver emitted resources from the durable outbox, through one `Sink` per kind of
+destination (adapter/outbox: FHIR PUT today).
 
-Each new resource version is queued in the store in the same transaction that
-wrote it, so a restart loses nothing. The worker PUTs `<base>/<Type>/<id>`
-(idempotent: the ids are deterministic, D24) and retries failures with
-exponential backoff and full jitter, capped. A Claim goes before the ChargeItems and
-the Task that reference it: they wait while it is queued.
+Each new resource version is queued in the store in the same transaction that wrote it,
+so a restart loses nothing. The worker is the same for every destination: it reads what is
+due, lets the destination's sink turn each version into an `OutboxItem`, holds back an item
+whose prerequisites (a FHIR ChargeItem's Claim) are still queued for that destination, and
+acts on the sink's typed answer: delivered; retry later with exponential backoff and full
+jitter, capped; or rejected for good, kept in the outbox as rejected (never retried, never
+dropped: `GET /admin/outbox?state=rejected`, `adapter_outbox_rejected`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import aiohttp
 import structlog
 
+from adapter.outbox.fhir_put import claim_references
+from adapter.outbox.sink import DeliveryResult, OutboxItem, Outcome, Sink
 from adapter.service.metrics import Metrics
 from adapter.store.base import Delivery, Store
+
+__all__ = ["Deliverer", "DeliveryConfig", "backoff_seconds", "claim_references"]
 
 log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    base_url: str
-    auth_header: tuple[str, str] | None
     backoff_base: float
     backoff_max: float
-    timeout: float
     batch: int = 50
 
 
@@ -50,39 +51,44 @@ class Deliverer:
         config: DeliveryConfig,
         clock: Callable[[], datetime],
         metrics: Metrics,
+        sinks: Sequence[Sink],
         rnd: random.Random | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.metrics = metrics
+        self.sinks = tuple(sinks)
         self.rnd = rnd or random.Random()
-        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for sink in self.sinks:
+            await sink.close()
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
+    def sink_for(self, destination: str) -> Sink | None:
+        return next((s for s in self.sinks if s.accepts(destination)), None)
 
     async def run_once(self) -> int:
-        """Attempt every delivery due now, Claims first; the number delivered.
+        """Attempt every delivery due now, those without prerequisites first; the number
+        delivered.
 
-        A ChargeItem or Task references its Claim, and a strict FHIR server refuses a
+        A FHIR ChargeItem or Task references its Claim, and a strict FHIR server refuses a
         reference to a resource it does not have: each waits while a version of its Claim
         is still queued for that destination (failed and backing off, or not tried yet).
+        Within each group the outbox order (queue order) is kept.
         """
         due = await self.store.due_deliveries(self.clock(), self.config.batch)
+        items: list[OutboxItem] = []
+        for delivery in due:
+            item = await self._item(delivery)
+            if item is not None:
+                items.append(item)
         delivered = 0
-        for item in sorted(due, key=lambda d: d.resource_type != "Claim"):  # stable
+        for item in sorted(items, key=lambda i: bool(i.after)):  # stable
             delivered += await self._deliver(item)
-        backlog = await self.store.counts()
-        self.metrics.backlog.set(backlog.outbox_pending)
+        counts = await self.store.counts()
+        self.metrics.backlog.set(counts.outbox_pending)
+        self.metrics.outbox_rejected.set(counts.outbox_rejected)
         return delivered
 
     async def run_forever(self, stop: asyncio.Event, interval: float) -> None:
@@ -97,83 +103,88 @@ class Deliverer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
-    async def _deliver(self, item: Delivery) -> int:
-        row = await self.store.read_resource(item.resource_type, item.resource_id, item.version)
-        if row is None:
-            await self.store.mark_delivered(item.id, self.clock())  # nothing left to send
-            return 0
-        waiting_for = await self._claims_not_delivered(item, row.body)
-        if waiting_for:
-            await self._wait(item, waiting_for)
-            return 0
-        url = f"{item.destination.rstrip('/')}/{item.resource_type}/{item.resource_id}"
-        headers = {"Content-Type": "application/fhir+json"}
-        if self.config.auth_header:
-            headers[self.config.auth_header[0]] = self.config.auth_header[1]
-        error = await self._put(url, row.body, headers)
-        if error is None:
-            await self.store.mark_delivered(item.id, self.clock())
-            self._record(item, "delivered", 1)
-            return 1
-        delay = backoff_seconds(
-            item.attempts, self.config.backoff_base, self.config.backoff_max, self.rnd
+    async def _item(self, delivery: Delivery) -> OutboxItem | None:
+        """The queued version as its sink sends it; None when there is nothing to send
+        (the version is gone) or no sink takes the destination (it stays queued)."""
+        row = await self.store.read_resource(
+            delivery.resource_type, delivery.resource_id, delivery.version
         )
-        await self.store.mark_failed(item.id, error, self.clock() + timedelta(seconds=delay))
-        self._record(item, "failed", 0)
+        if row is None:
+            await self.store.mark_delivered(delivery.id, self.clock())  # nothing left to send
+            return None
+        sink = self.sink_for(delivery.destination)
+        if sink is None:
+            await self._settle(delivery, DeliveryResult.retry_later("no sink for destination"))
+            return None
+        return sink.item(delivery, row)
+
+    async def _deliver(self, item: OutboxItem) -> int:
+        waiting_for = await self._prerequisites_queued(item)
+        if waiting_for:
+            await self._wait(item.delivery, waiting_for)
+            return 0
+        sink = self.sink_for(item.destination)
+        assert sink is not None  # _item built the item with it
+        result = await sink.deliver(item)
+        await self._settle(item.delivery, result)
+        return 1 if result.outcome is Outcome.DELIVERED else 0
+
+    async def _settle(self, delivery: Delivery, result: DeliveryResult) -> None:
+        """Store and count what the attempt came to."""
+        now = self.clock()
+        if result.outcome is Outcome.DELIVERED:
+            await self.store.mark_delivered(delivery.id, now)
+            self._record(delivery, result.outcome, 1)
+            return
+        if result.outcome is Outcome.REJECTED:
+            await self.store.mark_rejected(delivery.id, result.reason, now)
+            self._record(delivery, result.outcome, 1)  # it answered: the destination is up
+            log.warning(
+                "delivery.rejected",  # the reason may quote the payload: stored, not logged
+                resource=f"{delivery.resource_type}/{delivery.resource_id}",
+                version=delivery.version,
+                destination=delivery.destination,
+                attempts=delivery.attempts + 1,
+            )
+            return
+        delay = backoff_seconds(
+            delivery.attempts, self.config.backoff_base, self.config.backoff_max, self.rnd
+        )
+        await self.store.mark_failed(delivery.id, result.reason, now + timedelta(seconds=delay))
+        self._record(delivery, result.outcome, 0)
         log.warning(
             "delivery.failed",
-            resource=f"{item.resource_type}/{item.resource_id}",
-            version=item.version,
-            attempts=item.attempts + 1,
-            error=error,
+            resource=f"{delivery.resource_type}/{delivery.resource_id}",
+            version=delivery.version,
+            attempts=delivery.attempts + 1,
+            error=result.reason,
             retry_in_s=round(delay, 1),
         )
-        return 0
 
-    async def _claims_not_delivered(self, item: Delivery, body: str) -> list[str]:
-        """The Claims this resource references that are still queued for its destination."""
-        if item.resource_type == "Claim":
-            return []
-        ids = claim_references(json.loads(body))
-        return sorted(await self.store.undelivered(item.destination, "Claim", ids))
+    async def _prerequisites_queued(self, item: OutboxItem) -> list[str]:
+        """`Type/id` of the prerequisites still queued for the item's destination."""
+        queued: list[str] = []
+        for need in item.after:
+            ids = await self.store.undelivered(
+                item.destination, need.resource_type, need.resource_ids
+            )
+            queued.extend(f"{need.resource_type}/{i}" for i in sorted(ids))
+        return queued
 
-    async def _wait(self, item: Delivery, claims: list[str]) -> None:
-        """Try again after the base delay (not the growing backoff): the Claim's own retries
-        set the pace, and this one should follow as soon as the Claim is through."""
+    async def _wait(self, delivery: Delivery, queued: list[str]) -> None:
+        """Try again after the base delay (not the growing backoff): the prerequisite's own
+        retries set the pace, and this one should follow as soon as it is through."""
         retry = self.clock() + timedelta(seconds=self.config.backoff_base)
-        error = f"waiting for Claim/{claims[0]} to be delivered first"
-        await self.store.mark_failed(item.id, error, retry)
-        self.metrics.deliveries.labels(item.destination, "waiting").inc()
+        error = f"waiting for {queued[0]} to be delivered first"
+        await self.store.mark_failed(delivery.id, error, retry)
+        self.metrics.deliveries.labels(delivery.destination, "waiting").inc()
         log.info(
             "delivery.waiting",
-            resource=f"{item.resource_type}/{item.resource_id}",
-            version=item.version,
-            claim=f"Claim/{claims[0]}",
+            resource=f"{delivery.resource_type}/{delivery.resource_id}",
+            version=delivery.version,
+            claim=queued[0],
         )
 
-    async def _put(self, url: str, body: str, headers: dict[str, str]) -> str | None:
-        try:
-            async with self._client().put(url, data=body.encode(), headers=headers) as response:
-                if 200 <= response.status < 300:
-                    return None
-                return f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return type(exc).__name__
-
-    def _record(self, item: Delivery, result: str, up: int) -> None:
-        self.metrics.deliveries.labels(item.destination, result).inc()
-        self.metrics.destination_up.labels(item.destination).set(up)
-
-
-def claim_references(resource: dict[str, Any]) -> list[str]:
-    """Ids of the Claims a ChargeItem (supportingInformation) or Task (focus) references."""
-    refs: list[object] = [resource.get("focus")]
-    supporting = resource.get("supportingInformation")
-    if isinstance(supporting, list):
-        refs.extend(supporting)
-    out = []
-    for ref in refs:
-        target = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(target, str) and target.startswith("Claim/"):
-            out.append(target.removeprefix("Claim/"))
-    return out
+    def _record(self, delivery: Delivery, outcome: Outcome, up: int) -> None:
+        self.metrics.deliveries.labels(delivery.destination, outcome.value).inc()
+        self.metrics.destination_up.labels(delivery.destination).set(up)

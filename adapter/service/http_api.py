@@ -31,7 +31,14 @@ from aiohttp import web
 from adapter import __version__
 from adapter.core.time_range import RANGE_TEXT
 from adapter.logs import redact_library_logs
-from adapter.service import http_admin, http_fhir, http_health, http_review, security
+from adapter.service import (
+    http_admin,
+    http_fhir,
+    http_health,
+    http_outbox,
+    http_review,
+    security,
+)
 from adapter.service.http_fhir import (
     DEFAULT_COUNT,
     INBOUND_TYPES,
@@ -84,6 +91,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_post("/admin/reload-mappings", http_admin.reload_mappings)
     router.add_get("/admin/dead-letters", http_admin.list_dead_letters)
     router.add_get("/admin/dead-letters/{id}/raw", http_admin.dead_letter_raw)
+    router.add_get("/admin/outbox", http_outbox.list_outbox)
     router.add_get("/fhir/metadata", metadata)
     router.add_post("/fhir", http_fhir.post_bundle)
     router.add_post(f"/fhir/{_IN}", http_fhir.create)

@@ -78,4 +78,5 @@ async def refresh_gauges(state: AppState) -> None:
     for name, value in by_state.items():
         state.metrics.encounters.labels(str(name)).set(value)
     state.metrics.backlog.set(counts.outbox_pending)
+    state.metrics.outbox_rejected.set(counts.outbox_rejected)
     state.metrics.dead_letters.set(counts.dead_letters)

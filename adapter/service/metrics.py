@@ -38,13 +38,19 @@ class Metrics:
         )
         self.deliveries = Counter(
             "adapter_delivery_attempts_total",
-            "Deliveries to the downstream FHIR server by destination and result",
+            "Delivery attempts by destination and result (delivered, failed, waiting, rejected)",
             ["destination", "result"],
             registry=self.registry,
         )
         self.backlog = Gauge(
             "adapter_outbox_backlog",
             "Resource versions waiting for delivery",
+            registry=self.registry,
+        )
+        self.outbox_rejected = Gauge(
+            "adapter_outbox_rejected",
+            "Resource versions their destination refused for good (kept, not retried:"
+            " GET /admin/outbox?state=rejected)",
             registry=self.registry,
         )
         self.dead_letters = Gauge(

@@ -574,6 +574,7 @@ def delivery_from_row(row: RowLike, decode: TimeDecoder) -> Delivery:
         attempts=int(row["attempts"]),
         next_attempt_at=decode(row["next_attempt_at"]),
         last_error=str(row["last_error"]),
+        rejected_at=None if row["rejected_at"] is None else decode(row["rejected_at"]),
     )
 
 

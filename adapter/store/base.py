@@ -184,6 +184,7 @@ class Delivery:
     attempts: int
     next_attempt_at: datetime
     last_error: str
+    rejected_at: datetime | None = None  # refused for good by its destination: not retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,7 @@ class StoreCounts:
     outbox_pending: int
     dead_letters: int
     messages: int
+    outbox_rejected: int = 0  # versions their destination refused for good (kept, listed)
 
 
 class Store(Protocol):
@@ -415,6 +417,13 @@ class Store(Protocol):
 
     async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
         """attempts += 1; retried at next_attempt_at."""
+
+    async def mark_rejected(self, delivery_id: int, error: str, now: datetime) -> None:
+        """attempts += 1; refused for good: kept with `error`, never due again, no longer
+        counted as pending or as undelivered (a later version is queued as its own row)."""
+
+    async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
+        """The rejected outbox rows, oldest first, one page; with their total."""
 
     # --- audit and metrics --------------------------------------------------------------
 

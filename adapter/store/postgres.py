@@ -90,7 +90,8 @@ RESOURCE_COLUMNS = (
     "resource_type, resource_id, version, encounter_key, patient_ref, status, last_updated, body"
 )
 DELIVERY_COLUMNS = (
-    "id, destination, resource_type, resource_id, version, attempts, next_attempt_at, last_error"
+    "id, destination, resource_type, resource_id, version, attempts, next_attempt_at, last_error,"
+    " rejected_at"
 )
 
 
@@ -551,7 +552,8 @@ class PostgresStore:
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         sql = (
             f"SELECT {DELIVERY_COLUMNS} FROM outbox"
-            " WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+            " WHERE delivered_at IS NULL AND rejected_at IS NULL AND next_attempt_at <= $1"
+            " ORDER BY id LIMIT $2"
         )
         async with self._read() as conn:
             rows = await conn.fetch(sql, utc(now), limit)
@@ -564,6 +566,7 @@ class PostgresStore:
             return set()
         sql = (
             "SELECT DISTINCT resource_id FROM outbox WHERE delivered_at IS NULL"
+            " AND rejected_at IS NULL"
             " AND destination = $1 AND resource_type = $2 AND resource_id = ANY($3::text[])"
         )
         async with self._read() as conn:
@@ -582,6 +585,24 @@ class PostgresStore:
         )
         async with self._tx() as conn:
             await conn.execute(sql, error[:MAX_ERROR_CHARS], utc(next_attempt_at), delivery_id)
+
+    async def mark_rejected(self, delivery_id: int, error: str, now: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, rejected_at = $2"
+            " WHERE id = $3"
+        )
+        async with self._tx() as conn:
+            await conn.execute(sql, error[:MAX_ERROR_CHARS], utc(now), delivery_id)
+
+    async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
+        sql = (
+            f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE rejected_at IS NOT NULL"
+            " ORDER BY id LIMIT $1 OFFSET $2"
+        )
+        async with self._read() as conn:
+            total = await conn.fetchval("SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL")
+            rows = await conn.fetch(sql, max(limit, 0), max(offset, 0))
+        return [delivery_from_row(row, aware) for row in rows], int(total)
 
     # --- audit and metrics ------------------------------------------------------------
 
@@ -615,6 +636,7 @@ class PostgresStore:
             outbox_pending=int(totals["pending"]),
             dead_letters=int(totals["dead"]),
             messages=int(totals["messages"]),
+            outbox_rejected=int(totals["rejected"]),
         )
 
 
@@ -805,7 +827,8 @@ WHERE e.key = l.key AND e.lease_owner = l.owner
 """
 
 _TOTALS = """
-SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL) AS pending,
+SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND rejected_at IS NULL) AS pending,
+       (SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL) AS rejected,
        (SELECT count(*) FROM messages WHERE status = 'dead') AS dead,
        (SELECT count(*) FROM messages) AS messages
 """

@@ -368,8 +368,8 @@ class SqliteStore:
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         sql = (
-            "SELECT * FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?"
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND rejected_at IS NULL"
+            " AND next_attempt_at <= ? ORDER BY id LIMIT ?"
         )
         return await self._read(
             lambda conn: [
@@ -385,6 +385,7 @@ class SqliteStore:
         marks = ",".join("?" * len(ids))
         sql = (
             "SELECT DISTINCT resource_id FROM outbox WHERE delivered_at IS NULL"
+            " AND rejected_at IS NULL"
             f" AND destination = ? AND resource_type = ? AND resource_id IN ({marks})"
         )
         params = (destination, resource_type, *ids)
@@ -402,6 +403,23 @@ class SqliteStore:
         )
         params = (error[:MAX_ERROR_CHARS], iso_utc(next_attempt_at), delivery_id)
         await self._write(lambda conn: conn.execute(sql, params))
+
+    async def mark_rejected(self, delivery_id: int, error: str, now: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, rejected_at = ?"
+            " WHERE id = ?"
+        )
+        params = (error[:MAX_ERROR_CHARS], iso_utc(now), delivery_id)
+        await self._write(lambda conn: conn.execute(sql, params))
+
+    async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
+        def read(conn: Conn) -> tuple[list[Delivery], int]:
+            total = _scalar(conn, "SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL")
+            sql = "SELECT * FROM outbox WHERE rejected_at IS NOT NULL ORDER BY id LIMIT ? OFFSET ?"
+            rows = conn.execute(sql, (max(limit, 0), max(offset, 0)))
+            return [delivery_from_row(r, parse_iso) for r in rows], total
+
+        return await self._read(read)
 
     # --- audit and metrics ------------------------------------------------------------
 
@@ -908,10 +926,14 @@ def _counts(conn: Conn) -> StoreCounts:
     by_state = conn.execute("SELECT state, count(*) FROM encounters GROUP BY state").fetchall()
     return StoreCounts(
         encounters_by_state=state_counts((str(r[0]), int(r[1])) for r in by_state),
-        outbox_pending=_scalar(conn, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"),
+        outbox_pending=_scalar(conn, _PENDING),
+        outbox_rejected=_scalar(conn, "SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL"),
         dead_letters=_scalar(conn, "SELECT count(*) FROM messages WHERE status = 'dead'"),
         messages=_scalar(conn, "SELECT count(*) FROM messages"),
     )
+
+
+_PENDING = "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND rejected_at IS NULL"
 
 
 def _scalar(conn: Conn, sql: str, params: Sequence[object] = ()) -> int:
