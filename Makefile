@@ -5,12 +5,14 @@ MAKEFLAGS += --no-print-directory
 VENV   := .venv
 BIN    := $(VENV)/bin
 VALIDATOR := tests/validator
+BROWSER_NPM := tests/browser
+CHROMIUM := /usr/bin/chromium
 # Demo feed for `make demo` / `make send-demo`: an office R-CHOP day (HL7), a hospital paclitaxel/carboplatin day
 # (HL7), an office FOLFOX + bevacizumab day with a pump (FHIR), and a held visit (no stop time).
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
 .PHONY: install test lint typecheck pytest run demo send-demo bench crash-test crash-test-pg \
-	pg-restart-test fuzz mappings hostile clean
+	pg-restart-test fuzz mappings hostile browser clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -29,8 +31,24 @@ $(VALIDATOR)/node_modules/.installed: $(VALIDATOR)/package.json
 	  cd $(VALIDATOR) && npm install --silent --no-audit --no-fund >&2 && touch node_modules/.installed; \
 	else echo "npm not found: FHIR conformance tests will be skipped" >&2; fi
 
+$(BROWSER_NPM)/node_modules/.installed: $(BROWSER_NPM)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(BROWSER_NPM) && npm install --silent --no-audit --no-fund >&2 && touch node_modules/.installed; \
+	else echo "npm not found: axe-core missing, the browser tests will be SKIPPED (fail under CI)" >&2; fi
+
+# The browser tests drive Debian's Chromium (Playwright's own download cannot work here).
+# Installed when missing; if apt-get cannot, say so loudly: the tests then skip (fail under CI).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing chromium for the browser tests (apt-get)" >&2; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
+	  || echo "*** chromium could not be installed: the browser tests will be SKIPPED (they fail when CI=true) ***" >&2; \
+	fi
+
 install: $(VENV)/.installed ## create .venv and install the package with test extras
 	-@$(MAKE) -s --no-print-directory $(VALIDATOR)/node_modules/.installed >&2
+	-@$(MAKE) -s --no-print-directory $(BROWSER_NPM)/node_modules/.installed >&2
+	-@$(MAKE) -s --no-print-directory browser >&2
 
 lint: install
 	$(BIN)/ruff check adapter tests bench scripts deploy
@@ -85,4 +103,5 @@ mappings: install ## regenerate the CMS-derived tables in mappings/ from mapping
 	$(BIN)/python deploy/k8s/make_configmap.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(VALIDATOR)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(VALIDATOR)/node_modules \
+	  $(BROWSER_NPM)/node_modules test-artifacts

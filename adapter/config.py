@@ -101,6 +101,7 @@ class Settings:
     auth_tokens_file: str = ""  # one name:token per line, # comments (a mounted Secret)
     auth_required: bool | None = None  # None: required when any token is configured
     auth_read_only_names: str = ""  # comma-separated token names that may only read
+    ui_session_idle_minutes: int = 30  # a workbench login ends after this long unused
 
     @property
     def tz(self) -> ZoneInfo:
@@ -248,7 +249,7 @@ def _validate(s: Settings) -> None:
         except ValueError:
             problems.append(f"end_of_day_cutoff={s.end_of_day_cutoff}: HH:MM, or empty for off")
     for name in ("quiet_period_minutes", "lease_seconds", "mllp_max_frame_bytes",
-                 "http_max_body_bytes"):  # fmt: skip
+                 "http_max_body_bytes", "ui_session_idle_minutes"):  # fmt: skip
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be positive")
     problems += _limit_problems(s)

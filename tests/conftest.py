@@ -132,3 +132,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def session_log_lines() -> list[str]:
     """Every log line recorded so far in this session (structlog events and stdlib records)."""
     return SESSION_LOG_LINES
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing browser test leaves a screenshot of its page in test-artifacts/."""
+    outcome = yield
+    report = outcome.get_result()
+    page = getattr(item, "funcargs", {}).get("page")
+    if report.when == "call" and report.failed and page is not None:
+        from tests.browser_support import screenshot
+
+        try:
+            path = screenshot(page, f"FAILED-{item.name}")
+            report.sections.append(("screenshot", str(path)))
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            report.sections.append(("screenshot", f"not taken: {exc}"))

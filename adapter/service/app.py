@@ -39,6 +39,7 @@ from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, l
 from adapter.service.state import STATE, AppState
 from adapter.store import open_store
 from adapter.store.base import Store
+from adapter.web.ui import setup_ui
 
 log = structlog.get_logger()
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> w
     tls = install(app, settings)
     app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
     setup_routes(app)
+    setup_ui(app, settings)
     return app
 
 

@@ -162,7 +162,7 @@ async def release(request: web.Request) -> web.Response:
     state = request.app[STATE]
     cid = request.match_info["claim_id"]
     principal = principal_of(request)
-    body = _release_body(parse_json(await read_body(request)), actor_required=principal is None)
+    body = release_body(parse_json(await read_body(request)), actor_required=principal is None)
     action, note = body["action"], body["note"]
     actor = audit_actor(principal, body["actor"])
     async with request.app[RELEASE_LOCK]:
@@ -176,7 +176,7 @@ async def release(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-def _release_body(document: object, actor_required: bool = True) -> dict[str, str]:
+def release_body(document: object, actor_required: bool = True) -> dict[str, str]:
     """action, actor (who, for the audit) and note (required to override), as 422s."""
     if not isinstance(document, dict):
         raise ApiError.of(400, "structure", "the body must be a JSON object")

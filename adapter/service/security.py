@@ -35,6 +35,9 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 # Route templates anyone may GET: probes and scrapes carry no PHI, and a FHIR client reads
 # the CapabilityStatement before it knows how to authenticate.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/fhir/metadata"})
+# The workbench pages check their own browser session against the same tokens
+# (adapter/web/ui.py): a browser cannot send a bearer header from a form.
+UI_ROUTES_PREFIX = "/ui"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,8 +99,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     /fhir/metadata is not a read of the CapabilityStatement and needs a token.
     """
     policy = request.app[AUTH]
-    if not policy.required or (
-        request.method in READ_METHODS and route_name(request) in OPEN_ROUTES
+    route = route_name(request)
+    if (
+        not policy.required
+        or (request.method in READ_METHODS and route in OPEN_ROUTES)
+        or route == UI_ROUTES_PREFIX
+        or route.startswith(UI_ROUTES_PREFIX + "/")
     ):
         return await handler(request)
     client = policy.identify(_bearer_token(request))

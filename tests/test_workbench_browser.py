@@ -1,0 +1,233 @@
+"""The workbench in a real browser: Debian's headless Chromium, the real app, real SQLite.
+
+S25 (an infusion with no stop time) is sent over HTTP and held; a biller logs in with a
+bearer token, finds it on the worklist with its reason, filters by that reason, opens it
+and bills it as coded (refused without a note, done with one); an auditor whose token is
+read-only sees no buttons and is refused a forged POST; a POST without the CSRF token is
+refused; logging out ends the session. axe-core checks each page for serious or critical
+accessibility violations; each page is saved as a screenshot in test-artifacts/.
+
+The tests run in file order and share one app (module scope): the override comes last but
+one, the logout last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Served,
+    axe_violations,
+    browser_or_skip,
+    held_items,
+    http,
+    post_hl7,
+    screenshot,
+    serve_in_thread,
+)
+from tests.service_fixtures import hl7_messages, make_settings
+
+BILLER = "W7q2Lr9xZp4Kd8Vn3Tb6"
+AUDITOR = "Rk5Hs2Nm8Qy4Jc7Fx1Ug"
+NOTE = "Stop time confirmed with the charge nurse: 11:00."
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module (the only browser module). Not session-scoped: while
+    Playwright's sync API is alive its event loop is the thread's running loop, and the
+    async tests after this module (the PHI check runs last) could not start theirs."""
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Served]:
+    tmp: Path = tmp_path_factory.mktemp("workbench")
+    settings = make_settings(
+        tmp,
+        auth_tokens=f"biller:{BILLER},auditor:{AUDITOR}",
+        auth_read_only_names="auditor",
+    )
+    app = serve_in_thread(settings)
+    post_hl7(app.base, hl7_messages("S25"), BILLER)
+    for _ in range(200):
+        if held_items(app.base, BILLER):
+            break
+        import time
+
+        time.sleep(0.05)
+    assert len(held_items(app.base, BILLER)) == 1
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    context = browser.new_context(base_url=served.base)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def claim_id(served: Served) -> str:
+    items = held_items(served.base, BILLER)
+    return str(items[0]["claimId"]) if items else ""
+
+
+def log_in(page: Any, token: str) -> None:
+    page.goto("/ui/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]:has-text('Log in')")
+    page.wait_for_url(re.compile(r"/ui$"))
+
+
+def assert_accessible(page: Any) -> None:
+    assert axe_violations(page) == []
+
+
+def test_the_worklist_asks_a_browser_to_log_in_with_one_token_field(page: Any) -> None:
+    page.goto("/ui")
+    assert page.url.endswith("/ui/login")
+    assert page.locator("form input:not([type=hidden])").evaluate_all(
+        "els => els.map(e => e.name)"
+    ) == ["token"]
+    assert page.locator("input[name=csrf]").count() == 1
+    assert_accessible(page)
+    screenshot(page, "login")
+
+
+def test_a_wrong_token_shows_the_form_again_and_sets_no_login(page: Any) -> None:
+    page.goto("/ui/login")
+    page.fill("input[name=token]", "not-a-token-of-anyone-here")
+    page.click("button[type=submit]:has-text('Log in')")
+    assert page.get_by_role("alert").inner_text() == "That token is not valid."
+    page.goto("/ui")
+    assert page.url.endswith("/ui/login")
+
+
+def test_the_pages_send_the_security_headers_and_a_strict_httponly_cookie(
+    page: Any, served: Served
+) -> None:
+    response = page.goto("/ui/login")
+    headers = response.all_headers()
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "script-src" not in headers["content-security-policy"]  # default-src 'none'
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["cache-control"] == "no-store"
+    (cookie,) = page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
+
+
+def test_after_login_the_worklist_shows_the_held_encounter_with_its_reason(
+    page: Any, claim_id: str
+) -> None:
+    log_in(page, BILLER)
+    row = page.locator("table.worklist tbody tr")
+    assert row.count() == 1
+    text = row.inner_text()
+    assert "missing-stop-time" in text
+    assert "An infusion has a start time but no stop time" in text  # hold_reasons.csv
+    assert "NSONC|NS100126" in text  # the patient reference, to a logged-in user
+    assert "2026-01-23" in text and "office" in text
+    assert row.locator("a").get_attribute("href") == f"/ui/encounters/{claim_id}"
+    assert "Signed in as biller" in page.locator("header").inner_text()
+    assert_accessible(page)
+    screenshot(page, "worklist")
+
+
+def test_the_worklist_filters_by_hold_reason(page: Any) -> None:
+    log_in(page, BILLER)
+    page.select_option("select[name=reason]", "missing-stop-time")
+    page.click("button:has-text('Filter')")
+    assert "reason=missing-stop-time" in page.url
+    assert page.locator("table.worklist tbody tr").count() == 1
+    page.goto("/ui?reason=unknown-drug")
+    assert page.locator("table.worklist").count() == 0
+    assert "Nothing is held for unknown-drug" in page.locator("main").inner_text()
+
+
+def test_a_read_only_user_sees_no_buttons_and_a_forged_post_is_403(
+    page: Any, claim_id: str, served: Served
+) -> None:
+    log_in(page, AUDITOR)
+    page.goto(f"/ui/encounters/{claim_id}")
+    assert "J9045" in page.locator("table.lines").inner_text()
+    assert page.locator("form[action$='/override']").count() == 0
+    assert page.locator("form[action$='/recode']").count() == 0
+    assert "needs a write token" in page.locator("main").inner_text()
+    assert_accessible(page)
+    screenshot(page, "encounter-read-only")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    forged = page.request.post(
+        f"/ui/encounters/{claim_id}/override", form={"csrf": csrf, "note": "forged"}
+    )
+    assert forged.status == 403
+    assert len(held_items(served.base, BILLER)) == 1
+
+
+def test_a_post_without_the_csrf_token_is_403(page: Any, claim_id: str, served: Served) -> None:
+    log_in(page, BILLER)
+    refused = page.request.post(f"/ui/encounters/{claim_id}/override", form={"note": NOTE})
+    assert refused.status == 403
+    wrong = page.request.post(
+        f"/ui/encounters/{claim_id}/override", form={"note": NOTE, "csrf": "x" * 43}
+    )
+    assert wrong.status == 403
+    assert len(held_items(served.base, BILLER)) == 1
+
+
+def test_a_post_from_outside_the_browser_session_is_403(claim_id: str, served: Served) -> None:
+    status, _ = http(
+        served.base,
+        "POST",
+        f"/ui/encounters/{claim_id}/override",
+        b"note=x&csrf=y",
+        {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Bearer {BILLER}"},
+    )
+    assert status == 403
+
+
+def test_override_without_a_note_is_refused_and_with_a_note_bills_it(
+    page: Any, claim_id: str, served: Served
+) -> None:
+    log_in(page, BILLER)
+    page.click(f"a[href='/ui/encounters/{claim_id}']")
+    assert "missing-stop-time" in page.locator("section[aria-labelledby=why]").inner_text()
+    assert_accessible(page)
+    screenshot(page, "encounter")
+    page.click("button:has-text('Bill as coded')")
+    assert "note is required" in page.get_by_role("alert").inner_text()
+    assert len(held_items(served.base, BILLER)) == 1
+    page.fill("#note-override", NOTE)
+    page.click("button:has-text('Bill as coded')")
+    page.wait_for_url(re.compile(f"/ui/encounters/{claim_id}$"))
+    assert page.locator(".state").inner_text() == "coded"
+    assert page.locator("form[action$='/override']").count() == 0
+    screenshot(page, "encounter-billed")
+    assert held_items(served.base, BILLER) == []
+    page.goto("/ui")
+    assert "Nothing is held" in page.locator("main").inner_text()
+
+
+def test_logout_ends_the_session(page: Any) -> None:
+    log_in(page, BILLER)
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(re.compile(r"/ui/login$"))
+    page.goto("/ui")
+    assert page.url.endswith("/ui/login")
