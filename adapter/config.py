@@ -23,6 +23,7 @@ from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.credentials import settings_problems
 from adapter.errors import SettingsError
+from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
 from adapter.store import database_url_problem
 
 ENV_PREFIX = "ADAPTER_"
@@ -84,6 +85,13 @@ class Settings:
     delivery_backoff_base_seconds: float = 2.0
     delivery_backoff_max_seconds: float = 600.0
     delivery_timeout_seconds: float = 30.0
+    # DFT^P03 to a billing system over MLLP (docs/charges-out.md); "" = none sent
+    dft_url: str = ""  # mllp://host:port, or mllps://host:port for TLS
+    dft_profile: str = "generic-2.5.1"  # a receiver profile in mappings/dft_profiles/
+    dft_ack_timeout_seconds: float = 30.0  # no ACK by then: retried with the backoff
+    dft_ca_file: str = ""  # mllps: PEM CAs to verify the receiver ("" = the system's)
+    dft_cert_file: str = ""  # mllps: client certificate (mutual TLS), with dft_key_file
+    dft_key_file: str = ""
     shutdown_grace_seconds: float = 20.0
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
@@ -259,6 +267,7 @@ def _validate(s: Settings) -> None:
         problems.append("fhir_base_url: must start with http:// or https://")
     if s.fhir_auth_header and ":" not in s.fhir_auth_header:
         problems.append("fhir_auth_header: 'Header-Name: value'")
+    problems += _dft_problems(s)
     if bool(s.health_client_cert_file) != bool(s.health_client_key_file):
         problems.append("health_client_cert_file and health_client_key_file: set both or neither")
     for name in ("health_client_cert_file", "health_client_key_file"):
@@ -289,6 +298,25 @@ _CAPS = (
     "http_max_connections_per_address",
     "fd_reserve",
 )
+
+
+def _dft_problems(s: Settings) -> list[str]:
+    """ADAPTER_DFT_*: a well-formed URL, its TLS files in pairs and present."""
+    if not s.dft_url:
+        return []
+    problems = []
+    try:
+        MllpEndpoint.parse(s.dft_url)
+    except DftUrlError as exc:
+        problems.append(f"dft_url: {exc}")
+    if s.dft_ack_timeout_seconds <= 0:
+        problems.append("dft_ack_timeout_seconds: must be positive")
+    if bool(s.dft_cert_file) != bool(s.dft_key_file):
+        problems.append("dft_cert_file and dft_key_file: set both or neither")
+    for name in ("dft_ca_file", "dft_cert_file", "dft_key_file"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            problems.append(f"{name}={getattr(s, name)}: no such file")
+    return problems
 
 
 def _limit_problems(s: Settings) -> list[str]:

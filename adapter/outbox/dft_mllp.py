@@ -21,10 +21,11 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from adapter.hl7.ack import AckCode
+from adapter.hl7.ack import AckCode, read_msh
 from adapter.hl7.ack_reply import AckReply, read_ack_reply
 from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
-from adapter.outbox.sink import DeliveryResult, OutboxItem
+from adapter.outbox.sink import DeliveryResult, OutboxItem, Prerequisite
+from adapter.store.base import Delivery, ResourceRow
 
 DESTINATION_PREFIX = "dft:"
 DELIVERED = frozenset({AckCode.AA, AckCode.CA})
@@ -96,6 +97,21 @@ class DftMllpSink:
 
     def accepts(self, destination: str) -> bool:
         return destination == self.destination
+
+    def item(self, delivery: Delivery, row: ResourceRow) -> OutboxItem:
+        """The DFT queued with the row; it waits while an earlier version of the same
+        Claim (the encounter's previous DFT, whose charges it may credit) is queued."""
+        payload = (delivery.payload or "").encode()
+        msh = read_msh(payload)
+        return OutboxItem(
+            delivery=delivery,
+            ordering_key=row.patient_ref or row.encounter_key,
+            idempotency_key=msh.control_id if msh else "",
+            payload=payload,
+            after=(
+                Prerequisite(delivery.resource_type, (delivery.resource_id,), delivery.version),
+            ),
+        )
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         async with self._lock:  # one message in flight on the one connection

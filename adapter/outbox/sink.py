@@ -57,6 +57,7 @@ class Prerequisite:
 
     resource_type: str
     resource_ids: tuple[str, ...]
+    before_version: int = 0  # > 0: only versions below it count (a DFT waits for the last)
 
 
 @dataclass(frozen=True, slots=True)

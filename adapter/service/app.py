@@ -27,8 +27,10 @@ from adapter.credentials import server_ssl_context
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
+from adapter.outbox.sink import Sink
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
+from adapter.service.dft_setup import dft_receiver
 from adapter.service.http_api import setup_routes
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
@@ -132,6 +134,7 @@ async def _start(
     tz = settings.tz
     ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
     ingestor = Ingestor(store, mappings, tz, settings.cutoff, clock, metrics)
+    dft = dft_receiver(settings, store, mappings, clock)
     coder = Coder(
         store,
         ctx,
@@ -143,8 +146,9 @@ async def _start(
         ),
         clock,
         metrics,
+        dft=None if dft is None else dft.queue,
     )
-    deliverer = _deliverer(settings, store, clock, metrics)
+    deliverer = _deliverer(settings, store, clock, metrics, [] if dft is None else [dft.sink])
     state = AppState(settings, store, mappings, ingestor, coder, deliverer, metrics, clock)
     state.mllp = MllpServer(
         handler=lambda raw, peer: _mllp_handler(state, raw, peer),
@@ -190,16 +194,22 @@ async def _mllp_handler(state: AppState, raw: bytes, peer: PeerInfo) -> HandlerR
 
 
 def _deliverer(
-    settings: Settings, store: Store, clock: Callable[[], datetime], metrics: Metrics
+    settings: Settings,
+    store: Store,
+    clock: Callable[[], datetime],
+    metrics: Metrics,
+    sinks: list[Sink],
 ) -> Deliverer | None:
-    if not settings.fhir_base_url:
+    if settings.fhir_base_url:
+        fhir = FhirPutConfig(settings.auth_header(), settings.delivery_timeout_seconds)
+        sinks = [FhirPutSink(fhir), *sinks]
+    if not sinks:
         return None
     config = DeliveryConfig(
         backoff_base=settings.delivery_backoff_base_seconds,
         backoff_max=settings.delivery_backoff_max_seconds,
     )
-    fhir = FhirPutSink(FhirPutConfig(settings.auth_header(), settings.delivery_timeout_seconds))
-    return Deliverer(store, config, clock, metrics, [fhir])
+    return Deliverer(store, config, clock, metrics, sinks)
 
 
 def load_mappings_checked(settings: Settings) -> Mappings:

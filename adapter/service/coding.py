@@ -31,6 +31,7 @@ from adapter.core.model import InboundMessage
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.claim_diff import ClaimDiff, diff_claims
+from adapter.service.dft_queue import DftQueue
 from adapter.service.metrics import Metrics
 from adapter.service.review_decision import apply_override, standing_override
 from adapter.store.base import (
@@ -75,7 +76,9 @@ class Coder:
         clock: Callable[[], datetime],
         metrics: Metrics,
         output: OutputOptions | None = None,
+        dft: DftQueue | None = None,
     ) -> None:
+        self.dft = dft
         self.store = store
         self.ctx = ctx
         self.config = config
@@ -155,7 +158,7 @@ class Coder:
         # dicts, not JSON: the store serialises each body once, with its meta
         rows = [(r["resourceType"], r["id"], str(r.get("status", "")), r) for r in resources]
         result = CodingResult(lease, planned.state, planned.detail, rows)
-        return _Coded(result, planned.coded)
+        return _Coded(result, planned.coded, messages, planned.override_kept)
 
     async def plan(self, key: str, state: EncounterState, messages: list[StoredMessage]) -> Planned:
         """What coding the encounter now gives: the pure coding, then a standing review
@@ -222,10 +225,27 @@ class Coder:
                 failed.add(key)
             else:
                 done += 1
+                await self._queue_dft(item, result)
         return done
+
+    async def _queue_dft(self, item: _Coded, result: SaveResult) -> None:
+        """A new Claim version: its DFT for the billing receiver, when one is set."""
+        claim = next((r for r in result.written if r.resource_type == "Claim"), None)
+        if self.dft is None or claim is None:
+            return
+        key = item.result.lease.encounter.key
+        try:
+            encounter = self.encounter_of(key, item.messages)
+            await self.dft.enqueue(item.coded, encounter, claim, item.released)
+        except Exception as exc:
+            log.error("coder.dft_failed", encounter=_short(key), error=type(exc).__name__)
 
     def code_messages(self, key: str, stored: list[StoredMessage]) -> CodedEncounter:
         """Pure part: stored raw messages → events → the one encounter → coded."""
+        return code_encounter(self.encounter_of(key, stored), self.ctx)
+
+    def encounter_of(self, key: str, stored: list[StoredMessage]) -> Encounter:
+        """Stored raw messages → events → the one encounter (assembled, not coded)."""
         inbound: list[InboundMessage] = []
         for message in stored:
             reader = read_hl7 if message.format == "hl7" else read_fhir
@@ -243,9 +263,7 @@ class Coder:
                 shared_ids=notes.shared_ids,
             )
         encounter = next((e for e in encounters if e.key == key), None)
-        if encounter is None:
-            encounter = _empty(key, stored)
-        return code_encounter(encounter, self.ctx)
+        return encounter if encounter is not None else _empty(key, stored)
 
     def _observe(self, coded: CodedEncounter, result: SaveResult, key: str) -> None:
         if result.stale:
@@ -282,6 +300,8 @@ class _Coded:
 
     result: CodingResult
     coded: CodedEncounter
+    messages: list[StoredMessage]  # to assemble the visit again for a DFT
+    released: bool  # a review override stands: a held draft is billed as it is
 
 
 def _empty(key: str, stored: list[StoredMessage]) -> Encounter:

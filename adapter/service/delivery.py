@@ -165,6 +165,13 @@ class Deliverer:
         """`Type/id` of the prerequisites still queued for the item's destination."""
         queued: list[str] = []
         for need in item.after:
+            if need.before_version:
+                for rid in need.resource_ids:
+                    if await self.store.queued_before(
+                        item.destination, need.resource_type, rid, need.before_version
+                    ):
+                        queued.append(f"{need.resource_type}/{rid} (an earlier version)")
+                continue
             ids = await self.store.undelivered(
                 item.destination, need.resource_type, need.resource_ids
             )

@@ -575,6 +575,7 @@ def delivery_from_row(row: RowLike, decode: TimeDecoder) -> Delivery:
         next_attempt_at=decode(row["next_attempt_at"]),
         last_error=str(row["last_error"]),
         rejected_at=None if row["rejected_at"] is None else decode(row["rejected_at"]),
+        payload=None if row["payload"] is None else str(row["payload"]),
     )
 
 

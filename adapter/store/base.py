@@ -185,6 +185,7 @@ class Delivery:
     next_attempt_at: datetime
     last_error: str
     rejected_at: datetime | None = None  # refused for good by its destination: not retried
+    payload: str | None = None  # the message queued with it (DFT); None: the resource version
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +425,31 @@ class Store(Protocol):
 
     async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
         """The rejected outbox rows, oldest first, one page; with their total."""
+
+    async def queued_before(
+        self, destination: str, resource_type: str, resource_id: str, version: int
+    ) -> bool:
+        """Whether an earlier version of this resource is still queued for `destination`
+        (not delivered, not rejected): a DFT of version 2 credits what version 1 posted."""
+
+    # --- DFT postings ---------------------------------------------------------------------
+
+    async def dft_posting(self, destination: str, encounter_key: str) -> str | None:
+        """The stored posting (adapter/outbox/dft_posting.py JSON) of the last DFT queued
+        for this encounter to `destination`; None when none was."""
+
+    async def queue_message(
+        self,
+        destination: str,
+        resource: tuple[str, str, int],
+        payload: str,
+        encounter_key: str,
+        posting: str,
+        now: datetime,
+    ) -> None:
+        """One transaction: queue `payload` for `destination` against the resource version
+        it was built from (type, id, version) and make `posting` the encounter's posting
+        there."""
 
     # --- audit and metrics --------------------------------------------------------------
 

@@ -91,7 +91,7 @@ RESOURCE_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "id, destination, resource_type, resource_id, version, attempts, next_attempt_at, last_error,"
-    " rejected_at"
+    " rejected_at, payload"
 )
 
 
@@ -604,6 +604,41 @@ class PostgresStore:
             rows = await conn.fetch(sql, max(limit, 0), max(offset, 0))
         return [delivery_from_row(row, aware) for row in rows], int(total)
 
+    async def queued_before(
+        self, destination: str, resource_type: str, resource_id: str, version: int
+    ) -> bool:
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE delivered_at IS NULL"
+            " AND rejected_at IS NULL AND destination = $1 AND resource_type = $2"
+            " AND resource_id = $3 AND version < $4)"
+        )
+        async with self._read() as conn:
+            return bool(await conn.fetchval(sql, destination, resource_type, resource_id, version))
+
+    # --- DFT postings -----------------------------------------------------------------
+
+    async def dft_posting(self, destination: str, encounter_key: str) -> str | None:
+        sql = "SELECT posting FROM dft_postings WHERE destination = $1 AND encounter_key = $2"
+        async with self._read() as conn:
+            value = await conn.fetchval(sql, destination, encounter_key)
+        return None if value is None else str(value)
+
+    async def queue_message(
+        self,
+        destination: str,
+        resource: tuple[str, str, int],
+        payload: str,
+        encounter_key: str,
+        posting: str,
+        now: datetime,
+    ) -> None:
+        at = utc(now)
+        async with self._tx() as conn:
+            await conn.execute(_QUEUE_MESSAGE, destination, *resource, at, at, payload)
+            await conn.execute(
+                _UPSERT_POSTING, destination, encounter_key, resource[2], posting, at
+            )
+
     # --- audit and metrics ------------------------------------------------------------
 
     async def add_audit(self, entry: AuditEntry) -> None:
@@ -824,6 +859,18 @@ _RELEASE_ALL = """
 UPDATE encounters AS e SET lease_owner = NULL, lease_until = NULL
 FROM unnest($1::text[], $2::text[]) AS l (key, owner)
 WHERE e.key = l.key AND e.lease_owner = l.owner
+"""
+
+_QUEUE_MESSAGE = """
+INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
+                    created_at, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+_UPSERT_POSTING = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (destination, encounter_key) DO UPDATE
+SET version = excluded.version, posting = excluded.posting, updated_at = excluded.updated_at
 """
 
 _TOTALS = """

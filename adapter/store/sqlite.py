@@ -421,6 +421,43 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def queued_before(
+        self, destination: str, resource_type: str, resource_id: str, version: int
+    ) -> bool:
+        sql = (
+            "SELECT 1 FROM outbox WHERE delivered_at IS NULL AND rejected_at IS NULL"
+            " AND destination = ? AND resource_type = ? AND resource_id = ? AND version < ?"
+            " LIMIT 1"
+        )
+        params = (destination, resource_type, resource_id, version)
+        return await self._read(lambda conn: conn.execute(sql, params).fetchone() is not None)
+
+    # --- DFT postings -----------------------------------------------------------------
+
+    async def dft_posting(self, destination: str, encounter_key: str) -> str | None:
+        sql = "SELECT posting FROM dft_postings WHERE destination = ? AND encounter_key = ?"
+        row = await self._read(
+            lambda conn: conn.execute(sql, (destination, encounter_key)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def queue_message(
+        self,
+        destination: str,
+        resource: tuple[str, str, int],
+        payload: str,
+        encounter_key: str,
+        posting: str,
+        now: datetime,
+    ) -> None:
+        at = iso_utc(now)
+
+        def write(conn: Conn) -> None:
+            conn.execute(_QUEUE_MESSAGE, (destination, *resource, at, at, payload))
+            conn.execute(_UPSERT_POSTING, (destination, encounter_key, resource[2], posting, at))
+
+        await self._write(write)
+
     # --- audit and metrics ------------------------------------------------------------
 
     async def add_audit(self, entry: AuditEntry) -> None:
@@ -933,6 +970,17 @@ def _counts(conn: Conn) -> StoreCounts:
     )
 
 
+_QUEUE_MESSAGE = """
+INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
+                    created_at, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT_POSTING = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (destination, encounter_key) DO UPDATE
+SET version = excluded.version, posting = excluded.posting, updated_at = excluded.updated_at
+"""
 _PENDING = "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND rejected_at IS NULL"
 
 
