@@ -159,7 +159,27 @@ def test_the_worklist_filters_by_hold_reason(page: Any) -> None:
     assert page.locator("table.worklist tbody tr").count() == 1
     page.goto("/ui?reason=unknown-drug")
     assert page.locator("table.worklist").count() == 0
-    assert "Nothing is held for unknown-drug" in page.locator("main").inner_text()
+    assert "Nothing held matches these filters" in page.locator("main").inner_text()
+
+
+def test_the_worklist_filters_by_location_setting_and_service_date(page: Any) -> None:
+    log_in(page, BILLER)
+    page.select_option("select[name=location]", "Infusion center")
+    page.select_option("select[name=setting]", "office")
+    page.fill("input[name=service_from]", "2026-01-23")
+    page.fill("input[name=service_to]", "2026-01-23")
+    page.click("button:has-text('Filter')")
+    assert page.locator("table.worklist tbody tr").count() == 1
+    assert_accessible(page)
+    screenshot(page, "worklist-filtered")
+    page.select_option("select[name=setting]", "hospital outpatient")
+    page.click("button:has-text('Filter')")
+    assert page.locator("table.worklist").count() == 0
+    page.goto("/ui?service_from=2026-01-24")
+    assert page.locator("table.worklist").count() == 0
+    page.goto("/ui?service_from=not-a-date")
+    assert "Not understood, so not applied: service_from" in page.get_by_role("alert").inner_text()
+    assert page.locator("table.worklist tbody tr").count() == 1
 
 
 def test_a_read_only_user_sees_no_buttons_and_a_forged_post_is_403(
@@ -203,6 +223,20 @@ def test_a_post_from_outside_the_browser_session_is_403(claim_id: str, served: S
     assert status == 403
 
 
+def test_code_again_with_nothing_fixed_stays_held_and_is_in_the_history(
+    page: Any, claim_id: str, served: Served
+) -> None:
+    log_in(page, BILLER)
+    page.goto(f"/ui/encounters/{claim_id}")
+    page.fill("#note-recode", "Asked the unit for the stop time.")
+    page.click("button:has-text('Code again')")
+    page.wait_for_url(re.compile(f"/ui/encounters/{claim_id}$"))
+    assert page.locator(".state").inner_text() == "held"
+    history = page.locator("section[aria-labelledby=history]").inner_text()
+    assert "coded again" in history and "Asked the unit for the stop time." in history
+    assert len(held_items(served.base, BILLER)) == 1
+
+
 def test_override_without_a_note_is_refused_and_with_a_note_bills_it(
     page: Any, claim_id: str, served: Served
 ) -> None:
@@ -220,6 +254,8 @@ def test_override_without_a_note_is_refused_and_with_a_note_bills_it(
     assert page.locator(".state").inner_text() == "coded"
     assert page.locator("form[action$='/override']").count() == 0
     screenshot(page, "encounter-billed")
+    history = page.locator("section[aria-labelledby=history]").inner_text()
+    assert "biller" in history and "billed as coded" in history and NOTE in history
     assert held_items(served.base, BILLER) == []
     page.goto("/ui")
     assert "Nothing is held" in page.locator("main").inner_text()

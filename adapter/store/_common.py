@@ -24,6 +24,7 @@ from adapter.store.base import (
     Delivery,
     EncounterRow,
     EncounterState,
+    HeldQuery,
     Lease,
     Link,
     MessageStatus,
@@ -623,3 +624,49 @@ def search_filters(
     if query.last_updated_le is not None:
         add("last_updated <= {}", encode_time(query.last_updated_le))
     return " AND ".join(clauses), params
+
+
+def reason_counts(details: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """Held encounters per hold reason, from (outcome_detail, count) groups: an encounter
+    held for two reasons counts under each. Most frequent first, then by code."""
+    counts: dict[str, int] = {}
+    for detail, count in details:
+        for code in detail.split():
+            counts[code] = counts.get(code, 0) + count
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# The held worklist's one query for both stores: encounters held, their current Claim, the
+# filters as SQL. Each store gives its JSON accessor (a path of keys/indexes) and its
+# placeholder style; the SQL text holds only those and constant paths, never a value.
+HELD_FROM = (
+    " FROM encounters e LEFT JOIN resource_versions r ON r.resource_type = 'Claim'"
+    " AND r.is_current {is_true} AND r.encounter_key = e.key WHERE e.state = 'held'"
+)
+HELD_LOCATION = ("provider", "display")
+HELD_SETTING = ("type", "coding", "0", "code")
+HELD_START = ("billablePeriod", "start")
+
+
+def held_filters(
+    query: HeldQuery, json_text: Callable[[tuple[str, ...]], str], param: Callable[[], str]
+) -> tuple[str, list[object]]:
+    """` AND ...` clauses and their arguments, in order, for `query`'s filters."""
+    sql: list[str] = []
+    args: list[object] = []
+    if query.reason:
+        sql.append(f"(' ' || e.outcome_detail || ' ') LIKE {param()}")
+        args.append(f"% {query.reason} %")  # codes are [a-z0-9-]: checked by the caller
+    if query.location:
+        sql.append(f"{json_text(HELD_LOCATION)} = {param()}")
+        args.append(query.location)
+    if query.setting:
+        sql.append(f"{json_text(HELD_SETTING)} = {param()}")
+        args.append(query.setting)
+    if query.service_from:
+        sql.append(f"substr({json_text(HELD_START)}, 1, 10) >= {param()}")
+        args.append(query.service_from)
+    if query.service_to:
+        sql.append(f"substr({json_text(HELD_START)}, 1, 10) <= {param()}")
+        args.append(query.service_to)
+    return "".join(f" AND {clause}" for clause in sql), args

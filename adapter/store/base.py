@@ -201,6 +201,42 @@ class SearchQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldQuery:
+    """The workbench worklist's filters over held encounters and their current Claim.
+
+    `setting` is the Claim type code (`professional` office, `institutional` hospital
+    outpatient); the service dates compare the first ten characters of the Claim's
+    billablePeriod.start (the site's local date, as the Claim writes it).
+    """
+
+    reason: str = ""
+    location: str = ""  # the Claim's provider.display
+    setting: str = ""
+    service_from: str = ""  # YYYY-MM-DD, inclusive
+    service_to: str = ""  # YYYY-MM-DD, inclusive
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldItem:
+    encounter: EncounterRow
+    claim_body: str  # the current Claim's JSON ("" when it has none)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPage:
+    """One page, oldest held first; `total` matches the filters; the counts per reason and
+    the locations are over every held encounter, so the filters can offer them all."""
+
+    items: tuple[HeldItem, ...]
+    total: int
+    held: int  # every held encounter, whatever the filters
+    reason_counts: tuple[tuple[str, int], ...]
+    locations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """Who did what to which encounter, when (review releases and overrides)."""
 
@@ -374,6 +410,9 @@ class Store(Protocol):
     async def encounters_in_state(
         self, state: EncounterState, limit: int = 100
     ) -> list[EncounterRow]: ...
+
+    async def held_worklist(self, query: HeldQuery) -> HeldPage:
+        """Held encounters with their current Claim, filtered and paged in the database."""
 
     async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
         """Force a state (review worklist: DIRTY to re-code on release)."""

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import asyncpg  # untyped: pyproject.toml ignores its missing stubs
 
 from adapter.store._common import (
+    HELD_FROM,
     MAX_ERROR_CHARS,
     PATIENT_PREFIX,
     CurrentVersion,
@@ -39,6 +40,7 @@ from adapter.store._common import (
     current_from_row,
     delivery_from_row,
     encounter_from_row,
+    held_filters,
     is_patient_key,
     is_stale,
     load_migrations,
@@ -49,6 +51,7 @@ from adapter.store._common import (
     pending_migrations,
     plan_coding,
     prepare_codings,
+    reason_counts,
     resource_from_row,
     search_filters,
     state_counts,
@@ -61,6 +64,9 @@ from adapter.store.base import (
     Delivery,
     EncounterRow,
     EncounterState,
+    HeldItem,
+    HeldPage,
+    HeldQuery,
     Lease,
     Link,
     MessageStatus,
@@ -488,6 +494,37 @@ class PostgresStore:
         async with self._read() as conn:
             rows = await conn.fetch(sql, state.value, limit)
         return [encounter_from_row(row, aware) for row in rows]
+
+    async def held_worklist(self, query: HeldQuery) -> HeldPage:
+        source = HELD_FROM.format(is_true="")
+        numbers = iter(range(1, 100))
+        where, args = held_filters(query, _json_text, lambda: f"${next(numbers)}")
+        columns = ", ".join(f"e.{c.strip()}" for c in ENCOUNTER_COLUMNS.split(","))
+        page = f" LIMIT ${next(numbers)} OFFSET ${next(numbers)}"
+        location = _json_text(("provider", "display"))
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                f"SELECT {columns}, r.body AS claim_body{source}{where}"
+                f" ORDER BY e.updated_at, e.key{page}",
+                *args,
+                query.limit,
+                query.offset,
+            )
+            total = await conn.fetchval(f"SELECT COUNT(*){source}{where}", *args)
+            details = await conn.fetch(
+                "SELECT outcome_detail, COUNT(*) AS n FROM encounters WHERE state = 'held'"
+                " GROUP BY outcome_detail"
+            )
+            locations = await conn.fetch(
+                f"SELECT DISTINCT {location} AS loc{source} AND {location} IS NOT NULL ORDER BY 1"
+            )
+        return HeldPage(
+            tuple(HeldItem(encounter_from_row(r, aware), r["claim_body"] or "") for r in rows),
+            int(total),
+            sum(int(d["n"]) for d in details),
+            reason_counts((str(d["outcome_detail"]), int(d["n"])) for d in details),
+            tuple(str(r["loc"]) for r in locations),
+        )
 
     async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
         sql = "UPDATE encounters SET state = $1, updated_at = $2 WHERE key = $3"
@@ -1085,3 +1122,8 @@ async def _read_resource(
         sql + (" FOR UPDATE" if lock else ""), resource_type, resource_id, version
     )
     return None if row is None else resource_from_row(row, aware)
+
+
+def _json_text(path: tuple[str, ...]) -> str:
+    """PostgreSQL's text at a constant JSON path of the Claim body (stored as text)."""
+    return f"(r.body::jsonb #>> '{{{','.join(path)}}}')"

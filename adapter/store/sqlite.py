@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from adapter.store._common import (
+    HELD_FROM,
     MAX_ERROR_CHARS,
     PATIENT_PREFIX,
     CurrentVersion,
@@ -45,6 +46,7 @@ from adapter.store._common import (
     current_from_row,
     delivery_from_row,
     encounter_from_row,
+    held_filters,
     is_patient_key,
     is_stale,
     iso_utc,
@@ -57,6 +59,7 @@ from adapter.store._common import (
     pending_migrations,
     plan_coding,
     prepare_codings,
+    reason_counts,
     resource_from_row,
     search_filters,
     state_counts,
@@ -68,6 +71,9 @@ from adapter.store.base import (
     Delivery,
     EncounterRow,
     EncounterState,
+    HeldItem,
+    HeldPage,
+    HeldQuery,
     Lease,
     Link,
     MessageStatus,
@@ -325,6 +331,9 @@ class SqliteStore:
         return await self._read(
             lambda conn: [_encounter(r) for r in conn.execute(sql, (state.value, limit))]
         )
+
+    async def held_worklist(self, query: HeldQuery) -> HeldPage:
+        return await self._read(lambda conn: _held_worklist(conn, query))
 
     async def set_state(self, key: str, state: EncounterState, now: datetime) -> None:
         await self._write(lambda conn: _set_state(conn, key, state, now))
@@ -760,6 +769,38 @@ def _encounter(row: sqlite3.Row) -> EncounterRow:
 
 def _resource(row: sqlite3.Row) -> ResourceRow:
     return resource_from_row(row, parse_iso)
+
+
+def _held_worklist(conn: Conn, query: HeldQuery) -> HeldPage:
+    source = HELD_FROM.format(is_true="= 1")
+    where, args = held_filters(query, _json_text, lambda: "?")
+    rows = conn.execute(
+        f"SELECT e.*, r.body AS claim_body{source}{where}"
+        " ORDER BY e.updated_at, e.key LIMIT ? OFFSET ?",
+        (*args, query.limit, query.offset),
+    ).fetchall()
+    (total,) = conn.execute(f"SELECT COUNT(*){source}{where}", args).fetchone()
+    details = conn.execute(
+        "SELECT outcome_detail, COUNT(*) FROM encounters WHERE state = 'held'"
+        " GROUP BY outcome_detail"
+    ).fetchall()
+    location = _json_text(("provider", "display"))
+    locations = conn.execute(
+        f"SELECT DISTINCT {location}{source} AND {location} IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return HeldPage(
+        tuple(HeldItem(_encounter(r), r["claim_body"] or "") for r in rows),
+        int(total),
+        sum(int(n) for _, n in details),
+        reason_counts((str(d), int(n)) for d, n in details),
+        tuple(str(loc) for (loc,) in locations),
+    )
+
+
+def _json_text(path: tuple[str, ...]) -> str:
+    """SQLite's text at a constant JSON path of the Claim body."""
+    steps = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path)
+    return f"json_extract(r.body, '${steps}')"
 
 
 def _get_encounter(conn: Conn, key: str) -> EncounterRow | None:

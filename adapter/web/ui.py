@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -40,7 +41,7 @@ from adapter.service import http_review
 from adapter.service.operation_outcome import ApiError, route_name
 from adapter.service.security import AUTH, Handler
 from adapter.service.state import STATE, AppState
-from adapter.store.base import EncounterRow, EncounterState
+from adapter.store.base import EncounterState, HeldItem, HeldQuery
 from adapter.web.sessions import LoginLimiter, Session, Sessions
 
 log = structlog.get_logger()
@@ -49,7 +50,6 @@ HERE = Path(__file__).resolve().parent
 PREFIX = "/ui"
 COOKIE = "adapter_session"
 PAGE_SIZE = 50
-WORKLIST_SCAN = 10_000  # held encounters read for one worklist page (counts and filters)
 LOGIN_ATTEMPTS = 5
 LOGIN_WINDOW = timedelta(minutes=5)
 CSP = (
@@ -68,6 +68,8 @@ SECURITY_HEADERS = {
 SETTING_NAMES = {"professional": "office", "institutional": "hospital outpatient"}
 POS_SYSTEM = "https://www.cms.gov/Medicare/Coding/place-of-service-codes"
 NDC_SYSTEM = "http://hl7.org/fhir/sid/ndc"
+
+AUDIT_WORDS = {"override": "billed as coded", "release-recode": "coded again"}
 
 SESSIONS = web.AppKey("ui_sessions", Sessions)
 LIMITER = web.AppKey("ui_login_limiter", LoginLimiter)
@@ -208,69 +210,122 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # --- the worklist ---------------------------------------------------------------------------
 
 
+SETTING_CODES = {name: code for code, name in SETTING_NAMES.items()}
+REASON_CODE = re.compile(r"[a-z0-9-]{1,64}")
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
-    reason: str
-    page: int
+    """The worklist's query string, read leniently: a value that is not one is ignored
+    (and said so on the page), never a 400 to a biller who edited the address."""
+
+    reason: str = ""
+    location: str = ""
+    setting: str = ""  # office | hospital outpatient
+    service_from: str = ""
+    service_to: str = ""
+    page: int = 1
+    ignored: tuple[str, ...] = ()
 
     @staticmethod
     def of(query: Mapping[str, str]) -> Filters:
+        ignored: list[str] = []
+        reason = query.get("reason", "").strip()
+        if reason and not REASON_CODE.fullmatch(reason):
+            ignored.append("reason")
+            reason = ""
+        setting = query.get("setting", "").strip()
+        if setting and setting not in SETTING_CODES:
+            ignored.append("setting")
+            setting = ""
+        dates = {}
+        for name in ("service_from", "service_to"):
+            dates[name] = query.get(name, "").strip()
+            if dates[name] and not _is_date(dates[name]):
+                ignored.append(name)
+                dates[name] = ""
         page = query.get("page", "1")
-        return Filters(query.get("reason", ""), int(page) if page.isdigit() and page != "0" else 1)
+        return Filters(
+            reason,
+            query.get("location", "").strip()[:200],
+            setting,
+            dates["service_from"],
+            dates["service_to"],
+            int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1,
+            tuple(ignored),
+        )
+
+    def store_query(self) -> HeldQuery:
+        return HeldQuery(
+            reason=self.reason,
+            location=self.location,
+            setting=SETTING_CODES.get(self.setting, ""),
+            service_from=self.service_from,
+            service_to=self.service_to,
+            limit=PAGE_SIZE,
+            offset=(self.page - 1) * PAGE_SIZE,
+        )
+
+    def url(self, **changes: str) -> str:
+        """This worklist with some filters changed (page back to 1 unless given)."""
+        current = {
+            "reason": self.reason,
+            "location": self.location,
+            "setting": self.setting,
+            "service_from": self.service_from,
+            "service_to": self.service_to,
+        }
+        query = {k: v for k, v in (current | {"page": "1"} | changes).items() if v}
+        if query.get("page") == "1":
+            del query["page"]
+        return f"{PREFIX}?{urlencode(query)}" if query else PREFIX
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
 
 
 async def worklist(request: web.Request) -> web.StreamResponse:
-    """`GET /ui`: held encounters, oldest first, with counts per reason, paged."""
+    """`GET /ui`: held encounters, oldest first, filtered and paged by the store, with the
+    counts per reason over all of them."""
     state = request.app[STATE]
     filters = Filters.of(request.query)
-    rows = await state.store.encounters_in_state(EncounterState.HELD, WORKLIST_SCAN)
-    counts: dict[str, int] = {}
-    for row in rows:
-        for code in _codes(row):
-            counts[code] = counts.get(code, 0) + 1
-    chosen = [r for r in rows if not filters.reason or filters.reason in _codes(r)]
-    first = (filters.page - 1) * PAGE_SIZE
-    page_rows = chosen[first : first + PAGE_SIZE]
+    held = await state.store.held_worklist(filters.store_query())
     now = state.clock()
-    items = [await _worklist_item(request, state, row, now) for row in page_rows]
-    log.info("ui.worklist", held=len(rows), shown=len(items))
-    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    items = [_worklist_item(request, item, now) for item in held.items]
+    log.info("ui.worklist", matching=held.total, shown=len(items))
+    pages = max(1, -(-held.total // PAGE_SIZE))
     return _render(
         request,
         "worklist.html",
         {
             "items": items,
-            "total": len(chosen),
-            "held": len(rows),
-            "truncated": len(rows) >= WORKLIST_SCAN,
-            "counts": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
+            "total": held.total,
+            "held": held.held,
+            "counts": held.reason_counts,
+            "locations": held.locations,
+            "settings": list(SETTING_CODES),
             "reason_text": _reason_texts(state),
             "filters": filters,
             "page": filters.page,
             "pages": pages,
-            "prev_url": _page_url(filters, filters.page - 1) if filters.page > 1 else "",
-            "next_url": _page_url(filters, filters.page + 1) if filters.page < pages else "",
+            "prev_url": filters.url(page=str(filters.page - 1)) if filters.page > 1 else "",
+            "next_url": filters.url(page=str(filters.page + 1)) if filters.page < pages else "",
         },
     )
-
-
-def _codes(row: EncounterRow) -> list[str]:
-    return row.outcome_detail.split()
 
 
 def _reason_texts(state: AppState) -> dict[str, str]:
     return {code: text.sentence for code, text in state.mappings.hold_reasons.items()}
 
 
-def _page_url(filters: Filters, page: int) -> str:
-    query = {"reason": filters.reason} if filters.reason else {}
-    return f"{PREFIX}?{urlencode(query | {'page': str(page)})}"
-
-
-async def _worklist_item(
-    request: web.Request, state: AppState, row: EncounterRow, now: datetime
-) -> dict[str, Any]:
-    claim = await _claim_of(state, row.key)
+def _worklist_item(request: web.Request, item: HeldItem, now: datetime) -> dict[str, Any]:
+    row = item.encounter
+    claim = json.loads(item.claim_body) if item.claim_body else {}
     cid = claim_id(row.key)
     return {
         "claim_id": cid,
@@ -278,7 +333,7 @@ async def _worklist_item(
         "service_date": _service_date(claim),
         "location": _location(claim),
         "setting": _setting(claim),
-        "reasons": _codes(row),
+        "reasons": row.outcome_detail.split(),
         "held_for": held_for(now - row.updated_at),
         "held_since": row.updated_at.isoformat(timespec="minutes"),
     }
@@ -330,6 +385,15 @@ async def _encounter(request: web.Request, error: str, status: int) -> web.Strea
                 await http_review.hold_reasons(state.store, row) if held else [],
                 _reason_texts(state),
             ),
+            "history": [
+                {
+                    "at": e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+                    "actor": e.actor,
+                    "action": AUDIT_WORDS.get(e.action, e.action),
+                    "note": e.note,
+                }
+                for e in await state.store.audit_for(row.key)
+            ],
             "can_act": held and not session.read_only,
             "ask_actor": not request.app[AUTH].required,
             "error": error,
@@ -434,11 +498,6 @@ def _diagnoses(claim: Mapping[str, Any]) -> list[str]:
         _first_coding(d.get("diagnosisCodeableConcept")).get("code", "")
         for d in claim.get("diagnosis", ())
     ]
-
-
-async def _claim_of(state: AppState, key: str) -> dict[str, Any]:
-    row = await state.store.read_resource("Claim", claim_id(key))
-    return json.loads(row.body) if row is not None else {}
 
 
 def _patient(request: web.Request, claim: Mapping[str, Any]) -> str:
