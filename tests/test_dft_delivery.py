@@ -21,6 +21,7 @@ from adapter.outbox.dft_posting import posting_json, posting_of
 from adapter.service.app import start_state, stop_state
 from adapter.service.dft_queue import DftQueue
 from adapter.service.state import AppState
+from adapter.store.base import SearchQuery
 from adapter.store.sqlite import SqliteStore
 from tests.dft_support import field, ft1s, mappings, only_encounter, profile, repetitions
 from tests.service_fixtures import Clock, make_settings
@@ -181,3 +182,77 @@ def test_a_posting_reads_back_as_it_was_stored() -> None:
                       posted_at=POSTED_AT, labels=mappings().code_labels)  # fmt: skip
     assert isinstance(built, Dft)
     assert posting_of(posting_json(built.posting)) == built.posting
+
+
+HL7_CT = {"Content-Type": "x-application/hl7-v2+er7"}
+
+
+async def test_an_override_of_a_held_encounter_is_billed_by_the_catch_up(tmp_path: Path) -> None:
+    """The override writes the Claim without re-coding; the catch-up queues its DFT."""
+    from tests.service_fixtures import running_client, state_of
+
+    receiver = Receiver(lambda _m, _n: "AA")
+    async for port in receiving(receiver):
+        clock = Clock()
+        settings = make_settings(tmp_path, close_check_seconds=3600,
+                                 dft_url=f"mllp://127.0.0.1:{port}")  # fmt: skip
+        async with running_client(settings, clock) as client:
+            state = state_of(client)
+            for message in hl7_messages("S25.hl7"):
+                assert (await client.post("/hl7", data=message, headers=HL7_CT)).status == 200
+            await state.coder.run_once()
+            await drain(state, clock)
+            assert receiver.received == []  # held: nothing sent
+            [item] = await (await client.get("/review")).json()
+            body = {"action": "override", "note": "Stop time confirmed: 11:00.", "actor": "b-1"}
+            response = await client.post(f"/review/{item['claimId']}/release", json=body)
+            assert response.status == 200, await response.text()
+
+            clock.advance(minutes=6)  # the catch-up looks again
+            await state.coder.run_once()
+            await drain(state, clock)
+            claim = await state.store.read_resource("Claim", item["claimId"])
+    assert claim is not None and claim.status == "active"
+    [text] = list(dict.fromkeys(receiver.received))
+    strict_dft_p03(text)
+    sent = [(field(s, 25), int(field(s, 10))) for s in ft1s(hl7.parse(text))]
+    assert [(c, q) for c, _m, q in claim_lines(json.loads(claim.body))] == sent
+
+
+async def test_a_dft_lost_between_the_coding_and_its_queueing_is_queued_by_the_catch_up(
+    tmp_path: Path,
+) -> None:
+    """The process died after the coding's transaction, before the DFT's: the database
+    then has the Claim version and neither the DFT nor its posting."""
+    import sqlite3
+
+    receiver = Receiver(lambda _m, _n: "AA")
+    async for port in receiving(receiver):
+        clock = Clock()
+        settings = make_settings(tmp_path, close_check_seconds=3600,
+                                 dft_url=f"mllp://127.0.0.1:{port}")  # fmt: skip
+        state = await start_state(settings, clock)
+        try:
+            assert state.mllp is not None and state.deliverer is not None
+            await state.coder.catch_up_dft()  # DFTs begin now
+            clock.advance(seconds=1)
+            with sqlite3.connect(tmp_path / "adapter.db") as conn:  # the DFT step never ran
+                conn.execute("CREATE TRIGGER lost AFTER INSERT ON dft_postings WHEN"
+                             " NEW.encounter_key <> '' BEGIN DELETE FROM dft_postings WHERE"
+                             " encounter_key = NEW.encounter_key; DELETE FROM outbox WHERE"
+                             " payload IS NOT NULL; END")  # fmt: skip
+            await send_messages("127.0.0.1", state.mllp.port, hl7_messages("S11.hl7"))
+            clock.advance(days=1)
+            await state.coder.run_once()
+            claims, _ = await state.store.search(SearchQuery("Claim"))
+            assert [c.status for c in claims] == ["active"]
+            assert (await state.store.counts()).outbox_pending == 0  # lost
+            with sqlite3.connect(tmp_path / "adapter.db") as conn:
+                conn.execute("DROP TRIGGER lost")
+            clock.advance(minutes=6)
+            await state.coder.run_once()  # the catch-up finds the Claim ahead
+            await drain(state, clock)
+        finally:
+            await stop_state(state)
+    assert len(set(receiver.received)) == 1
+    strict_dft_p03(receiver.received[0])

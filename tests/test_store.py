@@ -910,6 +910,31 @@ async def test_a_rejected_delivery_is_kept_never_due_and_no_longer_blocks(store:
     assert pending.rejected_at is None
 
 
+async def test_dft_postings_queue_with_the_message_and_claims_ahead_are_found(
+    store: Store,
+) -> None:
+    await store.add_message(message("m:1"), [link("visit:1")])
+    dest = "dft:site"
+    since = await store.dft_since(dest, LATER - MIN)
+    assert since == LATER - MIN and await store.dft_since(dest, LATER + MIN) == since  # kept
+    [claim_row] = (await code(store, "visit:1", [claim()], destination=None)).written
+    assert await store.claims_ahead_of_dft(dest, since, 10) == [("visit:1", 1)]
+    assert await store.claims_ahead_of_dft(dest, LATER + MIN, 10) == []  # before DFTs began
+
+    await store.queue_message(dest, ("Claim", "clm-1", 1), "MSH|DFT", "visit:1", "{p1}", LATER)
+    assert await store.dft_posting(dest, "visit:1") == "{p1}"
+    assert await store.dft_posting("dft:other", "visit:1") is None
+    assert await store.claims_ahead_of_dft(dest, since, 10) == []
+    [queued] = await store.due_deliveries(LATER, 10)
+    assert (queued.destination, queued.version, queued.payload) == (dest, 1, "MSH|DFT")
+    assert not await store.queued_before(dest, "Claim", "clm-1", 1)
+    assert await store.queued_before(dest, "Claim", "clm-1", 2)
+
+    await store.set_dft_posting(dest, "visit:1", 2, "{p1}", LATER + MIN)
+    assert await store.dft_posting(dest, "visit:1") == "{p1}"
+    assert claim_row.version == 1
+
+
 # --- review, audit, metrics -----------------------------------------------------------------
 
 

@@ -45,6 +45,8 @@ from adapter.store.base import (
 
 log = structlog.get_logger()
 
+DFT_CATCH_UP_EVERY = timedelta(minutes=5)
+
 STATE = {
     Outcome.CODED: EncounterState.CODED,
     Outcome.HELD: EncounterState.HELD,
@@ -79,6 +81,7 @@ class Coder:
         dft: DftQueue | None = None,
     ) -> None:
         self.dft = dft
+        self._dft_catch_up_at: datetime | None = None  # the next look for Claims ahead
         self.store = store
         self.ctx = ctx
         self.config = config
@@ -109,6 +112,7 @@ class Coder:
                 if lease.encounter.key in failed:
                     await self.store.release_lease(lease)
             if not fresh:
+                await self._maybe_catch_up_dft()
                 return done
             size = max(1, self.config.save_batch)
             for start in range(0, len(fresh), size):
@@ -239,6 +243,39 @@ class Coder:
             await self.dft.enqueue(item.coded, encounter, claim, item.released)
         except Exception as exc:
             log.error("coder.dft_failed", encounter=_short(key), error=type(exc).__name__)
+
+    async def _maybe_catch_up_dft(self) -> None:
+        now = self.clock()
+        if self.dft is None or (self._dft_catch_up_at and now < self._dft_catch_up_at):
+            return
+        self._dft_catch_up_at = now + DFT_CATCH_UP_EVERY
+        try:
+            await self.catch_up_dft()
+        except Exception as exc:
+            log.error("coder.dft_catch_up_failed", error=type(exc).__name__)
+
+    async def catch_up_dft(self) -> int:
+        """Queue the DFT of every current Claim version the receiver was not considered
+        for: the process died between the coding's transaction and the DFT's, or a review
+        override wrote the Claim without a re-code (then the standing override bills the
+        held draft). Only Claims written since DFTs began for the receiver: turning it on
+        does not post the history. The number looked at. At start, then every 5 minutes."""
+        if self.dft is None:
+            return 0
+        destination = self.dft.destination
+        since = await self.store.dft_since(destination, self.clock())
+        ahead = await self.store.claims_ahead_of_dft(destination, since, self.config.batch)
+        for key, version in ahead:
+            encounter_row = await self.store.get_encounter(key)
+            claim = await self.store.read_resource("Claim", claim_id(key))
+            if encounter_row is None or claim is None or claim.version != version:
+                continue
+            wanted = [(key, encounter_row.patient_key)]
+            messages = (await self.store.messages_for_encounters(wanted))[key]
+            planned = await self.plan(key, EncounterState.DIRTY, messages)
+            encounter = self.encounter_of(key, messages)
+            await self.dft.enqueue(planned.coded, encounter, claim, planned.override_kept)
+        return len(ahead)
 
     def code_messages(self, key: str, stored: list[StoredMessage]) -> CodedEncounter:
         """Pure part: stored raw messages → events → the one encounter → coded."""

@@ -16,7 +16,7 @@ import structlog
 
 from adapter.core.assembly import Encounter
 from adapter.core.charges import CodedEncounter
-from adapter.hl7.dft import Dft, DftVisit, UnmappedCharge, build_dft
+from adapter.hl7.dft import Dft, DftVisit, Posting, UnmappedCharge, build_dft
 from adapter.hl7.dft_profile import DftProfile
 from adapter.outbox.dft_posting import posting_json, posting_of
 from adapter.store.base import ResourceRow, Store
@@ -67,6 +67,10 @@ class DftQueue:
         if not isinstance(built, Dft):
             log.info("dft.none", destination=self.destination, claim=claim.resource_id,
                      reason=built.reason.value)  # fmt: skip
+            standing = stored or posting_json(Posting(coded.encounter_key, 0, ()))
+            await self.store.set_dft_posting(
+                self.destination, coded.encounter_key, claim.version, standing, self.clock()
+            )
             return None
         await self.store.queue_message(
             self.destination,

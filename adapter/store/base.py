@@ -477,6 +477,24 @@ class Store(Protocol):
         """The stored posting (adapter/outbox/dft_posting.py JSON) of the last DFT queued
         for this encounter to `destination`; None when none was."""
 
+    async def set_dft_posting(
+        self, destination: str, encounter_key: str, version: int, posting: str, now: datetime
+    ) -> None:
+        """Record that the Claim `version` was considered for `destination` and sends
+        nothing (held, unchanged, skipped): the posting stands, its version moves on."""
+
+    async def dft_since(self, destination: str, now: datetime) -> datetime:
+        """When DFTs for `destination` began (the first call for it, kept): Claims older
+        than that are never caught up, so turning DFT on does not post the site's history."""
+
+    async def claims_ahead_of_dft(
+        self, destination: str, since: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        """(encounter_key, Claim version) of current Claims updated at or after `since` and
+        newer than the last version considered for `destination`: a DFT not queued because the
+        process died between the coding's transaction and the DFT's, or a Claim written by
+        a review override without re-coding."""
+
     async def queue_message(
         self,
         destination: str,

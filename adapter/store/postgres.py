@@ -660,6 +660,27 @@ class PostgresStore:
             value = await conn.fetchval(sql, destination, encounter_key)
         return None if value is None else str(value)
 
+    async def set_dft_posting(
+        self, destination: str, encounter_key: str, version: int, posting: str, now: datetime
+    ) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                _UPSERT_POSTING, destination, encounter_key, version, posting, utc(now)
+            )
+
+    async def dft_since(self, destination: str, now: datetime) -> datetime:
+        async with self._tx() as conn:
+            await conn.execute(_DFT_START, destination, utc(now))
+            value = await conn.fetchval(_DFT_STARTED, destination)
+        return aware(value)
+
+    async def claims_ahead_of_dft(
+        self, destination: str, since: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        async with self._read() as conn:
+            rows = await conn.fetch(_CLAIMS_AHEAD, destination, utc(since), limit)
+        return [(str(r["encounter_key"]), int(r["version"])) for r in rows]
+
     async def queue_message(
         self,
         destination: str,
@@ -903,6 +924,19 @@ INSERT INTO outbox (destination, resource_type, resource_id, version, next_attem
                     created_at, payload)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
+_CLAIMS_AHEAD = """
+SELECT rv.encounter_key, rv.version FROM resource_versions rv
+LEFT JOIN dft_postings p ON p.destination = $1 AND p.encounter_key = rv.encounter_key
+WHERE rv.resource_type = 'Claim' AND rv.is_current = TRUE AND rv.encounter_key <> ''
+  AND rv.version > COALESCE(p.version, 0) AND rv.last_updated >= $2
+ORDER BY rv.last_updated LIMIT $3
+"""
+# the row of encounter key '' marks when DFTs for the destination began
+_DFT_START = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES ($1, '', 0, '', $2) ON CONFLICT (destination, encounter_key) DO NOTHING
+"""
+_DFT_STARTED = "SELECT updated_at FROM dft_postings WHERE destination = $1 AND encounter_key = ''"
 _UPSERT_POSTING = """
 INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
 VALUES ($1, $2, $3, $4, $5)

@@ -450,6 +450,27 @@ class SqliteStore:
         )
         return None if row is None else str(row[0])
 
+    async def set_dft_posting(
+        self, destination: str, encounter_key: str, version: int, posting: str, now: datetime
+    ) -> None:
+        params = (destination, encounter_key, version, posting, iso_utc(now))
+        await self._write(lambda conn: conn.execute(_UPSERT_POSTING, params))
+
+    async def dft_since(self, destination: str, now: datetime) -> datetime:
+        def write(conn: Conn) -> datetime:
+            conn.execute(_DFT_START, (destination, iso_utc(now)))
+            row = conn.execute(_DFT_STARTED, (destination,)).fetchone()
+            return parse_iso(row[0])
+
+        return await self._write(write)
+
+    async def claims_ahead_of_dft(
+        self, destination: str, since: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        params = (destination, iso_utc(since), limit)
+        rows = await self._read(lambda conn: conn.execute(_CLAIMS_AHEAD, params).fetchall())
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     async def queue_message(
         self,
         destination: str,
@@ -1016,6 +1037,19 @@ INSERT INTO outbox (destination, resource_type, resource_id, version, next_attem
                     created_at, payload)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
+_CLAIMS_AHEAD = """
+SELECT rv.encounter_key, rv.version FROM resource_versions rv
+LEFT JOIN dft_postings p ON p.destination = ? AND p.encounter_key = rv.encounter_key
+WHERE rv.resource_type = 'Claim' AND rv.is_current = 1 AND rv.encounter_key <> ''
+  AND rv.version > COALESCE(p.version, 0) AND rv.last_updated >= ?
+ORDER BY rv.last_updated LIMIT ?
+"""
+# the row of encounter key '' marks when DFTs for the destination began
+_DFT_START = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES (?, '', 0, '', ?) ON CONFLICT (destination, encounter_key) DO NOTHING
+"""
+_DFT_STARTED = "SELECT updated_at FROM dft_postings WHERE destination = ? AND encounter_key = ''"
 _UPSERT_POSTING = """
 INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
 VALUES (?, ?, ?, ?, ?)
