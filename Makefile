@@ -79,6 +79,7 @@ bench: install ## every benchmark, ending with key=value lines (see bench/README
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)
 	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)
+	$(BIN)/python bench/ui_pages.py $(UI_ARGS)
 
 hostile: install ## a live serve probed as a hostile peer would (2,000 partial frames, drips, fd limit); ~1 min
 	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)

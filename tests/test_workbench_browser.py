@@ -14,6 +14,7 @@ one, the logout last.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,18 @@ def served(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[S
     )
     app = serve_in_thread(settings)
     post_hl7(app.base, hl7_messages("S25"), BILLER)
-    for _ in range(200):
-        if held_items(app.base, BILLER):
-            break
-        import time
-
-        time.sleep(0.05)
-    assert len(held_items(app.base, BILLER)) == 1
+    wait_until_held(app.base, BILLER)
     yield app
     app.stop()
+
+
+def wait_until_held(base: str, token: str) -> None:
+    """The coder loop codes S25 (discharged) within its close check; wait for the hold."""
+    for _ in range(200):
+        if held_items(base, token):
+            return
+        time.sleep(0.05)
+    raise AssertionError("S25 was not held")
 
 
 @pytest.fixture
@@ -267,3 +271,41 @@ def test_logout_ends_the_session(page: Any) -> None:
     page.wait_for_url(re.compile(r"/ui/login$"))
     page.goto("/ui")
     assert page.url.endswith("/ui/login")
+
+
+@pytest.fixture(scope="module")
+def open_served(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Served]:
+    """The local default: no token configured, auth off."""
+    app = serve_in_thread(make_settings(tmp_path_factory.mktemp("workbench-open")))
+    post_hl7(app.base, hl7_messages("S25"), "")
+    wait_until_held(app.base, "")
+    yield app
+    app.stop()
+
+
+def test_with_auth_off_the_pages_are_open_say_so_and_ask_who_releases(
+    browser: Any, open_served: Served
+) -> None:
+    context = browser.new_context(base_url=open_served.base)
+    page = context.new_page()
+    try:
+        page.goto("/ui")
+        assert "Authentication is off" in page.get_by_role("status").inner_text()
+        assert "NSONC|NS100126" in page.locator("table.worklist").inner_text()
+        assert_accessible(page)
+        screenshot(page, "worklist-auth-off")
+        page.click("table.worklist a")
+        assert page.locator("#actor-override").count() == 1  # the audit needs a name
+        csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+        nameless = page.request.post(
+            page.url.removeprefix(open_served.base) + "/override",
+            form={"csrf": csrf, "note": NOTE},
+        )
+        assert nameless.status == 422  # the form marks the name required; the server too
+        page.fill("#actor-override", "J. Biller")
+        page.fill("#note-override", NOTE)
+        page.click("button:has-text('Bill as coded')")
+        assert page.locator(".state").inner_text() == "coded"
+        assert "J. Biller" in page.locator("section[aria-labelledby=history]").inner_text()
+    finally:
+        context.close()
