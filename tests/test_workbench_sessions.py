@@ -124,6 +124,15 @@ def test_sessions_past_the_cap_drop_the_one_idle_longest() -> None:
     assert sessions.touch(first.id, START + timedelta(minutes=3)) is not None
 
 
+def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out() -> None:
+    sessions = Sessions(timedelta(minutes=30), cap=3)
+    biller = sessions.log_in(None, "biller", False, START)
+    for _ in range(10):
+        sessions.new(START)
+    assert sessions.touch(biller.id, START + timedelta(minutes=1)) is not None
+    assert len(sessions) == 4
+
+
 def test_a_successful_login_clears_the_failures_of_its_address() -> None:
     limiter = LoginLimiter(2, timedelta(minutes=5))
     limiter.failed("127.0.0.9", START)

@@ -6,7 +6,8 @@ Several replicas behind one address need sticky sessions (docs/workbench.md).
 
 Every visitor gets a session on the first page, before any login, so the login form itself
 carries a CSRF token; logging in replaces the session id (no fixation). The number of
-sessions is capped: past the cap, the one idle longest is dropped.
+sessions is capped, anonymous and logged-in ones apart: past a cap, the one idle longest of
+that kind is dropped, so a flood of cookie-less requests cannot log a biller out.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ class Sessions:
     def __init__(self, idle: timedelta, cap: int = MAX_SESSIONS) -> None:
         self.idle = idle
         self.cap = cap
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
+        self._logged_in: OrderedDict[str, Session] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._anonymous) + len(self._logged_in)
 
     def new(self, now: datetime) -> Session:
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now)
@@ -48,10 +50,13 @@ class Sessions:
 
     def touch(self, session_id: str | None, now: datetime) -> Session | None:
         """The live session under `session_id`, seen now; None if unknown or idle too long."""
-        if not session_id or (session := self._by_id.get(session_id)) is None:
+        if not session_id:
+            return None
+        session = self._logged_in.get(session_id) or self._anonymous.get(session_id)
+        if session is None:
             return None
         if now - session.last_seen > self.idle:
-            del self._by_id[session_id]
+            self.drop(session_id)
             return None
         session = replace(session, last_seen=now)
         self._put(session)
@@ -67,13 +72,15 @@ class Sessions:
         return logged_in
 
     def drop(self, session_id: str) -> None:
-        self._by_id.pop(session_id, None)
+        self._anonymous.pop(session_id, None)
+        self._logged_in.pop(session_id, None)
 
     def _put(self, session: Session) -> None:
-        self._by_id[session.id] = session
-        self._by_id.move_to_end(session.id)
-        while len(self._by_id) > self.cap:
-            self._by_id.popitem(last=False)
+        kind = self._anonymous if session.client is None else self._logged_in
+        kind[session.id] = session
+        kind.move_to_end(session.id)
+        while len(kind) > self.cap:
+            kind.popitem(last=False)
 
 
 class LoginLimiter:
