@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
 .PHONY: install test lint typecheck pytest run demo send-demo bench crash-test crash-test-pg \
-	pg-restart-test fuzz mappings hostile browser clean
+	pg-restart-test fuzz mappings hostile browser test-browser clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -48,6 +48,9 @@ browser:
 install: $(VENV)/.installed ## create .venv and install the package with test extras
 	-@$(MAKE) -s --no-print-directory $(VALIDATOR)/node_modules/.installed >&2
 	-@$(MAKE) -s --no-print-directory $(BROWSER_NPM)/node_modules/.installed >&2
+
+# Only the test suite needs the browser: `make run` and `make demo` never wait for apt-get.
+test-browser: install
 	-@$(MAKE) -s --no-print-directory browser >&2
 
 lint: install
@@ -57,7 +60,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install test-browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest ## ruff, mypy and the whole pytest suite

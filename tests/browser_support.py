@@ -1,7 +1,7 @@
 """Real-browser tests: Debian's Chromium driven by Playwright, the real app on a free port.
 
 Why these parts: Playwright's own browser download cannot work here (only the package
-registries are reached), so it drives `/usr/bin/chromium`, which `make install` installs
+registries are reached), so it drives `/usr/bin/chromium`, which `make test` installs
 with apt-get when missing. Without it the browser tests are skipped with a loud message,
 except under CI (CI=true), where a missing browser fails them: CI must run them.
 
@@ -51,7 +51,7 @@ def browser_or_skip() -> None:
         return
     text = (
         f"BROWSER TESTS NOT RUN: {', '.join(missing)} missing "
-        "(make install installs chromium with apt-get and axe-core with npm)"
+        "(make test installs chromium with apt-get; make install installs axe-core with npm)"
     )
     if os.environ.get("CI") == "true":
         pytest.fail(text)
