@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -16,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapter.config import Settings
 from adapter.service.app import create_app
 from adapter.service.state import STATE, AppState
+from tests.store_fixtures import PG_URL, require_postgres
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
 FHIR_JSON = "application/fhir+json"
@@ -68,6 +71,31 @@ async def running_client(
     app = create_app(settings, clock or Clock())
     async with TestClient(TestServer(app, host=settings.host)) as client:
         yield client
+
+
+@asynccontextmanager
+async def client_on_backend(
+    backend: str, tmp_path: Path, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """`running_client` on SQLite (a file in tmp_path) or PostgreSQL (a fresh schema, dropped after).
+
+    For the service tests that must hold on both stores; `backend` is "sqlite" or "postgresql".
+    """
+    settings = make_settings(tmp_path, **overrides)
+    if backend == "postgresql":
+        await require_postgres()
+        schema = f"t_{uuid.uuid4().hex[:10]}"
+        settings = replace(settings, database_url=PG_URL, database_schema=schema)
+    try:
+        async with running_client(settings, clock or Clock()) as client:
+            yield client
+    finally:
+        if backend == "postgresql":
+            conn = await asyncpg.connect(PG_URL)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+            finally:
+                await conn.close()
 
 
 def state_of(client: TestClient[Any, Any]) -> AppState:

@@ -13,9 +13,7 @@ batch command (`charge-adapter code`) must agree.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,14 +32,11 @@ from adapter.store.base import EncounterState, NewMessage
 from tests.mllp_client import connect
 from tests.service_fixtures import (
     FHIR_JSON,
-    Clock,
+    client_on_backend,
     fhir_body,
-    make_settings,
-    running_client,
     scenario_resource,
     state_of,
 )
-from tests.store_fixtures import PG_URL, require_postgres
 
 Client = TestClient[Any, Any]
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "hl7v2"
@@ -60,21 +55,8 @@ def messages(path: Path = REUSED, terminator: str = "\r") -> list[bytes]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Client]:
-    settings = make_settings(tmp_path, close_check_seconds=3600)
-    if request.param == "postgresql":
-        await require_postgres()
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        settings = replace(settings, database_url=PG_URL, database_schema=schema)
-    try:
-        async with running_client(settings, Clock()) as c:
-            yield c
-    finally:
-        if request.param == "postgresql":
-            import asyncpg
-
-            conn = await asyncpg.connect(PG_URL)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-            await conn.close()
+    async with client_on_backend(request.param, tmp_path, close_check_seconds=3600) as c:
+        yield c
 
 
 async def send(client: Client, raws: list[bytes]) -> list[tuple[str, str]]:

@@ -10,9 +10,7 @@ overrides it over HTTP, and the resend comes over MLLP again.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,7 @@ from aiohttp.test_utils import TestClient
 from adapter.hl7.ack import read_msa
 from adapter.store.base import EncounterState
 from tests.mllp_client import connect
-from tests.service_fixtures import Clock, hl7_messages, make_settings, running_client, state_of
-from tests.store_fixtures import PG_URL, require_postgres
+from tests.service_fixtures import client_on_backend, hl7_messages, state_of
 
 Client = TestClient[Any, Any]
 NOTE = "Stop time 11:00 confirmed with the charge nurse."
@@ -31,21 +28,8 @@ NOTE = "Stop time 11:00 confirmed with the charge nurse."
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Client]:
-    settings = make_settings(tmp_path, close_check_seconds=3600)
-    if request.param == "postgresql":
-        await require_postgres()
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        settings = replace(settings, database_url=PG_URL, database_schema=schema)
-    try:
-        async with running_client(settings, Clock()) as c:
-            yield c
-    finally:
-        if request.param == "postgresql":
-            import asyncpg
-
-            conn = await asyncpg.connect(PG_URL)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-            await conn.close()
+    async with client_on_backend(request.param, tmp_path, close_check_seconds=3600) as c:
+        yield c
 
 
 def resent(messages: list[bytes], tag: str, edit: tuple[str, str] | None = None) -> list[bytes]:
