@@ -234,5 +234,6 @@ async def stop_state(state: AppState) -> None:
                 task.cancel()
     if state.deliverer is not None:
         await state.deliverer.close()
+    await state.ingestor.settle()
     await state.store.close()
     log.info("service.stopped")
