@@ -145,9 +145,14 @@ def _unauthorized(code: str, text: str, error: str = "") -> ApiError:
 
 
 def _refuse(request: web.Request, reason: str, client: str = "") -> None:
-    """Route template only (paths can carry patient ids); never the header's value."""
+    log_refusal("http.auth_refused", request, reason, client)
+
+
+def log_refusal(event: str, request: web.Request, reason: str, client: str = "") -> None:
+    """One refused request: route template and address only (paths can carry patient ids),
+    never the token or the header's value. The API and the workbench pages both log this way."""
     log.warning(
-        "http.auth_refused",
+        event,
         reason=reason,
         method=request.method,
         route=route_name(request),

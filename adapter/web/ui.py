@@ -39,7 +39,7 @@ from adapter.config import Settings
 from adapter.core.ids import claim_id, is_fhir_id
 from adapter.service import http_review
 from adapter.service.operation_outcome import ApiError, route_name
-from adapter.service.security import AUTH, Handler
+from adapter.service.security import AUTH, Handler, log_refusal
 from adapter.service.state import STATE, AppState
 from adapter.store.base import EncounterState, HeldItem, HeldQuery
 from adapter.web.sessions import LoginLimiter, Session, Sessions
@@ -549,12 +549,4 @@ def _see_other(location: str) -> web.Response:
 
 
 def _refused(request: web.Request, reason: str, client: str = "") -> None:
-    """Route template and address only: never the token, never a path with ids."""
-    log.warning(
-        "ui.refused",
-        reason=reason,
-        method=request.method,
-        route=route_name(request),
-        remote=request.remote or "",
-        **({"client": client} if client else {}),
-    )
+    log_refusal("ui.refused", request, reason, client)
