@@ -41,7 +41,7 @@ from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, l
 from adapter.service.state import STATE, AppState
 from adapter.store import open_store
 from adapter.store.base import Store
-from adapter.web.ui import setup_ui
+from adapter.web.app_ui import setup_ui
 
 log = structlog.get_logger()
 

@@ -36,7 +36,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 # the CapabilityStatement before it knows how to authenticate.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/fhir/metadata"})
 # The workbench pages check their own browser session against the same tokens
-# (adapter/web/ui.py): a browser cannot send a bearer header from a form.
+# (adapter/web/middleware.py): a browser cannot send a bearer header from a form.
 UI_ROUTES_PREFIX = "/ui"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
