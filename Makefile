@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 DEMO := fixtures/scenarios/S09.hl7 fixtures/scenarios/S11.hl7 fixtures/scenarios/S20.json fixtures/scenarios/S25.hl7
 
 .PHONY: install test lint typecheck pytest run demo send-demo bench crash-test crash-test-pg \
-	pg-restart-test fuzz mappings hostile browser test-browser clean
+	pg-restart-test fuzz mappings hostile bench-ingest browser test-browser clean
 
 # Recipes that build the environment are silent on stdout, so `make run > claims.json` holds
 # only the Bundle; progress goes to stderr.
@@ -83,6 +83,12 @@ bench: install ## every benchmark, ending with key=value lines (see bench/README
 	$(BIN)/python bench/crash_test.py $(CRASH_ARGS)
 	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)
 	$(BIN)/python bench/ui_pages.py $(UI_ARGS)
+
+# Issue 14's ingest figures alone (CPU per message, python-hl7 peer, limits, 2 workers):
+# ~1.5 min quick (the default here), INGEST_ARGS= for the full ~5 min run.
+INGEST_ARGS ?= --quick
+bench-ingest: install ## ingest CPU/msg, the python-hl7 peer and the physical limits (bench/ingest_cpu.py)
+	$(BIN)/python bench/ingest_cpu.py $(INGEST_ARGS)
 
 hostile: install ## a live serve probed as a hostile peer would (2,000 partial frames, drips, fd limit); ~1 min
 	$(BIN)/python bench/hostile.py $(HOSTILE_ARGS)

@@ -5,6 +5,8 @@ Parts, each a script of bench/ run in its own process (see bench/README.md):
   machine   cores, memory, load; fsync and CPU probes before and after
   stages    each step of the ingest path timed alone, in-process (stages.py)
   ingest    MLLP load: baseline vs adapter on SQLite and PostgreSQL (ingest.py)
+  ingest_cpu  CPU per message, the python-hl7 peer, the physical limits, 2 workers
+            (ingest_cpu.py; issue 14's figures, ~1.5 min quick, ~5 min full)
   drain     coder draining a closed backlog, SQLite then PostgreSQL (drain.py)
   replicas  two adapter processes on one PostgreSQL vs one (replicas.py)
   memory    adapter RSS as messages pile up (memory.py)
@@ -35,12 +37,20 @@ from harness.proc import run_script
 from harness.report import print_keys, verdict
 from machine import facts, probes
 
-PARTS = ("stages", "ingest", "drain", "replicas", "memory", "replay")
+PARTS = ("stages", "ingest", "ingest_cpu", "drain", "replicas", "memory", "replay")
 
 # (key, target text, check) for the headline table
 HEADLINES: list[tuple[str, str, str]] = [
     ("ingest_ratio_sqlite", ">= 0.5", "ge:0.5"),
     ("ingest_ratio_postgres", ">= 0.5", "ge:0.5"),
+    ("ingest_cpu_us_per_msg_sqlite", "<= 300", "le:300"),
+    ("ingest_cpu_us_per_msg_postgres", "(adapter only)", ""),
+    ("ingest_vs_peer_sqlite", ">= 1.5", "ge:1.5"),
+    ("ingest_vs_peer_postgres", ">= 1.2", "ge:1.2"),
+    ("ingest_scaling_2_workers", ">= 1.6 (PostgreSQL)", "ge:1.6"),
+    ("limit_bare_ack_msg_per_s", "(limit)", ""),
+    ("limit_sqlite_commits_per_s", "(limit)", ""),
+    ("ingest_ack_p99_ms_at_500_sqlite", "<= 20", "le:20"),
     ("ingest_msg_per_s_baseline_8", "(baseline)", ""),
     ("ingest_msg_per_s_sqlite_8", "", ""),
     ("ingest_msg_per_s_postgres_8", "", ""),
@@ -75,6 +85,7 @@ def part_runs(
     return [
         ("stages", "stages", "stages.py", q, 900, False),
         ("ingest", "ingest", "ingest.py", q, 1800, False),
+        ("ingest_cpu", "ingest_cpu", "ingest_cpu.py", q, 1200, True),
         ("drain_sqlite", "drain", "drain.py", [*q, "--store=sqlite"], 1200, False),
         ("drain_postgres", "drain", "drain.py", [*q, "--store=postgres"], 1200, True),
         ("replicas", "replicas", "replicas.py", q, 1800, True),

@@ -8,10 +8,15 @@ pieces that can run in seconds against a real `charge-adapter serve`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +128,45 @@ def test_a_port_someone_else_listens_on_counts_as_taken_and_is_free_once_closed(
     assert proc._taken(port)
     listener.close()
     assert not proc._taken(port)
+
+
+def test_tree_cpu_counts_the_cpu_of_a_child_process_too() -> None:
+    """`ADAPTER_WORKERS=N` serves from child processes: the CPU per message must count them."""
+    sleeper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c',"
+            " 'import time\\nend = time.process_time() + 0.6\\n"
+            "while time.process_time() < end: pass\\ntime.sleep(30)']); p.wait()",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.tree_cpu_seconds(sleeper.pid) < 0.55:
+            time.sleep(0.1)
+        assert len(proc.descendants(sleeper.pid)) == 2
+        assert proc.tree_cpu_seconds(sleeper.pid) >= 0.55
+        assert proc.cpu_seconds(sleeper.pid) < 0.4  # the parent alone would miss it
+    finally:
+        for pid in proc.descendants(sleeper.pid)[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        sleeper.kill()
+        sleeper.wait(10)
+
+
+@pytest.mark.parametrize("script", ["baseline_server.py", "peer_server.py"])
+def test_the_bare_server_and_the_python_hl7_peer_ack_every_message(script: str) -> None:
+    with proc.baseline_server(script) as (_server, port):
+        result = load.run_loadgen(port, connections=2, duration=0.5, warmup=0.1)
+    assert result["acked"] > 10
+    assert result["rejected"] == 0 and not result["error"]
+
+
+def test_the_commit_stream_limit_commits_durably_one_row_at_a_time(tmp_path: Path) -> None:
+    import ingest_cpu
+
+    stream = ingest_cpu.commit_stream(tmp_path, 0.3)
+    assert stream["commits_per_s"] > 10
+    assert 0 < stream["p50_ms"] <= stream["p99_ms"]

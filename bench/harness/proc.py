@@ -101,6 +101,33 @@ def cpu_seconds(pid: int) -> float:
     return 0.0 if times is None else times[0] + times[1]
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it (worker processes of `ADAPTER_WORKERS=N`)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU of `pid` and its live descendants, every thread of each: what the
+    whole service costs, one process or several (read before and after a run; a process
+    that exits in between takes its share with it)."""
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
 def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
     """Per thread of a process: (user, system) CPU seconds; the main thread's id is `pid`."""
     out: dict[int, tuple[float, float]] = {}
@@ -329,10 +356,13 @@ def _taken(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def baseline_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """bench/baseline_server.py in its own process; yields it and its port."""
+def baseline_server(
+    script: str = "baseline_server.py",
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """bench/baseline_server.py (or another server script printing `port=N`, such as
+    peer_server.py) in its own process; yields it and its port."""
     proc = subprocess.Popen(
-        [PYTHON, str(BENCH / "baseline_server.py"), "--max-seconds=3600"],
+        [PYTHON, str(BENCH / script), "--max-seconds=3600"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -340,7 +370,7 @@ def baseline_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("port="):
-            raise RuntimeError("baseline server did not start")
+            raise RuntimeError(f"{script} did not start")
         yield proc, int(line.strip().partition("=")[2])
     finally:
         if proc.poll() is None:
