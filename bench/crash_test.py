@@ -9,8 +9,16 @@ seeded random moments and restarted; the senders reconnect and resend whatever w
 acknowledged, as an interface engine does. Then the adapter codes everything (A03 closes
 each visit) and the store is checked directly (see bench/harness/verify.py).
 
-Prints key=value lines, among them crash_lost, crash_duplicates, crash_kills and
-crash_messages_acked; exits 1 when anything acknowledged was lost, anything is duplicated,
+Charges out: the adapter also sends a DFT^P03 per coded version to a real MLLP receiver
+(bench/dft_receiver.py, python-hl7's server, its own process, never killed), which ACKs
+AA, or AE for a share of first deliveries (`--dft-ae-share`). After the kills the outbox
+drains and the receiver's log is checked against the store: no coded version missing,
+every duplicate a byte-identical resend under the same MSH-10, and per encounter the
+charges the receiver holds (CG minus CD) equal to the current Claim's lines.
+
+Prints key=value lines, among them crash_lost, crash_duplicates, crash_kills,
+crash_messages_acked, crash_dft_versions_missing and crash_dft_duplicates_same_msh10 /
+crash_dft_duplicates_other; exits 1 when anything acknowledged was lost, anything is duplicated,
 or the final state is otherwise wrong; 2 when the harness itself failed.
 
 Usage: python bench/crash_test.py [--store sqlite|postgres] [--seed N] [--duration S] ...
@@ -21,18 +29,21 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
+from dft_receiver import STORE_QUERIES, check, print_dft_verdict, read_received
 from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic
 from harness.pg import PG_URL as DEFAULT_PG_URL
 from harness.pg import drop_test_schema
-from harness.proc import AdapterProcess, interrupt_on_signals
+from harness.proc import PYTHON, AdapterProcess, interrupt_on_signals
 from harness.verify import (
     batch_expected,
+    fetch,
     inject_faults,
     log_counts,
     print_verdict,
@@ -62,6 +73,13 @@ def parse_args() -> argparse.Namespace:
         help="ADAPTER_LEASE_SECONDS (the service default, 120, delays re-coding the encounters\n"
         "a killed process had leased by up to that long: its successor has a new replica id)",
     )
+    p.add_argument(
+        "--dft-ae-share",
+        type=float,
+        default=0.05,
+        help="share of first DFT deliveries the receiver answers AE (then resent)",
+    )
+    p.add_argument("--dft-timeout", type=float, default=120.0, help="seconds for the DFTs to drain")
     p.add_argument("--keep", action="store_true", help="keep the work dir / schema for autopsy")
     p.add_argument(
         "--self-test",
@@ -86,11 +104,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="crash-test-"))
     schema = f"crash_{seed}_{int(time.time()) % 100000}"
     url = f"sqlite:///{workdir / 'adapter.db'}" if ns.store == "sqlite" else ns.pg_url
+    received_path = workdir / "dft_received.jsonl"
+    receiver, receiver_port = start_receiver(received_path, ns.dft_ae_share, seed)
     adapter = AdapterProcess(
         url,
         workdir / "adapter.log",
         schema=schema,
-        extra_env={"ADAPTER_LEASE_SECONDS": str(ns.lease_seconds)},
+        extra_env={
+            "ADAPTER_LEASE_SECONDS": str(ns.lease_seconds),
+            "ADAPTER_DFT_URL": f"mllp://127.0.0.1:{receiver_port}",
+            "ADAPTER_DFT_ACK_TIMEOUT_SECONDS": "5",
+            "ADAPTER_DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
+            "ADAPTER_DELIVERY_BACKOFF_MAX_SECONDS": "2",
+        },
     )
     schedule = kill_schedule(rnd, ns.kills, ns.duration)
     print(f"crash_seed={seed}", flush=True)
@@ -142,7 +168,10 @@ def main() -> int:
         settle_s, pending = wait_settled(
             url, schema, (v.encounter_key for v in visits), ns.settle_timeout
         )
+        dft_drain_s, dft_pending = wait_dft_drained(url, schema, ns.dft_timeout)
         shutdown_s = adapter.terminate()
+        stop_receiver(receiver)
+        dft = check(fetch(url, schema, STORE_QUERIES), read_received(received_path))
         expected = batch_expected(visits, workdir)
         if ns.self_test:
             inject_faults(url, schema, recorder, visits)
@@ -171,8 +200,12 @@ def main() -> int:
         print(f"crash_settle_s={settle_s:.1f} crash_unsettled={len(pending)}")
         print(f"crash_shutdown_s={'hang' if shutdown_s is None else f'{shutdown_s:.2f}'}")
         print_verdict("crash", verdict)
+        print(f"crash_dft_drain_s={dft_drain_s:.1f} crash_dft_unsent={dft_pending}")
+        print_dft_verdict("crash", dft)
         ok = (
             verdict.clean
+            and dft.clean
+            and dft_pending == 0
             and finished
             and not recorder.unfinished_visits
             and not recorder.rejected
@@ -195,11 +228,61 @@ def main() -> int:
         if load is not None:
             load.abort.set()
         adapter.kill9()
+        stop_receiver(receiver)
         if not ns.keep:
             if ns.store == "postgres":
                 drop_test_schema(ns.pg_url, schema)
             if ok:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_receiver(
+    out: Path, ae_share: float, seed: int, ack_delay: float = 0.0
+) -> tuple[subprocess.Popen[str], int]:
+    """bench/dft_receiver.py in its own process; it and its port."""
+    script = Path(__file__).with_name("dft_receiver.py")
+    args = [PYTHON, str(script), f"--out={out}", f"--ae-share={ae_share}", f"--seed={seed}"]
+    args.append(f"--ack-delay={ack_delay}")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("port="):
+        proc.kill()
+        raise RuntimeError("the DFT receiver did not start")
+    return proc, int(line.strip().partition("=")[2])
+
+
+def stop_receiver(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+_DFT_PENDING = {
+    "pending": "SELECT count(*) AS n FROM outbox WHERE destination LIKE 'dft:%'"
+    " AND delivered_at IS NULL AND rejected_at IS NULL",
+    "ahead": "SELECT count(*) AS n FROM resource_versions rv LEFT JOIN dft_postings p"
+    " ON p.encounter_key = rv.encounter_key WHERE rv.resource_type = 'Claim' AND rv.is_current"
+    " AND rv.encounter_key <> '' AND rv.version > COALESCE(p.version, 0)",
+}
+
+
+def wait_dft_drained(url: str, schema: str, timeout: float) -> tuple[float, int]:
+    """Poll until every DFT queued is delivered and no current Claim waits to be queued;
+    (seconds, DFTs still to send or queue)."""
+    started = time.monotonic()
+    left = -1
+    while time.monotonic() - started < timeout:
+        rows = fetch(url, schema, _DFT_PENDING)
+        left = int(rows["pending"][0]["n"]) + int(rows["ahead"][0]["n"])
+        if left == 0:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started, left
 
 
 def _codes(recorder: Recorder) -> dict[str, int]:
