@@ -31,7 +31,8 @@ from adapter.hl7.dft_profile import (
     ModifierPlacement,
     OptionalField,
 )
-from adapter.mappings_loader import MappingError, _check_header, _numbered, _row
+from adapter.mappings_loader import MappingError
+from adapter.mappings_loader.rows import check_header, make_row, numbered_records
 
 __all__ = ["DEFAULT_PROFILE", "PROFILES_DIR", "DftProfileError", "load_dft_profile"]
 
@@ -326,13 +327,13 @@ def _chargemaster_rows(path: Path) -> Chargemaster:
         raise DftProfileError(f"{path}: file is missing") from None
     except UnicodeDecodeError as exc:
         raise DftProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    lines = _numbered(text, path)
-    _check_header(next(lines, (1, []))[1], path, CHARGEMASTER_COLUMNS)
+    lines = numbered_records(text, path)
+    check_header(next(lines, (1, []))[1], path, CHARGEMASTER_COLUMNS)
     items: dict[tuple[str, tuple[str, ...]], ChargemasterItem] = {}
     for line, cells in lines:
         if not any(cells):
             continue
-        row = _row(path, line, cells, CHARGEMASTER_COLUMNS)
+        row = make_row(path, line, cells, CHARGEMASTER_COLUMNS)
         code = row["code"].upper()
         if not _PROCEDURE.fullmatch(code):
             raise row.error(f"code {code!r} is not a 5-character CPT/HCPCS code")

@@ -923,7 +923,7 @@ class TestWrongTypes:
         def broken(*_: object) -> None:
             raise TypeError("Doe, Jane")
 
-        monkeypatch.setattr(fhir_medadmin, "_indications", broken)
+        monkeypatch.setattr(fhir_medadmin, "read_indications", broken)
         messages = read(
             bundle(
                 medadmin(),
