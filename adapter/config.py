@@ -39,6 +39,7 @@ NOT_SETTINGS = frozenset(
         "ADAPTER_ATHERIS_KNOWN",
     }
 )
+MAX_WORKERS = 64  # ADAPTER_WORKERS: more than the cores only adds contention
 SECRET_FIELDS = frozenset({"fhir_auth_header", "database_url", "auth_tokens"})
 
 
@@ -96,6 +97,7 @@ class Settings:
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
     replica_id: str = field(default_factory=_default_replica)
+    workers: int = 1  # serve processes sharing the ports and the store (docs/performance.md)
     # Security (docs/security.md): TLS on both listeners, bearer tokens on the HTTP API.
     tls_cert_file: str = ""  # PEM certificate (chain); with tls_key_file, TLS on MLLP and HTTP
     tls_key_file: str = ""  # PEM private key, unencrypted
@@ -261,6 +263,8 @@ def _validate(s: Settings) -> None:
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be positive")
     problems += _limit_problems(s)
+    if not 1 <= s.workers <= MAX_WORKERS:
+        problems.append(f"workers={s.workers}: 1 (one process, the default) to {MAX_WORKERS}")
     if s.log_format not in ("auto", "json", "console"):
         problems.append(f"log_format={s.log_format}: auto, json or console")
     if s.fhir_base_url and not s.fhir_base_url.startswith(("http://", "https://")):

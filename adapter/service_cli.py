@@ -42,7 +42,7 @@ def run(ns: argparse.Namespace) -> int:
         return health(settings, ns.timeout)
     configure(settings.log_format, settings.log_level, cache_loggers=True)
     if ns.command == "serve":
-        return serve(settings)
+        return serve(settings, ns.config)
     try:
         since = _since(ns.since)
     except ValueError:
@@ -92,7 +92,13 @@ def health(settings: Settings, timeout: float) -> int:
     return EXIT_OK if ok else 1
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, config_file: str | None = None) -> int:
+    from adapter import worker_role
+
+    if settings.workers > 1 and worker_role.current() is None:  # ADAPTER_WORKERS=N
+        from adapter.workers import supervise
+
+        return supervise(settings, config_file)
     from adapter.runtime import tune_gc
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of

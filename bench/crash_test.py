@@ -80,6 +80,9 @@ def parse_args() -> argparse.Namespace:
         help="share of first DFT deliveries the receiver answers AE (then resent)",
     )
     p.add_argument("--dft-timeout", type=float, default=120.0, help="seconds for the DFTs to drain")
+    p.add_argument(
+        "--workers", type=int, default=1, help="ADAPTER_WORKERS (kill -9 hits the supervisor)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir / schema for autopsy")
     p.add_argument(
         "--self-test",
@@ -116,11 +119,13 @@ def main() -> int:
             "ADAPTER_DFT_ACK_TIMEOUT_SECONDS": "5",
             "ADAPTER_DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
             "ADAPTER_DELIVERY_BACKOFF_MAX_SECONDS": "2",
+            "ADAPTER_WORKERS": str(ns.workers),
         },
     )
     schedule = kill_schedule(rnd, ns.kills, ns.duration)
     print(f"crash_seed={seed}", flush=True)
     print(f"crash_store={ns.store}", flush=True)
+    print(f"crash_workers={ns.workers}", flush=True)
     print(f"crash_workdir={workdir}", flush=True)
     if ns.store == "postgres":
         print(f"crash_schema={schema}", flush=True)

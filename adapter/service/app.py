@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from adapter import worker_role
 from adapter.config import Settings
 from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
@@ -173,11 +174,12 @@ async def _start(
         raise listen_error(
             exc, "MLLP", settings.host, settings.mllp_port, "ADAPTER_MLLP_PORT"
         ) from exc
-    state.tasks.append(
-        asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
-    )
-    if deliverer is not None:
-        state.tasks.append(asyncio.create_task(deliverer.run_forever(state.stop, 1.0)))
+    if worker_role.runs_background():  # ADAPTER_WORKERS=N: worker 0 codes and delivers
+        state.tasks.append(
+            asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
+        )
+        if deliverer is not None:
+            state.tasks.append(asyncio.create_task(deliverer.run_forever(state.stop, 1.0)))
     log.info(
         "service.started",
         mllp_port=state.mllp.port,

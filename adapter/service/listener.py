@@ -38,6 +38,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from adapter import worker_role
+
 log = structlog.get_logger()
 
 LOG_INTERVAL_S = 10.0  # accept() failures and refusals: one log line per interval per kind
@@ -215,6 +217,8 @@ class Listener:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if worker_role.reuse_port():  # ADAPTER_WORKERS=N: the workers share the port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(backlog)
             sock.setblocking(False)

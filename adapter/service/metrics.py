@@ -1,14 +1,26 @@
-"""Prometheus metrics, one registry per application (tests run several apps in one process)."""
+"""Prometheus metrics, one registry per application (tests run several apps in one process).
+
+Under `ADAPTER_WORKERS=N` every worker writes its values to prometheus-client's
+multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, made by the supervisor) and `/metrics`,
+whichever worker answers it, adds them up. The gauges hold store-wide values (refreshed
+from the store on each scrape, or set by worker 0's delivery worker): the most recent
+value is the one shown.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prometheus_multiprocess
 
+from adapter import worker_role
 from adapter.service.labels import message_kind_label
 
 MAX_MESSAGE_SERIES = 200  # distinct (format, type, outcome) label sets before "other"
+# multiprocess mode of every gauge: store-wide values, the last one set
+LAST: Literal["mostrecent"] = "mostrecent"
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -28,7 +40,11 @@ class Metrics:
             buckets=ACK_BUCKETS,
         )
         self.encounters = Gauge(
-            "adapter_encounters", "Encounters by state", ["state"], registry=self.registry
+            "adapter_encounters",
+            "Encounters by state",
+            ["state"],
+            registry=self.registry,
+            multiprocess_mode=LAST,
         )
         self.coded = Counter(
             "adapter_encounters_coded_total",
@@ -46,21 +62,27 @@ class Metrics:
             "adapter_outbox_backlog",
             "Resource versions waiting for delivery",
             registry=self.registry,
+            multiprocess_mode=LAST,
         )
         self.outbox_rejected = Gauge(
             "adapter_outbox_rejected",
             "Resource versions their destination refused for good (kept, not retried:"
             " GET /admin/outbox?state=rejected)",
             registry=self.registry,
+            multiprocess_mode=LAST,
         )
         self.dead_letters = Gauge(
-            "adapter_dead_letters", "Messages kept as dead letters", registry=self.registry
+            "adapter_dead_letters",
+            "Messages kept as dead letters",
+            registry=self.registry,
+            multiprocess_mode=LAST,
         )
         self.destination_up = Gauge(
             "adapter_destination_up",
             "1 when the last delivery to the destination succeeded",
             ["destination"],
             registry=self.registry,
+            multiprocess_mode=LAST,
         )
         self.limits_hit = Counter(
             "adapter_limits_hit_total",
@@ -108,4 +130,11 @@ class Metrics:
         child.inc()
 
     def render(self) -> bytes:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory and worker_role.current() is not None:  # every worker's values
+            registry = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                registry, path=directory
+            )
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from adapter import worker_role
 from adapter.config import Settings
 from adapter.service.allocator import large_buffers_to_the_os
 from adapter.service.app import SERVER_HEADER
@@ -254,6 +255,7 @@ async def _serve(
     try:
         await runner.setup()  # inside: a start-up that fails half-way is cleaned up
         await start_site(runner, settings, ssl_context)
+        worker_role.notify_ready()  # ADAPTER_WORKERS=N: the supervisor waits for this
         await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
