@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.credentials import settings_problems
+from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
 from adapter.errors import SettingsError
 from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
 from adapter.store import database_url_problem
@@ -93,6 +94,8 @@ class Settings:
     dft_ca_file: str = ""  # mllps: PEM CAs to verify the receiver ("" = the system's)
     dft_cert_file: str = ""  # mllps: client certificate (mutual TLS), with dft_key_file
     dft_key_file: str = ""
+    # several receivers instead: a TOML file of [receiver.<name>] tables, dft:<name> each
+    dft_receivers_file: str = ""
     shutdown_grace_seconds: float = 20.0
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
@@ -305,7 +308,16 @@ _CAPS = (
 
 
 def _dft_problems(s: Settings) -> list[str]:
-    """ADAPTER_DFT_*: a well-formed URL, its TLS files in pairs and present."""
+    """ADAPTER_DFT_*: a well-formed URL, its TLS files in pairs and present; or a receivers
+    file that loads (adapter/dft_receivers_loader.py), not both."""
+    if s.dft_receivers_file:
+        if s.dft_url:
+            return ["dft_url and dft_receivers_file: set one, not both"]
+        try:
+            load_dft_receivers(Path(s.dft_receivers_file))
+        except DftReceiversError as exc:
+            return [f"dft_receivers_file: {exc}"]
+        return []
     if not s.dft_url:
         return []
     problems = []

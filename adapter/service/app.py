@@ -31,7 +31,7 @@ from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
-from adapter.service.dft_setup import dft_receiver
+from adapter.service.dft_setup import dft_receivers
 from adapter.service.http_api import setup_routes
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
@@ -135,7 +135,7 @@ async def _start(
     tz = settings.tz
     ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
     ingestor = Ingestor(store, mappings, tz, settings.cutoff, clock, metrics)
-    dft = dft_receiver(settings, store, mappings, clock)
+    dft = dft_receivers(settings, store, mappings, clock)
     coder = Coder(
         store,
         ctx,
@@ -147,9 +147,9 @@ async def _start(
         ),
         clock,
         metrics,
-        dft=None if dft is None else dft.queue,
+        dft=[receiver.queue for receiver in dft],
     )
-    deliverer = _deliverer(settings, store, clock, metrics, [] if dft is None else [dft.sink])
+    deliverer = _deliverer(settings, store, clock, metrics, [r.sink for r in dft])
     state = AppState(settings, store, mappings, ingestor, coder, deliverer, metrics, clock)
     state.mllp = MllpServer(
         handler=lambda raw, peer: _mllp_handler(state, raw, peer),

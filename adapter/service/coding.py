@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,9 +78,9 @@ class Coder:
         clock: Callable[[], datetime],
         metrics: Metrics,
         output: OutputOptions | None = None,
-        dft: DftQueue | None = None,
+        dft: Sequence[DftQueue] = (),
     ) -> None:
-        self.dft = dft
+        self.dft = tuple(dft)  # one queue per DFT receiver
         self._dft_catch_up_at: datetime | None = None  # the next look for Claims ahead
         self.store = store
         self.ctx = ctx
@@ -233,20 +233,26 @@ class Coder:
         return done
 
     async def _queue_dft(self, item: _Coded, result: SaveResult) -> None:
-        """A new Claim version: its DFT for the billing receiver, when one is set."""
+        """A new Claim version: its DFT for each billing receiver set."""
         claim = next((r for r in result.written if r.resource_type == "Claim"), None)
-        if self.dft is None or claim is None:
+        if not self.dft or claim is None:
             return
         key = item.result.lease.encounter.key
-        try:
-            encounter = self.encounter_of(key, item.messages)
-            await self.dft.enqueue(item.coded, encounter, claim, item.released)
-        except Exception as exc:
-            log.error("coder.dft_failed", encounter=_short(key), error=type(exc).__name__)
+        encounter = self.encounter_of(key, item.messages)
+        for queue in self.dft:  # one receiver failing does not keep the others' DFTs
+            try:
+                await queue.enqueue(item.coded, encounter, claim, item.released)
+            except Exception as exc:
+                log.error(
+                    "coder.dft_failed",
+                    encounter=_short(key),
+                    destination=queue.destination,
+                    error=type(exc).__name__,
+                )
 
     async def _maybe_catch_up_dft(self) -> None:
         now = self.clock()
-        if self.dft is None or (self._dft_catch_up_at and now < self._dft_catch_up_at):
+        if not self.dft or (self._dft_catch_up_at and now < self._dft_catch_up_at):
             return
         self._dft_catch_up_at = now + DFT_CATCH_UP_EVERY
         try:
@@ -260,9 +266,10 @@ class Coder:
         override wrote the Claim without a re-code (then the standing override bills the
         held draft). Only Claims written since DFTs began for the receiver: turning it on
         does not post the history. The number looked at. At start, then every 5 minutes."""
-        if self.dft is None:
-            return 0
-        destination = self.dft.destination
+        return sum([await self._catch_up(queue) for queue in self.dft])
+
+    async def _catch_up(self, queue: DftQueue) -> int:
+        destination = queue.destination
         since = await self.store.dft_since(destination, self.clock())
         ahead = await self.store.claims_ahead_of_dft(destination, since, self.config.batch)
         for key, version in ahead:
@@ -274,7 +281,7 @@ class Coder:
             messages = (await self.store.messages_for_encounters(wanted))[key]
             planned = await self.plan(key, EncounterState.DIRTY, messages)
             encounter = self.encounter_of(key, messages)
-            await self.dft.enqueue(planned.coded, encounter, claim, planned.override_kept)
+            await queue.enqueue(planned.coded, encounter, claim, planned.override_kept)
         return len(ahead)
 
     def code_messages(self, key: str, stored: list[StoredMessage]) -> CodedEncounter:

@@ -1,8 +1,12 @@
-"""The DFT^P03 receiver from settings, built once at start: its profile, its TLS context,
-the queue the coder feeds and the MLLP sink the outbox worker delivers through.
+"""The DFT^P03 receivers from settings, built once at start: per receiver its profile,
+its TLS context, the queue the coder feeds and the MLLP sink the outbox worker delivers
+through.
 
-A profile that does not load, or TLS files that do not, stop the start with one sentence
-naming the setting (`StartupError`), as the mapping tables do.
+One receiver from `ADAPTER_DFT_URL` / `ADAPTER_DFT_PROFILE` (destination
+`dft:<profile>`), or several from `ADAPTER_DFT_RECEIVERS_FILE` (destination
+`dft:<name>` each, adapter/dft_receivers_loader.py). A profile that does not load, or TLS
+files that do not, stop the start with one sentence naming the setting (`StartupError`),
+as the mapping tables do.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from pathlib import Path
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.dft_profiles_loader import load_dft_profile
+from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
 from adapter.mappings_loader import MappingError
 from adapter.outbox.dft_mllp import DftMllpSink, MllpEndpoint, destination_for
 from adapter.service.dft_queue import DftQueue
 from adapter.service.startup import EXIT_CONFIG, StartupError
 from adapter.store.base import Store
+
+RECEIVERS_SETTING = "ADAPTER_DFT_RECEIVERS_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,33 +36,76 @@ class DftReceiver:
     sink: DftMllpSink
 
 
+def receiver_specs(settings: Settings) -> tuple[DftReceiverSpec, ...]:
+    """The configured receivers: the file's, or the one of `ADAPTER_DFT_URL`, or none."""
+    if settings.dft_receivers_file:
+        try:
+            return load_dft_receivers(Path(settings.dft_receivers_file))
+        except DftReceiversError as exc:
+            raise StartupError(str(exc), RECEIVERS_SETTING, EXIT_CONFIG) from exc
+    if not settings.dft_url:
+        return ()
+    endpoint = MllpEndpoint.parse(settings.dft_url)  # checked with the settings
+    return (
+        DftReceiverSpec(
+            name=settings.dft_profile,
+            endpoint=endpoint,
+            profile=settings.dft_profile,
+            ack_timeout_seconds=settings.dft_ack_timeout_seconds,
+            ca_file=settings.dft_ca_file,
+            cert_file=settings.dft_cert_file,
+            key_file=settings.dft_key_file,
+        ),
+    )
+
+
+def dft_receivers(
+    settings: Settings, store: Store, mappings: Mappings, clock: Callable[[], datetime]
+) -> tuple[DftReceiver, ...]:
+    """One per configured receiver (none when no DFT is configured)."""
+    return tuple(
+        _receiver(spec, settings, store, mappings, clock) for spec in receiver_specs(settings)
+    )
+
+
 def dft_receiver(
     settings: Settings, store: Store, mappings: Mappings, clock: Callable[[], datetime]
 ) -> DftReceiver | None:
-    """None when `ADAPTER_DFT_URL` is not set."""
-    if not settings.dft_url:
-        return None
+    """The first receiver, or None (the single-receiver form)."""
+    receivers = dft_receivers(settings, store, mappings, clock)
+    return receivers[0] if receivers else None
+
+
+def _receiver(
+    spec: DftReceiverSpec,
+    settings: Settings,
+    store: Store,
+    mappings: Mappings,
+    clock: Callable[[], datetime],
+) -> DftReceiver:
+    setting = RECEIVERS_SETTING if settings.dft_receivers_file else "ADAPTER_DFT_PROFILE"
+    where = f"DFT receiver {spec.name}: " if settings.dft_receivers_file else ""
     try:
-        profile = load_dft_profile(Path(settings.mappings_dir), settings.dft_profile, mappings)
+        profile = load_dft_profile(Path(settings.mappings_dir), spec.profile, mappings)
     except MappingError as exc:
-        raise StartupError(f"DFT profile: {exc}", "ADAPTER_DFT_PROFILE", EXIT_CONFIG) from exc
-    endpoint = MllpEndpoint.parse(settings.dft_url)  # checked with the settings
-    destination = destination_for(profile.name)
-    tls = _client_tls(settings) if endpoint.tls else None
+        raise StartupError(f"{where}DFT profile: {exc}", setting, EXIT_CONFIG) from exc
+    destination = destination_for(spec.name)
+    tls = _client_tls(spec, where, setting) if spec.endpoint.tls else None
     queue = DftQueue(store, profile, destination, mappings.code_labels, clock)
-    sink = DftMllpSink(destination, endpoint, tls, settings.dft_ack_timeout_seconds)
+    sink = DftMllpSink(destination, spec.endpoint, tls, spec.ack_timeout_seconds)
     return DftReceiver(queue, sink)
 
 
-def _client_tls(settings: Settings) -> ssl.SSLContext:
-    """Verifying client context: the receiver's certificate against `dft_ca_file` (or the
+def _client_tls(spec: DftReceiverSpec, where: str, setting: str) -> ssl.SSLContext:
+    """Verifying client context: the receiver's certificate against `ca_file` (or the
     system's CAs), our client certificate when the receiver wants one."""
     try:
-        context = ssl.create_default_context(cafile=settings.dft_ca_file or None)
-        if settings.dft_cert_file:
-            context.load_cert_chain(settings.dft_cert_file, settings.dft_key_file)
+        context = ssl.create_default_context(cafile=spec.ca_file or None)
+        if spec.cert_file:
+            context.load_cert_chain(spec.cert_file, spec.key_file)
     except (ssl.SSLError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        cause = f"DFT TLS files do not load: {reason}"
-        raise StartupError(cause, "ADAPTER_DFT_CERT_FILE", EXIT_CONFIG) from exc
+        cause = f"{where}DFT TLS files do not load: {reason}"
+        name = setting if where else "ADAPTER_DFT_CERT_FILE"
+        raise StartupError(cause, name, EXIT_CONFIG) from exc
     return context

@@ -1,0 +1,124 @@
+"""Charges out: DFT^P03 messages per second delivered to a receiver that ACKs at once.
+
+In-process, the way `serve` wires it (`adapter.service.app.start_state` with
+`ADAPTER_DFT_URL` set): a backlog of `--encounters` closed visits is ingested and coded
+(each coded version queues its DFT in the outbox), the background workers paused; then
+the outbox worker (`Deliverer.run_once`, the DFT^P03 MLLP sink) is timed from its first
+pass until every DFT is delivered. The receiver is bench/dft_receiver.py in its own
+process (python-hl7's MLLP server, AA at once), so its CPU is not the adapter's.
+
+Figure: `dft_per_s` (SQLite; target >= 500), `dft_per_s_postgres` with `--store both`.
+Each delivered DFT is one store read of the due batch share, one MLLP round trip on the
+kept connection, one `mark_delivered` commit.
+
+Usage: python bench/dft_send.py [--quick] [--encounters N] [--store sqlite|postgres|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from harness.load import ingest_backlog
+from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
+from harness.proc import PYTHON, pause_background_coder
+from harness.report import print_keys
+
+RECEIVER = Path(__file__).with_name("dft_receiver.py")
+
+
+def start_receiver(out: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [PYTHON, str(RECEIVER), f"--out={out}"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("port="):
+        proc.kill()
+        raise RuntimeError("the DFT receiver did not start")
+    return proc, int(line.strip().partition("=")[2])
+
+
+async def send_store(store: str, encounters: int, workdir: Path, port: int) -> dict[str, float]:
+    from adapter.config import Settings
+    from adapter.service.app import start_state, stop_state
+
+    schema = new_schema("dftsend") if store == "postgres" else ""
+    url = PG_URL if schema else f"sqlite:///{workdir / 'dft.db'}"
+    settings = replace(
+        Settings(),
+        database_url=url,
+        database_schema=schema or "public",
+        mllp_port=0,
+        http_port=0,
+        close_check_seconds=3600.0,
+        replica_id=f"bench-dft-{store}",
+        dft_url=f"mllp://127.0.0.1:{port}",
+        log_level="warning",
+    )
+    state = await start_state(settings)
+    pause_background_coder(state)  # no await before this: the workers never run
+    try:
+        accepted = await ingest_backlog(state, encounters, f"F{store[0].upper()}")
+        if accepted != 3 * encounters:
+            raise RuntimeError(f"{store}: {accepted} of {3 * encounters} messages accepted")
+        await state.coder.run_once()
+        queued = (await state.store.counts()).outbox_pending
+        deliverer = state.deliverer
+        assert deliverer is not None
+        t0 = time.perf_counter()
+        delivered = 0
+        while True:
+            done = await deliverer.run_once()
+            delivered += done
+            if not done:
+                break
+        seconds = time.perf_counter() - t0
+        left = (await state.store.counts()).outbox_pending
+    finally:
+        await stop_state(state)
+        if schema:
+            await adrop_schema(schema)
+    if left:
+        raise RuntimeError(f"{store}: {left} DFTs still queued")
+    return {"queued": queued, "delivered": delivered, "seconds": seconds}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="300 encounters")
+    p.add_argument("--encounters", type=int, default=0, help="default 2000 (--quick: 300)")
+    p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    ns = p.parse_args()
+    encounters = ns.encounters or (300 if ns.quick else 2000)
+    stores = ["sqlite", "postgres"] if ns.store == "both" else [ns.store]
+    if "postgres" in stores and not pg_available():
+        print("dft_send: PostgreSQL not reachable, SQLite only", file=sys.stderr)
+        stores.remove("postgres")
+    workdir = Path(tempfile.mkdtemp(prefix="dft-send-"))
+    receiver, port = start_receiver(workdir / "received.jsonl")
+    keys: dict[str, object] = {"dft_encounters": encounters}
+    try:
+        for store in stores:
+            run = asyncio.run(send_store(store, encounters, workdir, port))
+            suffix = "" if store == "sqlite" else f"_{store}"
+            keys[f"dft_per_s{suffix}"] = round(run["delivered"] / max(run["seconds"], 1e-9))
+            keys[f"dft_delivered{suffix}"] = int(run["delivered"])
+            keys[f"dft_seconds{suffix}"] = round(run["seconds"], 2)
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_keys(keys)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
