@@ -270,8 +270,9 @@ def sqlite_batch_cost(
     workdir: Path, batches: Sequence[tuple[NewMessage, list[Link]]], size: int, repeats: int
 ) -> float:
     """The store's own per-message statements, `size` messages per transaction (FULL)."""
-    from adapter.store import sqlite as sq
     from adapter.store._common import load_migrations
+    from adapter.store.sqlite import connection as sq
+    from adapter.store.sqlite import inbox as sq_inbox
 
     path = workdir / f"batch-{size}.db"
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -292,7 +293,7 @@ def sqlite_batch_cost(
             chunk = work[start : start + size]
 
             def add(c: sqlite3.Connection, ch: list[Any] = chunk) -> list[Any]:
-                return [sq._add_message(c, m, lk) for m, lk in ch]
+                return [sq_inbox._add_message(c, m, lk) for m, lk in ch]
 
             sq._transaction(conn, add, "BEGIN IMMEDIATE")
         return len(work)

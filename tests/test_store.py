@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.store import open_store
-from adapter.store._common import DumpedBody, load_migrations, without_meta
+from adapter.store._common import load_migrations
 from adapter.store.base import (
     AuditEntry,
     CodingResult,
@@ -37,6 +37,7 @@ from adapter.store.base import (
     SearchQuery,
     Store,
 )
+from adapter.store.planning import DumpedBody, without_meta
 from adapter.store.postgres import PostgresStore
 from adapter.store.sqlite import SqliteStore
 from tests.store_fixtures import BACKENDS, PG_URL, StoreFactory, require_postgres
@@ -1041,7 +1042,7 @@ def shipped_versions(factory: StoreFactory) -> list[int]:
 async def test_a_database_at_version_1_is_migrated_to_the_latest(
     factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = "adapter.store.sqlite" if factory.backend == "sqlite" else "adapter.store.postgres"
+    module = f"adapter.store.{factory.backend}.connection"
     monkeypatch.setattr(f"{module}.load_migrations", lambda dialect: load_migrations(dialect)[:1])
     old = await factory.open()
     await old.add_message(message("m:1"), [link("visit:1")])

@@ -2,13 +2,14 @@
 
 SQLite (`sqlite:///relative/or/./path.db`, `sqlite:////absolute/path.db`, or a plain file
 path) for one process; PostgreSQL (`postgresql://...` or `postgres://...`) for several
-replicas. Both implement `adapter.store.base.Store`. Nothing is opened until the first
-call (usually `migrate()`), so the factory stays synchronous.
+replicas. Both implement every port of `adapter.store.ports` (their union is `Store`).
+Nothing is opened until the first call (usually `migrate()`), so the factory stays
+synchronous.
 """
 
 from __future__ import annotations
 
-from adapter.store.base import Store
+from adapter.store.ports import Store
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/adapter.db"
 

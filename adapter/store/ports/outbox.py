@@ -1,0 +1,96 @@
+"""The Outbox port: resource versions (and DFT messages) queued for their destinations.
+
+A version is due until its destination took it (delivered) or refused it for good
+(rejected, kept and listed); a failed attempt is retried later. DFT postings remember what
+was last posted per destination and encounter, so the next DFT credits and debits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    destination: str
+    resource_type: str
+    resource_id: str
+    version: int
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    rejected_at: datetime | None = None  # refused for good by its destination: not retried
+    payload: str | None = None  # the message queued with it (DFT); None: the resource version
+
+
+class Outbox(Protocol):
+    """Deliveries: what is due, and how each attempt ended. Every method is one transaction."""
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...
+
+    async def undelivered(
+        self, destination: str, resource_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        """Of these resources of one type, those with a version still queued (not delivered)
+        for `destination`: a ChargeItem or Task waits while its Claim is one of them."""
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
+
+    async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        """attempts += 1; retried at next_attempt_at."""
+
+    async def mark_rejected(self, delivery_id: int, error: str, now: datetime) -> None:
+        """attempts += 1; refused for good: kept with `error`, never due again, no longer
+        counted as pending or as undelivered (a later version is queued as its own row)."""
+
+    async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
+        """The rejected outbox rows, oldest first, one page; with their total."""
+
+    async def queued_before(
+        self, destination: str, resource_type: str, resource_id: str, version: int
+    ) -> bool:
+        """Whether an earlier version of this resource is still queued for `destination`
+        (not delivered, not rejected): a DFT of version 2 credits what version 1 posted."""
+
+
+class DftPostings(Protocol):
+    """The posting kept per destination and encounter, and DFTs queued with it."""
+
+    async def dft_posting(self, destination: str, encounter_key: str) -> str | None:
+        """The stored posting (adapter/outbox/dft_posting.py JSON) of the last DFT queued
+        for this encounter to `destination`; None when none was."""
+
+    async def set_dft_posting(
+        self, destination: str, encounter_key: str, version: int, posting: str, now: datetime
+    ) -> None:
+        """Record that the Claim `version` was considered for `destination` and sends
+        nothing (held, unchanged, skipped): the posting stands, its version moves on."""
+
+    async def dft_since(self, destination: str, now: datetime) -> datetime:
+        """When DFTs for `destination` began (the first call for it, kept): Claims older
+        than that are never caught up, so turning DFT on does not post the site's history."""
+
+    async def claims_ahead_of_dft(
+        self, destination: str, since: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        """(encounter_key, Claim version) of current Claims updated at or after `since` and
+        newer than the last version considered for `destination`: a DFT not queued because the
+        process died between the coding's transaction and the DFT's, or a Claim written by
+        a review override without re-coding."""
+
+    async def queue_message(
+        self,
+        destination: str,
+        resource: tuple[str, str, int],
+        payload: str,
+        encounter_key: str,
+        posting: str,
+        now: datetime,
+    ) -> None:
+        """One transaction: queue `payload` for `destination` against the resource version
+        it was built from (type, id, version) and make `posting` the encounter's posting
+        there."""

@@ -1,0 +1,159 @@
+"""PostgreSQL: the Outbox and DftPostings ports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from adapter.store._common import (
+    MAX_ERROR_CHARS,
+    aware,
+    utc,
+)
+from adapter.store.ports import Delivery
+from adapter.store.postgres.connection import (
+    DELIVERY_COLUMNS,
+    PostgresBase,
+)
+from adapter.store.rows import delivery_from_row
+
+
+class OutboxPg(PostgresBase):
+    """The `Outbox` and `DftPostings` ports on PostgreSQL."""
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        sql = (
+            f"SELECT {DELIVERY_COLUMNS} FROM outbox"
+            " WHERE delivered_at IS NULL AND rejected_at IS NULL AND next_attempt_at <= $1"
+            " ORDER BY id LIMIT $2"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, utc(now), limit)
+        return [delivery_from_row(row, aware) for row in rows]
+
+    async def undelivered(
+        self, destination: str, resource_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        if not ids:
+            return set()
+        sql = (
+            "SELECT DISTINCT resource_id FROM outbox WHERE delivered_at IS NULL"
+            " AND rejected_at IS NULL"
+            " AND destination = $1 AND resource_type = $2 AND resource_id = ANY($3::text[])"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, destination, resource_type, list(ids))
+        return {str(row["resource_id"]) for row in rows}
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        async with self._tx() as conn:
+            sql = "UPDATE outbox SET delivered_at = $1 WHERE id = $2"
+            await conn.execute(sql, utc(now), delivery_id)
+
+    async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2"
+            " WHERE id = $3"
+        )
+        async with self._tx() as conn:
+            await conn.execute(sql, error[:MAX_ERROR_CHARS], utc(next_attempt_at), delivery_id)
+
+    async def mark_rejected(self, delivery_id: int, error: str, now: datetime) -> None:
+        sql = (
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, rejected_at = $2"
+            " WHERE id = $3"
+        )
+        async with self._tx() as conn:
+            await conn.execute(sql, error[:MAX_ERROR_CHARS], utc(now), delivery_id)
+
+    async def rejected_deliveries(self, limit: int, offset: int) -> tuple[list[Delivery], int]:
+        sql = (
+            f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE rejected_at IS NOT NULL"
+            " ORDER BY id LIMIT $1 OFFSET $2"
+        )
+        async with self._read() as conn:
+            total = await conn.fetchval("SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL")
+            rows = await conn.fetch(sql, max(limit, 0), max(offset, 0))
+        return [delivery_from_row(row, aware) for row in rows], int(total)
+
+    async def queued_before(
+        self, destination: str, resource_type: str, resource_id: str, version: int
+    ) -> bool:
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE delivered_at IS NULL"
+            " AND rejected_at IS NULL AND destination = $1 AND resource_type = $2"
+            " AND resource_id = $3 AND version < $4)"
+        )
+        async with self._read() as conn:
+            return bool(await conn.fetchval(sql, destination, resource_type, resource_id, version))
+
+    # --- DFT postings -----------------------------------------------------------------
+
+    async def dft_posting(self, destination: str, encounter_key: str) -> str | None:
+        sql = "SELECT posting FROM dft_postings WHERE destination = $1 AND encounter_key = $2"
+        async with self._read() as conn:
+            value = await conn.fetchval(sql, destination, encounter_key)
+        return None if value is None else str(value)
+
+    async def set_dft_posting(
+        self, destination: str, encounter_key: str, version: int, posting: str, now: datetime
+    ) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                _UPSERT_POSTING, destination, encounter_key, version, posting, utc(now)
+            )
+
+    async def dft_since(self, destination: str, now: datetime) -> datetime:
+        async with self._tx() as conn:
+            await conn.execute(_DFT_START, destination, utc(now))
+            value = await conn.fetchval(_DFT_STARTED, destination)
+        return aware(value)
+
+    async def claims_ahead_of_dft(
+        self, destination: str, since: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        async with self._read() as conn:
+            rows = await conn.fetch(_CLAIMS_AHEAD, destination, utc(since), limit)
+        return [(str(r["encounter_key"]), int(r["version"])) for r in rows]
+
+    async def queue_message(
+        self,
+        destination: str,
+        resource: tuple[str, str, int],
+        payload: str,
+        encounter_key: str,
+        posting: str,
+        now: datetime,
+    ) -> None:
+        at = utc(now)
+        async with self._tx() as conn:
+            await conn.execute(_QUEUE_MESSAGE, destination, *resource, at, at, payload)
+            await conn.execute(
+                _UPSERT_POSTING, destination, encounter_key, resource[2], posting, at
+            )
+
+
+_QUEUE_MESSAGE = """
+INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
+                    created_at, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+_CLAIMS_AHEAD = """
+SELECT rv.encounter_key, rv.version FROM resource_versions rv
+LEFT JOIN dft_postings p ON p.destination = $1 AND p.encounter_key = rv.encounter_key
+WHERE rv.resource_type = 'Claim' AND rv.is_current = TRUE AND rv.encounter_key <> ''
+  AND rv.version > COALESCE(p.version, 0) AND rv.last_updated >= $2
+ORDER BY rv.last_updated LIMIT $3
+"""
+# the row of encounter key '' marks when DFTs for the destination began
+_DFT_START = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES ($1, '', 0, '', $2) ON CONFLICT (destination, encounter_key) DO NOTHING
+"""
+_DFT_STARTED = "SELECT updated_at FROM dft_postings WHERE destination = $1 AND encounter_key = ''"
+_UPSERT_POSTING = """
+INSERT INTO dft_postings (destination, encounter_key, version, posting, updated_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (destination, encounter_key) DO UPDATE
+SET version = excluded.version, posting = excluded.posting, updated_at = excluded.updated_at
+"""
