@@ -3,7 +3,9 @@
 Read once at start-up and validated; a bad value stops the service with a
 message naming the variable (or TOML key) and what it accepts. Every field is
 documented in the README's settings table; `charge-adapter settings` prints the
-effective values (secrets masked).
+effective values (secrets masked). The check loads the TLS files and tokens the
+settings name; `load_checked` keeps them (`CheckedSettings`) so start-up does not
+load them again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
-from adapter.credentials import settings_problems
+from adapter.credentials import Credentials, loaded_or_problems
 from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
 from adapter.errors import SettingsError
 from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
@@ -151,6 +153,14 @@ class Settings:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedSettings:
+    """Valid settings and the credentials their check loaded (the TLS context, the tokens)."""
+
+    settings: Settings
+    credentials: Credentials
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     config_file: str | None = None,
@@ -162,6 +172,16 @@ def load_settings(
     `strict`: an `ADAPTER_*` variable that is no setting is an error, as an unknown TOML key
     always is (without it, the caller warns with `unknown_variables`).
     """
+    return load_checked(environ, config_file, strict=strict).settings
+
+
+def load_checked(
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    *,
+    strict: bool = False,
+) -> CheckedSettings:
+    """`load_settings`, keeping the credentials the check loaded: what `serve` starts with."""
     env = dict(os.environ if environ is None else environ)
     unknown = unknown_variables(env)
     if strict and unknown:
@@ -175,8 +195,7 @@ def load_settings(
         if raw is not None:
             values[f.name] = _convert(f.name, raw, f"{ENV_PREFIX}{f.name.upper()}")
     settings = replace(Settings(), **values)
-    _validate(settings)
-    return settings
+    return CheckedSettings(settings, _validate(settings))
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -242,7 +261,8 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
 }
 
 
-def _validate(s: Settings) -> None:
+def _validate(s: Settings) -> Credentials:
+    """Every problem at once (SettingsError); else the credentials, loaded by the check."""
     problems = []
     for name in ("mllp_port", "http_port"):
         port = getattr(s, name)
@@ -285,9 +305,11 @@ def _validate(s: Settings) -> None:
         problems.append(f"database_url: {url_problem}")
     if not Path(s.mappings_dir).is_dir():
         problems.append(f"mappings_dir={s.mappings_dir}: not a directory")
-    problems += settings_problems(s)  # TLS files and tokens, loaded as start-up will
-    if problems:
+    credentials, credential_problems = loaded_or_problems(s)  # TLS files and tokens
+    problems += credential_problems
+    if problems or credentials is None:
         raise SettingsError("invalid settings: " + "; ".join(problems))
+    return credentials
 
 
 _POSITIVE_LIMITS = (

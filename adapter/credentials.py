@@ -1,9 +1,10 @@
 """TLS context and API tokens, loaded from the security settings: once, at start-up.
 
 Why apart from `adapter.service.security` (the aiohttp side: the app keys, the middleware,
-the posture log line): `adapter.config` validates these settings by loading them exactly as
-start-up will, and it must not import the service to do so. This module knows the settings
-only as the `SecuritySettings` shape, so the arrow goes one way: config -> credentials.
+the posture log line): `adapter.config` validates these settings by loading them, and keeps
+what it loaded (`Credentials`) for start-up to use, so no file is read twice. It must not
+import the service to do so. This module knows the settings only as the `SecuritySettings`
+shape, so the arrow goes one way: config -> credentials.
 
 Token values are secrets: they are held only as SHA-256 digests, compared in constant
 time, and never logged or echoed in an error (errors name the entry or the line).
@@ -28,9 +29,11 @@ __all__ = [
     "TLS_VERSIONS",
     "AuthPolicy",
     "Client",
+    "Credentials",
     "SecuritySettings",
+    "load_credentials",
+    "loaded_or_problems",
     "server_ssl_context",
-    "settings_problems",
 ]
 
 TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -254,15 +257,41 @@ def _read_only_names(settings: SecuritySettings, known: set[str]) -> frozenset[s
     return names
 
 
-# --- start-up check ------------------------------------------------------------------
+# --- loaded once at start-up ---------------------------------------------------------
 
 
-def settings_problems(settings: SecuritySettings) -> list[str]:
-    """Every TLS and token problem, by loading what start-up will load (for load_settings)."""
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the security settings name, loaded: the server TLS context both listeners share
+    (None: TLS off) and the API tokens. Built once by the settings check, passed down."""
+
+    server_tls: ssl.SSLContext | None
+    auth: AuthPolicy
+
+
+def loaded_or_problems(settings: SecuritySettings) -> tuple[Credentials | None, list[str]]:
+    """The credentials, or every TLS and token problem (for `load_settings` to report with
+    the other settings' problems at once)."""
     problems: list[str] = []
-    for check in (server_ssl_context, AuthPolicy.from_settings):
-        try:
-            check(settings)
-        except SettingsError as exc:
-            problems.append(str(exc))
-    return problems
+    tls: ssl.SSLContext | None = None
+    auth: AuthPolicy | None = None
+    try:
+        tls = server_ssl_context(settings)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    try:
+        auth = AuthPolicy.from_settings(settings)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    if problems or auth is None:
+        return None, problems
+    return Credentials(tls, auth), []
+
+
+def load_credentials(settings: SecuritySettings) -> Credentials:
+    """The credentials; SettingsError naming every problem (callers without the settings check:
+    tests and tools that build `Settings` directly)."""
+    credentials, problems = loaded_or_problems(settings)
+    if credentials is None:
+        raise SettingsError("; ".join(problems))
+    return credentials

@@ -1,15 +1,56 @@
-"""Process-wide tuning done once at start-up, shared by every entry point.
+"""What start-up loads once and passes down: the `Runtime`; and process-wide tuning.
 
-Why its own module: both the batch command (`adapter.cli`) and the service commands
-(`adapter.service_cli`, which `adapter.cli` dispatches to) call it; living in either one made
-them import each other.
+Why its own module: `charge-adapter serve` checks the settings (which loads the TLS files
+and the tokens, `config.CheckedSettings`), loads the mapping tables, and hands the one
+frozen `Runtime` to the app factory; nothing below reads a settings file again (SIGHUP's
+mapping reload is the one deliberate exception). Both the batch command (`adapter.cli`) and
+the service commands (`adapter.service_cli`, which `adapter.cli` dispatches to) call
+`tune_gc`; living in either one made them import each other.
 """
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["tune_gc"]
+from adapter.config import CheckedSettings, Settings
+from adapter.core.mappings import Mappings
+from adapter.credentials import Credentials, load_credentials
+from adapter.mappings_loader import MappingError, load_mappings
+from adapter.service.startup import EXIT_CONFIG, StartupError
+
+__all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The settings and every file they name, loaded: the TLS context, tokens, mapping tables."""
+
+    settings: Settings
+    credentials: Credentials
+    mappings: Mappings
+
+
+def load_runtime(checked: CheckedSettings | Settings) -> Runtime:
+    """Load what the settings name, once: SettingsError (TLS, tokens) or StartupError (tables).
+
+    From `CheckedSettings` the credentials its check loaded are kept; from bare `Settings`
+    (tests and tools build them directly) they are loaded here.
+    """
+    if isinstance(checked, CheckedSettings):
+        settings, credentials = checked.settings, checked.credentials
+    else:
+        settings, credentials = checked, load_credentials(checked)
+    return Runtime(settings, credentials, load_mappings_checked(settings))
+
+
+def load_mappings_checked(settings: Settings) -> Mappings:
+    """The site tables, or a StartupError naming the file and line at fault."""
+    try:
+        return load_mappings(Path(settings.mappings_dir))
+    except MappingError as exc:
+        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
 
 
 def tune_gc() -> None:

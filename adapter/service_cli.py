@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from adapter.config import Settings, load_settings, unknown_variables
+from adapter.config import CheckedSettings, Settings, load_checked, unknown_variables
 from adapter.errors import SettingsError
 from adapter.logs import configure
 from adapter.service.startup import EXIT_CONFIG, StartupError, listen_error
@@ -29,10 +29,11 @@ EXIT_REFUSED = 1  # replay: a named message was not replayed (unknown, dead, tru
 def run(ns: argparse.Namespace) -> int:
     strict = bool(getattr(ns, "strict", False))
     try:
-        settings = load_settings(config_file=ns.config, strict=strict)
+        checked = load_checked(config_file=ns.config, strict=strict)  # loads TLS files, tokens
     except SettingsError as exc:
         print(f"charge-adapter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    settings = checked.settings
     for problem in unknown_variables(os.environ):  # not strict: said, and ignored
         print(f"charge-adapter: warning: {problem}", file=sys.stderr)
     if ns.command == "settings":
@@ -42,7 +43,7 @@ def run(ns: argparse.Namespace) -> int:
         return health(settings, ns.timeout)
     configure(settings.log_format, settings.log_level, cache_loggers=True)
     if ns.command == "serve":
-        return serve(settings, ns.config)
+        return serve(checked, ns.config)
     try:
         since = _since(ns.since)
     except ValueError:
@@ -92,23 +93,25 @@ def health(settings: Settings, timeout: float) -> int:
     return EXIT_OK if ok else 1
 
 
-def serve(settings: Settings, config_file: str | None = None) -> int:
+def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
     from adapter import worker_role
 
+    settings = checked.settings
     if settings.workers > 1 and worker_role.current() is None:  # ADAPTER_WORKERS=N
         from adapter.workers import supervise
 
         return supervise(settings, config_file)
-    from adapter.runtime import tune_gc
+    from adapter.runtime import load_runtime, tune_gc
     from adapter.service.app import create_app
     from adapter.service.security import server_tls_of
     from adapter.service.serving import run_app
 
     try:
-        app = create_app(settings)  # loads the TLS files and tokens
-    except SettingsError as exc:
-        print(f"charge-adapter: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        runtime = load_runtime(checked)  # the mapping tables; TLS and tokens came checked
+    except StartupError as exc:
+        print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
+        return exc.exit_code
+    app = create_app(runtime)
 
     async def freeze_startup_objects(_: web.Application) -> AsyncIterator[None]:
         tune_gc()  # after the app's start-up loaded the tables, so they are frozen too

@@ -1,21 +1,24 @@
 """The application factory: one asyncio process, every listener and worker owned by the app.
 
-`create_app(settings)` returns an aiohttp Application whose start-up opens the
-store (and migrates it), loads the mappings, starts the MLLP listener, the
-coder and the delivery worker; its shutdown stops accepting, lets in-flight
-messages finish, stops the workers and closes the store. `charge-adapter
-serve` runs it with aiohttp's signal handling: SIGTERM and SIGINT shut down
-gracefully.
+`create_app(runtime)` returns an aiohttp Application over what start-up loaded once
+(`adapter.runtime.Runtime`). Its start-up is one `cleanup_ctx` per resource, in the order
+of `_RESOURCES`: the tables, the store (opened and migrated), the workers as objects, the
+deliverer's sinks, the MLLP listener, the coder task, the delivery task, then "serving".
+Its shutdown runs them backwards: stop accepting and let in-flight messages finish, stop
+the workers, close the sinks, close the store. A resource that fails to start unwinds
+only those before it (a busy MLLP port closes the store it opened). `charge-adapter serve`
+runs it with signal handling: SIGTERM and SIGINT shut down gracefully. `start_state` /
+`stop_state` run the same resources without aiohttp (tests, benches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -24,11 +27,11 @@ from adapter import worker_role
 from adapter.config import Settings
 from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
-from adapter.credentials import server_ssl_context
+from adapter.credentials import Credentials, load_credentials
 from adapter.icd10 import is_billable
-from adapter.mappings_loader import MappingError, load_mappings
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
+from adapter.runtime import Runtime, load_mappings_checked
 from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.dft_setup import dft_receivers
@@ -38,7 +41,7 @@ from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
 from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.service.security import install
-from adapter.service.startup import EXIT_CONFIG, StartupError, database_error, listen_error
+from adapter.service.startup import database_error, listen_error
 from adapter.service.state import STATE, AppState
 from adapter.store import open_store
 from adapter.store.base import Store
@@ -51,23 +54,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> web.Application:
-    """The app, with its TLS context and tokens loaded (SettingsError if they will not load).
+def create_app(
+    runtime: Runtime | Settings, clock: Callable[[], datetime] = utc_now
+) -> web.Application:
+    """The app over what start-up loaded once (`Runtime`: TLS context, tokens, tables).
 
-    Serve it with `security.server_tls_of(app)` as the HTTP site's ssl_context: the MLLP
-    listener gets the same context at start-up.
+    Bare `Settings` (tests, tools) are loaded here: the TLS context and tokens now
+    (SettingsError if they will not load), the tables at start-up. Serve it with
+    `security.server_tls_of(app)` as the HTTP site's ssl_context: the MLLP listener gets
+    the same context at start-up. Start-up is one `cleanup_ctx` per resource
+    (`_RESOURCES`), so a failure half-way unwinds exactly what had started.
     """
-    app = web.Application(client_max_size=settings.http_max_body_bytes)
+    boot = _boot(runtime, clock)
+    app = web.Application(client_max_size=boot.settings.http_max_body_bytes)
     app.on_response_prepare.append(_neutral_server_header)
     app[BODY_LIMITS] = BodyLimits(
-        settings.http_max_body_bytes,
-        settings.http_body_timeout_seconds,
-        BodyBudget(settings.http_body_budget_bytes),
+        boot.settings.http_max_body_bytes,
+        boot.settings.http_body_timeout_seconds,
+        BodyBudget(boot.settings.http_body_budget_bytes),
     )
-    tls = install(app, settings)
-    app.cleanup_ctx.append(_lifecycle(settings, clock, tls))
+    install(app, boot.settings, boot.credentials)
+    boot.app = app
+    app.cleanup_ctx.extend(_for_app(resource, boot) for resource in _RESOURCES)
     setup_routes(app)
-    setup_ui(app, settings)
+    setup_ui(app, boot.settings)
     return app
 
 
@@ -80,57 +90,210 @@ async def _neutral_server_header(_request: web.Request, response: web.StreamResp
     response.headers["Server"] = SERVER_HEADER
 
 
-def _lifecycle(
-    settings: Settings, clock: Callable[[], datetime], tls: ssl.SSLContext | None
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        state = await start_state(settings, clock, tls)
-        app[STATE] = state
-        app[BODY_LIMITS].hits = state.metrics.limits_hit
-        app[BODY_LIMITS].on_release = state.trimmer.released
-        try:
-            yield
-        finally:
-            await stop_state(state)
+@dataclass
+class _Boot:
+    """What start-up has built so far; each resource reads what the ones before it made."""
 
-    return lifecycle
+    settings: Settings
+    credentials: Credentials
+    clock: Callable[[], datetime]
+    mappings: Mappings | None  # None: loaded by the first resource (bare `Settings`)
+    app: web.Application | None = None  # None: started without aiohttp (`start_state`)
+    store: Store | None = None
+    state: AppState | None = None
+
+    def running(self) -> AppState:
+        assert self.state is not None, "a resource started before the state it needs"
+        return self.state
+
+
+def _boot(runtime: Runtime | Settings, clock: Callable[[], datetime]) -> _Boot:
+    if isinstance(runtime, Runtime):
+        return _Boot(runtime.settings, runtime.credentials, clock, runtime.mappings)
+    return _Boot(runtime, load_credentials(runtime), clock, None)
+
+
+Resource = Callable[[_Boot], AsyncIterator[None]]
+
+
+def _for_app(resource: Resource, boot: _Boot) -> Callable[[web.Application], AsyncIterator[None]]:
+    def cleanup_ctx(_app: web.Application) -> AsyncIterator[None]:
+        return resource(boot)
+
+    return cleanup_ctx
 
 
 async def start_state(
-    settings: Settings, clock: Callable[[], datetime] = utc_now, tls: ssl.SSLContext | None = None
+    runtime: Runtime | Settings, clock: Callable[[], datetime] = utc_now
 ) -> AppState:
-    """Open the store, load the tables, start the MLLP listener and the workers.
+    """Start every resource as the app does, without aiohttp (tests, benches, tools).
 
-    MLLP speaks TLS whenever the settings say so: without `tls`, the context is loaded here.
+    Bare `Settings` are loaded here (TLS, tokens, tables): MLLP speaks TLS whenever the
+    settings say so. `stop_state` unwinds in reverse; a failure half-way unwinds at once.
     """
-    tls = tls or server_ssl_context(settings)
-    mappings = load_mappings_checked(settings)
-    store = await _open_store(settings)
+    boot = _boot(runtime, clock)
+    started = contextlib.AsyncExitStack()
     try:
-        return await _start(settings, clock, tls, mappings, store)
+        for resource in _RESOURCES:
+            await started.enter_async_context(contextlib.asynccontextmanager(resource)(boot))
     except BaseException:
-        await store.close()
+        await started.aclose()
         raise
+    state = boot.running()
+    state.started = started
+    return state
 
 
-async def _open_store(settings: Settings) -> Store:
-    """Open and migrate the store; a database that refuses or is missing is a StartupError."""
+async def stop_state(state: AppState) -> None:
+    """Stop accepting, finish in-flight messages, stop the workers, close the store."""
+    await state.started.aclose()
+
+
+# --- the resources, in start order (stopped in reverse) ------------------------------
+
+
+async def _tables(boot: _Boot) -> AsyncIterator[None]:
+    """The mapping tables, unless the `Runtime` brought them (nothing to undo)."""
+    if boot.mappings is None:
+        boot.mappings = load_mappings_checked(boot.settings)
+    yield
+
+
+async def _store(boot: _Boot) -> AsyncIterator[None]:
+    """Open and migrate the store; closed last, after everything that writes to it."""
+    settings = boot.settings
     store = open_store(settings.database_url, pg_schema=settings.database_schema)
     try:
         await store.migrate()
     except Exception as exc:
         await store.close()
         raise database_error(exc, settings.database_url) from exc
-    return store
+    boot.store = store
+    try:
+        yield
+    finally:
+        await store.close()
+        log.info("service.stopped")
 
 
-async def _start(
-    settings: Settings,
-    clock: Callable[[], datetime],
-    tls: ssl.SSLContext | None,
-    mappings: Mappings,
-    store: Store,
+async def _workers(boot: _Boot) -> AsyncIterator[None]:
+    """Ingestor, coder, deliverer and DFT queue as objects (no task yet), in the `AppState`.
+
+    On the way down: the ingestor's pending reuse checks finish before the store closes.
+    """
+    assert boot.store is not None and boot.mappings is not None
+    state = _state(boot.settings, boot.clock, boot.mappings, boot.store)
+    boot.state = state
+    if boot.app is not None:
+        boot.app[STATE] = state
+        boot.app[BODY_LIMITS].hits = state.metrics.limits_hit
+        boot.app[BODY_LIMITS].on_release = state.trimmer.released
+    try:
+        yield
+    finally:
+        await state.ingestor.settle()
+
+
+async def _sinks(boot: _Boot) -> AsyncIterator[None]:
+    """The deliverer's sinks (HTTP client session, DFT connection), closed after its task."""
+    deliverer = boot.running().deliverer
+    try:
+        yield
+    finally:
+        if deliverer is not None:
+            await deliverer.close()
+
+
+async def _mllp(boot: _Boot) -> AsyncIterator[None]:
+    """The MLLP listener (one-line StartupError when it cannot bind), on the shared TLS context."""
+    state, settings = boot.running(), boot.settings
+    state.mllp = _mllp_server(state)
+    try:
+        await state.mllp.start(settings.host, settings.mllp_port, ssl=boot.credentials.server_tls)
+    except OSError as exc:
+        raise listen_error(
+            exc, "MLLP", settings.host, settings.mllp_port, "ADAPTER_MLLP_PORT"
+        ) from exc
+    try:
+        yield
+    finally:
+        await state.mllp.stop(settings.shutdown_grace_seconds)  # no-op after `_serving`
+
+
+async def _coder_worker(boot: _Boot) -> AsyncIterator[None]:
+    """The coder loop: closes, codes and queues what is due (ADAPTER_WORKERS=N: worker 0)."""
+    state = boot.running()
+    if not worker_role.runs_background():
+        yield
+        return
+    run = state.coder.run_forever(state.stop, boot.settings.close_check_seconds)
+    async with _worker(state, run):
+        yield
+
+
+async def _delivery_worker(boot: _Boot) -> AsyncIterator[None]:
+    """The outbox loop, when there is a sink to deliver to (ADAPTER_WORKERS=N: worker 0)."""
+    state = boot.running()
+    if state.deliverer is None or not worker_role.runs_background():
+        yield
+        return
+    async with _worker(state, state.deliverer.run_forever(state.stop, 1.0)):
+        yield
+
+
+async def _serving(boot: _Boot) -> AsyncIterator[None]:
+    """Up: say so. Down, first of all: /readyz 503, MLLP stops accepting and answers what it
+    has, then the workers are told to stop (their own resources wait for them)."""
+    state, settings = boot.running(), boot.settings
+    assert state.mllp is not None
+    log.info(
+        "service.started",
+        mllp_port=state.mllp.port,
+        http_port=settings.http_port,
+        tls=boot.credentials.server_tls is not None,
+        store=settings.database_url.partition(":")[0],
+        replica=settings.replica_id,
+    )
+    try:
+        yield
+    finally:
+        state.draining = True
+        await state.mllp.stop(settings.shutdown_grace_seconds)
+        state.stop.set()
+
+
+_RESOURCES: tuple[Resource, ...] = (
+    _tables,
+    _store,
+    _workers,
+    _sinks,
+    _mllp,
+    _coder_worker,
+    _delivery_worker,
+    _serving,
+)
+
+
+@contextlib.asynccontextmanager
+async def _worker(state: AppState, run: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """A background task, told to stop and given the grace period, then cancelled."""
+    task = asyncio.create_task(run)
+    state.tasks.append(task)
+    try:
+        yield
+    finally:
+        state.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await asyncio.wait_for(task, timeout=state.settings.shutdown_grace_seconds)
+            except TimeoutError:
+                task.cancel()
+
+
+def _state(
+    settings: Settings, clock: Callable[[], datetime], mappings: Mappings, store: Store
 ) -> AppState:
+    """The workers as objects, wired to the store and the tables; nothing runs yet."""
     metrics = Metrics()
     tz = settings.tz
     ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
@@ -150,8 +313,12 @@ async def _start(
         dft=[receiver.queue for receiver in dft],
     )
     deliverer = _deliverer(settings, store, clock, metrics, [r.sink for r in dft])
-    state = AppState(settings, store, mappings, ingestor, coder, deliverer, metrics, clock)
-    state.mllp = MllpServer(
+    return AppState(settings, store, mappings, ingestor, coder, deliverer, metrics, clock)
+
+
+def _mllp_server(state: AppState) -> MllpServer:
+    settings = state.settings
+    return MllpServer(
         handler=lambda raw, peer: _mllp_handler(state, raw, peer),
         idle_timeout=settings.mllp_idle_timeout_seconds,
         max_frame_bytes=settings.mllp_max_frame_bytes,
@@ -162,33 +329,12 @@ async def _start(
         fd_reserve=settings.fd_reserve,
         descriptors=state.descriptors,
         on_release=state.trimmer.released,
-        metrics=metrics,
-        clock=clock,
-        keep_oversize=lambda item, _peer: ingestor.keep_oversize(
+        metrics=state.metrics,
+        clock=state.clock,
+        keep_oversize=lambda item, _peer: state.ingestor.keep_oversize(
             item.head, item.size, settings.mllp_max_frame_bytes
         ),
     )
-    try:
-        await state.mllp.start(settings.host, settings.mllp_port, ssl=tls)
-    except OSError as exc:
-        raise listen_error(
-            exc, "MLLP", settings.host, settings.mllp_port, "ADAPTER_MLLP_PORT"
-        ) from exc
-    if worker_role.runs_background():  # ADAPTER_WORKERS=N: worker 0 codes and delivers
-        state.tasks.append(
-            asyncio.create_task(coder.run_forever(state.stop, settings.close_check_seconds))
-        )
-        if deliverer is not None:
-            state.tasks.append(asyncio.create_task(deliverer.run_forever(state.stop, 1.0)))
-    log.info(
-        "service.started",
-        mllp_port=state.mllp.port,
-        http_port=settings.http_port,
-        tls=tls is not None,
-        store=settings.database_url.partition(":")[0],
-        replica=settings.replica_id,
-    )
-    return state
 
 
 async def _mllp_handler(state: AppState, raw: bytes, peer: PeerInfo) -> HandlerResult:
@@ -212,30 +358,3 @@ def _deliverer(
         backoff_max=settings.delivery_backoff_max_seconds,
     )
     return Deliverer(store, config, clock, metrics, sinks)
-
-
-def load_mappings_checked(settings: Settings) -> Mappings:
-    """The site tables, or a StartupError naming the file and line at fault."""
-    try:
-        return load_mappings(Path(settings.mappings_dir))
-    except MappingError as exc:
-        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
-
-
-async def stop_state(state: AppState) -> None:
-    """Stop accepting, finish in-flight messages, stop the workers, close the store."""
-    state.draining = True
-    if state.mllp is not None:
-        await state.mllp.stop(state.settings.shutdown_grace_seconds)
-    state.stop.set()
-    for task in state.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await asyncio.wait_for(task, timeout=state.settings.shutdown_grace_seconds)
-            except TimeoutError:
-                task.cancel()
-    if state.deliverer is not None:
-        await state.deliverer.close()
-    await state.ingestor.settle()
-    await state.store.close()
-    log.info("service.stopped")

@@ -11,8 +11,9 @@ write) should be readable in one place, and checked at start-up before a socket 
   `GET /fhir/metadata`; clients named in `auth_read_only_names` may only read. The
   client name becomes the request's principal (the audit actor of review releases).
 
-Loading the files and parsing the tokens is `adapter.credentials` (config checks them with it);
-here is what aiohttp needs: the app keys, `install`, the middleware and the posture line.
+Loading the files and parsing the tokens is `adapter.credentials` (the settings check loads
+them once, `Credentials`); here is what aiohttp needs: the app keys, `install`, the middleware
+and the posture line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.credentials import BEARER_TOKEN, AuthPolicy, server_ssl_context
+from adapter.credentials import BEARER_TOKEN, AuthPolicy, Credentials
 from adapter.service.operation_outcome import ApiError, Issue, route_name
 
 log = structlog.get_logger()
@@ -50,15 +51,12 @@ PRINCIPAL = web.RequestKey("principal", str)
 # --- start-up and posture -------------------------------------------------------------
 
 
-def install(app: web.Application, settings: Settings) -> ssl.SSLContext | None:
-    """Load the TLS context and the tokens into the app (before it starts); log the posture."""
-    context = server_ssl_context(settings)
-    if context is not None:
-        app[SERVER_TLS] = context
-    policy = AuthPolicy.from_settings(settings)
-    app[AUTH] = policy
-    _log_posture(settings, policy)
-    return context
+def install(app: web.Application, settings: Settings, credentials: Credentials) -> None:
+    """Put the loaded TLS context and tokens into the app (before it starts); log the posture."""
+    if credentials.server_tls is not None:
+        app[SERVER_TLS] = credentials.server_tls
+    app[AUTH] = credentials.auth
+    _log_posture(settings, credentials.auth)
 
 
 def server_tls_of(app: web.Application) -> ssl.SSLContext | None:

@@ -8,6 +8,7 @@ other. Here it depends on the workers it holds, never on the app or the routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class AppState:
     draining: bool = False  # set first on shutdown: /readyz turns 503 while MLLP drains
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # what `app.start_state` started, unwound by `stop_state` (an app unwinds its cleanup_ctx)
+    started: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def reload_mappings(self) -> MappingError | None:
         """Load the tables again and swap them in; on any error keep the old ones.
