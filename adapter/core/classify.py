@@ -140,7 +140,8 @@ def _unknown_drug_holds(
     for r in resolved:
         if r.match is None and r.ingredient.role is IngredientRole.ACTIVE:
             detail = _unknown_drug_detail(r.ingredient, catalog)
-            holds.append(Hold(HoldReason.UNKNOWN_DRUG, detail, admin.source_id))
+            codes = r.ingredient.codes
+            holds.append(Hold(HoldReason.UNKNOWN_DRUG, detail, admin.source_id, codes))
     return holds
 
 

@@ -29,7 +29,7 @@ from adapter.core.charges import ChargeLine, CodedEncounter, Outcome
 from adapter.core.holds import Hold
 from adapter.core.ids import charge_item_id, claim_id, is_fhir_id, line_identity, task_id
 from adapter.core.mappings import Mappings, Setting
-from adapter.core.model import CodeSystem
+from adapter.core.model import Code, CodeSystem
 
 JSON = dict[str, Any]
 
@@ -48,6 +48,8 @@ _SD = "https://charge-adapter.org/fhir/StructureDefinition/"
 EXT_CODING_TRACE = _SD + "coding-trace"
 EXT_SOURCE_ADMINISTRATION = _SD + "source-administration"
 EXT_HOLD_REASON = _SD + "hold-reason"
+# a drug code an unknown-drug hold could not match: the "top unknown drugs" report counts them
+EXT_UNMATCHED_DRUG = _SD + "unmatched-drug-code"
 EXT_MODIFIER = _SD + "charge-modifier"  # R4 ChargeItem has no modifier element
 
 _CS = "https://charge-adapter.org/fhir/CodeSystem/"
@@ -163,6 +165,7 @@ def _claim(facts: _Facts, mappings: Mappings, options: OutputOptions) -> JSON:
     coded = facts.coded
     claim: JSON = {"resourceType": "Claim", "id": facts.claim_id}
     holds = [{"url": EXT_HOLD_REASON, "valueCode": h.reason.value} for h in coded.holds]
+    holds += [_unmatched_drug(code) for h in coded.holds for code in h.codes if code.code]
     if holds:
         claim["extension"] = holds
     claim["identifier"] = [{"system": ID_ENCOUNTER, "value": coded.encounter_key}]
@@ -185,6 +188,11 @@ def _claim(facts: _Facts, mappings: Mappings, options: OutputOptions) -> JSON:
     if coded.lines:
         claim["item"] = [_item(facts, mappings, i, line) for i, line in enumerate(coded.lines, 1)]
     return claim
+
+
+def _unmatched_drug(code: Code) -> JSON:
+    """System and code only: the feed's display text is not needed to fix the catalog."""
+    return {"url": EXT_UNMATCHED_DRUG, "valueCoding": {"system": code.system, "code": code.code}}
 
 
 def _provider(options: OutputOptions) -> JSON:

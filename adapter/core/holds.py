@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from adapter.core.model import Code
+
 
 class HoldReason(StrEnum):
     """The D22 vocabulary, plus the few reasons the feed itself can force."""
@@ -27,9 +29,12 @@ class HoldReason(StrEnum):
 class Hold:
     """One reason, with the administration it concerns and a detail a biller can act on.
 
-    `detail` never carries PHI: it names codes, NDCs and source ids only.
+    `detail` never carries PHI: it names codes, NDCs and source ids only. `codes` are the
+    drug codes an unknown-drug hold could not match (NDC, RxNorm, local), kept as values so
+    the Claim carries them and a report counts them without reading `detail` back.
     """
 
     reason: HoldReason
     detail: str
     source_id: str = ""
+    codes: tuple[Code, ...] = ()
