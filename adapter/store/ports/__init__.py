@@ -5,6 +5,7 @@
 - `Resources` (resources.py): emitted resource versions, history, search.
 - `Outbox`, `DftPostings` (outbox.py): deliveries; the DFT posting per destination.
 - `Review` (review.py): the audit trail and review decisions as one unit of work.
+- `Reports` (reports.py): the workbench reports' rows (Claim versions, coded lines).
 - `Lifecycle` (lifecycle.py): migrate, ping, close, counts.
 
 Use cases and handlers type against the small port they need; only the composition root
@@ -39,6 +40,7 @@ from adapter.store.ports.inbox import (
 )
 from adapter.store.ports.lifecycle import Lifecycle, StoreCounts
 from adapter.store.ports.outbox import Delivery, DftPostings, Outbox
+from adapter.store.ports.reports import Reports
 from adapter.store.ports.resources import NewResource, ResourceRow, Resources, SearchQuery
 from adapter.store.ports.review import (
     AuditEntry,
@@ -49,7 +51,9 @@ from adapter.store.ports.review import (
 )
 
 
-class Store(Inbox, Encounters, Resources, Outbox, DftPostings, Review, Lifecycle, Protocol):
+class Store(
+    Inbox, Encounters, Resources, Outbox, DftPostings, Review, Reports, Lifecycle, Protocol
+):
     """Every port: what the composition root opens and hands out piece by piece."""
 
 
@@ -74,6 +78,7 @@ __all__ = [
     "NewResource",
     "Outbox",
     "ReplayOutcome",
+    "Reports",
     "ResourceEdit",
     "ResourceRow",
     "Resources",
