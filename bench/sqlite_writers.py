@@ -13,7 +13,9 @@ transactions (WAL, `synchronous=FULL`, one ~1 KB row each) at a steady rate, ope
 Figures: `sqlite_writers_p99_ms_<mode>`, `sqlite_writers_max_ms_<mode>`,
 `sqlite_writers_commits_per_s_<mode>`.
 
-Usage: python bench/sqlite_writers.py [--rate 500] [--seconds 5]
+Each mode runs once per round (`--rounds`, 3), the order rotating; the medians are printed.
+
+Usage: python bench/sqlite_writers.py [--rate 200] [--seconds 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 import harness  # noqa: F401  (this checkout first on sys.path)
-from harness.report import print_keys, print_table
+from harness.report import median, print_keys, print_table
 
 from adapter.store.writer_lock import WriterLock
 
@@ -68,6 +70,7 @@ def child(db: Path, mode: str, rate: float, seconds: float, start_at: float) -> 
 
 
 def run_mode(directory: Path, mode: str, rate: float, seconds: float) -> dict[str, float]:
+    directory.mkdir(parents=True, exist_ok=True)
     db = directory / f"{mode}.db"
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -106,8 +109,20 @@ def run_mode(directory: Path, mode: str, rate: float, seconds: float) -> dict[st
     }
 
 
-def measure(directory: Path, rate: float, seconds: float) -> dict[str, dict[str, float]]:
-    return {mode: run_mode(directory, mode, rate, seconds) for mode in ("one", "busy", "flock")}
+def measure(
+    directory: Path, rate: float, seconds: float, rounds: int = 3
+) -> dict[str, dict[str, float]]:
+    """Every mode once per round, the order rotating (the disk's neighbours change by the
+    minute); per mode the median of the rounds' figures."""
+    modes = ["one", "busy", "flock"]
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for r in range(rounds):
+        for mode in modes[r % 3 :] + modes[: r % 3]:
+            runs[mode].append(run_mode(directory / f"r{r}", mode, rate, seconds))
+    return {
+        mode: {name: median([res[name] for res in results]) for name in results[0]}
+        for mode, results in runs.items()
+    }
 
 
 def report(
@@ -131,7 +146,8 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200.0, help="commits/s in all")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per mode and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="flock", help=argparse.SUPPRESS)
     parser.add_argument("--db", default="", help=argparse.SUPPRESS)
@@ -142,11 +158,12 @@ def main() -> None:
         return
     directory = Path(tempfile.mkdtemp(prefix="bench-sqlite-writers-"))
     try:
-        results = measure(directory, ns.rate, ns.seconds)
+        results = measure(directory, ns.rate, ns.seconds, ns.rounds)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     rows, keys = report(results, ns.rate)
-    print_table(f"two SQLite writers at {ns.rate:.0f} commits/s in all, {ns.seconds:.0f} s", rows)
+    title = f"two SQLite writers, {ns.rate:.0f} commits/s in all, {ns.rounds} x {ns.seconds:.0f} s"
+    print_table(f"{title} (medians of rounds)", rows)
     print_keys(keys)
 
 

@@ -339,3 +339,48 @@ def test_the_writer_lock_of_a_killed_process_is_free_at_once(tmp_path: Path) -> 
     lock.acquire()
     assert time.monotonic() - started < 1
     lock.close()
+
+
+def test_two_workers_on_postgresql_keep_every_message_of_both(tmp_path: Path) -> None:
+    """Nothing to serialize on PostgreSQL: both workers commit side by side, none is lost."""
+    import asyncpg
+
+    from tests.store_fixtures import PG_URL, require_postgres
+
+    asyncio.run(require_postgres())
+    schema = f"workers_test_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+    try:
+        with workers(tmp_path, ADAPTER_DATABASE_URL=PG_URL, ADAPTER_DATABASE_SCHEMA=schema) as (
+            proc,
+            env,
+            _log,
+        ):
+            port = int(env["ADAPTER_MLLP_PORT"])
+            payloads = [message(f"P{i:03d}", f"MP{i % 6:03d}") for i in range(24)]
+            acks = asyncio.run(send_each(port, payloads))
+            assert all(b"MSA|AA|" in ack for ack in acks)
+            assert accepted_total(metrics_text(env)) == len(payloads)
+
+        async def stored() -> int:
+            conn = await asyncpg.connect(PG_URL)
+            try:
+                return int(
+                    await conn.fetchval(
+                        f"SELECT count(*) FROM {schema}.messages WHERE status = 'accepted'"
+                    )
+                )
+            finally:
+                await conn.close()
+
+        assert asyncio.run(stored()) == len(payloads)
+        assert proc.returncode == 0
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(PG_URL)
+            try:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
