@@ -384,3 +384,30 @@ def test_two_workers_on_postgresql_keep_every_message_of_both(tmp_path: Path) ->
                 await conn.close()
 
         asyncio.run(drop())
+
+
+@pytest.mark.parametrize(("role", "waits"), [("1/2", True), ("", False)])
+async def test_a_workers_sqlite_store_writes_only_under_the_writer_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, role: str, waits: bool
+) -> None:
+    """Under ADAPTER_WORKERS a write waits for the lock another process holds; one process
+    (no worker role) takes no lock at all."""
+    from adapter.store.sqlite import SqliteStore
+    from adapter.worker_role import WORKER_ENV
+
+    db = tmp_path / "adapter.db"
+    if role:
+        monkeypatch.setenv(WORKER_ENV, role)
+    else:
+        monkeypatch.delenv(WORKER_ENV, raising=False)
+    holder = _holder(db, 2.0)
+    store = SqliteStore(db)
+    try:
+        started = time.monotonic()
+        await store.migrate()
+        took = time.monotonic() - started
+    finally:
+        await store.close()
+        holder.kill()
+        holder.wait(10)
+    assert (took >= 1.2) is waits, took

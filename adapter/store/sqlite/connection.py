@@ -13,6 +13,8 @@ last commits on power loss, i.e. messages already acknowledged.
 Writes open with BEGIN IMMEDIATE, taking the file's write lock before the first read, so a
 read-then-write step (lease_ready, save_codings) is atomic even against a second connection
 to the same file; a busy timeout makes the other connection wait instead of failing.
+Under `ADAPTER_WORKERS=N` each write transaction first takes `writer_lock.WriterLock`, so
+the workers' writers wait in the kernel, not in SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from adapter import worker_role
 from adapter.store._common import (
     Migration,
     StoreClosedError,
@@ -36,6 +39,7 @@ from adapter.store._common import (
 )
 from adapter.store.ports import StoreCounts
 from adapter.store.queries import state_counts
+from adapter.store.writer_lock import WriterLock
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
@@ -67,6 +71,8 @@ class SqliteBase:
         self._open_lock = asyncio.Lock()
         self._closed = False  # close() is final: a closed store never reconnects
         self._write_lock = asyncio.Lock()
+        # ADAPTER_WORKERS=N: one writer at a time across the workers, woken at the release
+        self._writer_lock = WriterLock(self._path) if worker_role.current() else None
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -103,10 +109,10 @@ class SqliteBase:
             raise
         return conn
 
-    async def _run(self, fn: Callable[[Conn], T], begin: str) -> T:
+    async def _run(self, fn: Callable[[Conn], T], begin: str, lock: WriterLock | None = None) -> T:
         conn, executor = await self._connection()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, _transaction, conn, fn, begin)
+        return await loop.run_in_executor(executor, _transaction, conn, fn, begin, lock)
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
         """A read transaction: one snapshot for every statement of the method."""
@@ -114,7 +120,7 @@ class SqliteBase:
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:
         async with self._write_lock:
-            return await self._run(fn, "BEGIN IMMEDIATE")
+            return await self._run(fn, "BEGIN IMMEDIATE", self._writer_lock)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -131,6 +137,8 @@ class SqliteBase:
                 await asyncio.get_running_loop().run_in_executor(executor, conn.close)
             if executor is not None:
                 executor.shutdown(wait=True)
+            if self._writer_lock is not None:
+                self._writer_lock.close()
 
     async def ping(self) -> bool:
         try:
@@ -164,17 +172,26 @@ def _enable_wal(conn: Conn, deadline: float) -> None:
 # --- transactions ---------------------------------------------------------------------------
 
 
-def _transaction(conn: Conn, fn: Callable[[Conn], T], begin: str) -> T:
-    """Run `fn` as one transaction on the store's thread; roll back on any failure."""
-    conn.execute(begin)
+def _transaction(
+    conn: Conn, fn: Callable[[Conn], T], begin: str, lock: WriterLock | None = None
+) -> T:
+    """Run `fn` as one transaction on the store's thread; roll back on any failure. With a
+    `lock` (the workers' writer lock) held from before BEGIN to after COMMIT/ROLLBACK."""
+    if lock is not None:
+        lock.acquire()
     try:
-        result = fn(conn)
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+        conn.execute(begin)
+        try:
+            result = fn(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 # The key itself (old rows) or the keys that start with `<control key>:` (':' + 1 is ';', and
