@@ -222,10 +222,12 @@ def test_a_worker_killed_is_started_again_and_the_service_goes_on(tmp_path: Path
     with workers(tmp_path) as (proc, env, log):
         victim = children(proc.pid)[1]
         os.kill(victim, signal.SIGKILL)
-        wait_for(
-            lambda: len(children(proc.pid)) == 2 and victim not in children(proc.pid),
-            what="a new worker",
-        )
+
+        def replaced() -> bool:
+            now = children(proc.pid)  # read once: a zombie is listed until it is reaped
+            return len(now) == 2 and victim not in now
+
+        wait_for(replaced, what="a new worker")
         assert '"workers.worker_died"' in log.read_text()
         payloads = [message(f"R{i}", f"MR{i}") for i in range(8)]
         wait_for(lambda: healthy(env), what="healthy")
