@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,8 +20,8 @@ from adapter.core.explain import render
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline, PipelineResult
 from adapter.runtime import tune_gc
+from adapter.usecases.batch import Pipeline, PipelineResult, code_files
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -270,22 +270,25 @@ def run_code(args: CodeArgs) -> int:
         setting_override=args.setting, pump_code_g0498=args.pump_g0498, z_order=args.z_order
     )
     tune_gc()
-    pipeline = Pipeline(mappings, options, tz)
-    unreadable = []
-    for path in args.paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            unreadable.append(f"{path}: cannot read file ({exc.strerror})")
-            continue
-        pipeline.feed_file(data, str(path))
-    result = pipeline.close()
+    unreadable: list[str] = []
+    pipeline, result = code_files(_read(args.paths, unreadable), mappings, options, tz)
     sys.stdout.write(result.bundle_json)
     sys.stdout.write("\n")
     if args.explain and not _explain(pipeline, result, args.explain_to):
         return EXIT_BAD_INPUT
     _report(result, unreadable)
     return EXIT_BAD_INPUT if result.errors or unreadable else EXIT_OK
+
+
+def _read(paths: Sequence[Path], unreadable: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Each file's name and content, one at a time; one that cannot be read is noted."""
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            unreadable.append(f"{path}: cannot read file ({exc.strerror})")
+            continue
+        yield str(path), data
 
 
 def _explain(pipeline: Pipeline, result: PipelineResult, target: Path | None) -> bool:

@@ -30,8 +30,8 @@ from adapter.dft_profiles_loader import load_dft_profile
 from adapter.hl7.dft import DftVisit, build_dft
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline
 from adapter.runtime import tune_gc
+from adapter.usecases.batch import Pipeline
 
 TZ = ZoneInfo("America/New_York")
 ADMINS_PER_ENCOUNTER = len(REGIMEN)

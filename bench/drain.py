@@ -73,9 +73,9 @@ class Timers:
 async def drain_store(
     store: str, encounters: int, workdir: Path, breakdown: bool = True, keep_schema: bool = False
 ) -> dict[str, Any]:
-    from adapter import service
     from adapter.config import Settings
     from adapter.service.app import start_state, stop_state
+    from adapter.usecases import close_and_code
 
     schema = new_schema("drain") if store == "postgres" else ""
     url = PG_URL if schema else f"sqlite:///{workdir / 'drain.db'}"
@@ -113,7 +113,7 @@ async def drain_store(
                 setattr(state.store, name, timers.wrap_async(f"store.{name}", original))
             patched.append((coder, "code_messages", coder.code_messages))
             coder.code_messages = timers.wrap("code_messages", coder.code_messages)  # type: ignore[method-assign]
-            module = service.coding
+            module = close_and_code
             for name in ("encounter_resources", "_dumps"):  # _dumps: before the store took dicts
                 if not hasattr(module, name):
                     continue

@@ -19,7 +19,7 @@ from adapter.dft_profiles_loader import load_dft_profile
 from adapter.hl7.dft_profile import DftProfile
 from adapter.icd10 import is_billable
 from adapter.mappings_loader import default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline
+from adapter.usecases.batch import Pipeline
 from tests.scenarios.expectations import FIXTURE_DIR, SCENARIOS
 
 NY = ZoneInfo("America/New_York")

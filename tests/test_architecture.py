@@ -182,3 +182,45 @@ def test_the_hl7_protocol_package_imports_only_itself_and_the_core(graph: Graph)
         if not target.startswith(allowed) and target != "adapter"
     )
     assert leaks == []
+
+
+# Use cases take ports and values: never a request, a route module or the app's state.
+USECASE_FORBIDDEN = (
+    "aiohttp",
+    "adapter.web",
+    "adapter.service.http_",
+    "adapter.service.state",
+    "adapter.service.app",
+    "adapter.service.mllp",
+    "adapter.cli",
+    "adapter.service_cli",
+)
+
+
+def edge_imports(path: Path, root: Path) -> list[str]:
+    """The imports of one file that a use case must not have (see USECASE_FORBIDDEN)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    name = module_name(path, root)
+    found = _imported(tree, name, path.name == "__init__.py")
+    return sorted({target for target in found if target.startswith(USECASE_FORBIDDEN)})
+
+
+def test_a_use_case_importing_aiohttp_or_a_route_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "adapter" / "usecases"
+    package.mkdir(parents=True)
+    bad = package / "bad.py"
+    bad.write_text("from aiohttp import web\nfrom adapter.service import http_review\n")
+    assert edge_imports(bad, tmp_path / "adapter") == [
+        "adapter.service.http_review",
+        "aiohttp",
+        "aiohttp.web",
+    ]
+
+
+def test_use_cases_import_no_http_edge_nor_the_app_state() -> None:
+    """adapter/usecases is what the HTTP API, the workbench and the CLI share: over ports."""
+    leaks = {
+        str(path.relative_to(ROOT)): edge_imports(path, PACKAGE)
+        for path in sorted((PACKAGE / "usecases").rglob("*.py"))
+    }
+    assert {path: found for path, found in leaks.items() if found} == {}

@@ -12,8 +12,8 @@ from adapter.core.mappings import Mappings
 from adapter.core.model import Administration, Code, CodeSystem
 from adapter.core.options import CodingOptions
 from adapter.mappings_loader import default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline
 from adapter.readers.hl7v2 import read_hl7
+from adapter.usecases.batch import Pipeline
 
 NY = ZoneInfo("America/New_York")
 

@@ -23,7 +23,7 @@ from adapter.core.model import Administration
 from adapter.core.options import CodingOptions
 from adapter.hl7.er7 import split_messages
 from adapter.mappings_loader import default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline
+from adapter.usecases.batch import Pipeline
 from tests.coding_support import NY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,9 +35,9 @@ from adapter.core.model import (
 )
 from adapter.core.options import CodingOptions
 from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline, PipelineResult
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
+from adapter.usecases.batch import Pipeline, PipelineResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "hl7v2"

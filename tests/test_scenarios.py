@@ -20,7 +20,7 @@ from adapter.core.charges import CodedEncounter, Outcome
 from adapter.core.mappings import Mappings
 from adapter.core.options import CodingOptions
 from adapter.mappings_loader import default_mappings_dir, load_mappings
-from adapter.pipeline import Pipeline, PipelineResult
+from adapter.usecases.batch import Pipeline, PipelineResult
 from tests.scenarios.expectations import FIXTURE_DIR, SCENARIOS, Scenario
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -25,14 +25,11 @@ from aiohttp import web
 
 from adapter import worker_role
 from adapter.config import Settings
-from adapter.core.coder import CodingContext
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
-from adapter.icd10 import is_billable
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
 from adapter.runtime import Runtime, load_mappings_checked
-from adapter.service.coding import Coder, CoderConfig
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.dft_setup import dft_receivers
 from adapter.service.http_api import setup_routes
@@ -45,6 +42,8 @@ from adapter.service.startup import database_error, listen_error
 from adapter.service.state import STATE, AppState
 from adapter.store import open_store
 from adapter.store.base import Store
+from adapter.usecases.close_and_code import Coder, CoderConfig
+from adapter.usecases.context import service_coding_context
 from adapter.web.app_ui import setup_ui
 
 log = structlog.get_logger()
@@ -296,7 +295,7 @@ def _state(
     """The workers as objects, wired to the store and the tables; nothing runs yet."""
     metrics = Metrics()
     tz = settings.tz
-    ctx = CodingContext(mappings, settings.coding_options(), tz, is_billable)
+    ctx = service_coding_context(settings, mappings)
     ingestor = Ingestor(store, mappings, tz, settings.cutoff, clock, metrics)
     dft = dft_receivers(settings, store, mappings, clock)
     coder = Coder(

@@ -13,7 +13,9 @@ override stands and nothing is rewritten; when it bills something else the encou
 back on the worklist, with the difference from the overridden Claim
 (`changesSinceOverride`): the source changed, so the decision has to be made again.
 
-The review id is the Claim id: stable across re-codes and free of PHI.
+The review id is the Claim id: stable across re-codes and free of PHI. These are the HTTP
+edges; the release itself (one transaction with its audit entry) is the use case
+`adapter/usecases/review.py`, which the workbench's form calls through `release_held` too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import structlog
 from aiohttp import web
 
 from adapter.core.fhir_output import HOLD_REASON
-from adapter.core.ids import claim_id, is_fhir_id, task_id
+from adapter.core.ids import claim_id, task_id
 from adapter.service.claim_diff import diff_claims
 from adapter.service.http_fhir import parse_json
 from adapter.service.operation_outcome import (
@@ -38,31 +40,19 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.review_decision import (
-    claim_overridden,
-    is_override,
-    task_completed,
-    without_meta,
-)
+from adapter.service.review_decision import is_override
 from adapter.service.security import principal_of
 from adapter.service.state import STATE, AppState
-from adapter.store.base import (
-    AuditEntry,
-    EncounterRow,
-    EncounterState,
-    ResourceRow,
-    SearchQuery,
-    Store,
-)
+from adapter.store.ports import EncounterRow, EncounterState, Resources
+from adapter.usecases import review
+from adapter.usecases.review import ReleaseAction, Released
 
 log = structlog.get_logger()
 
-ACTIONS = ("recode", "override")
-AUDIT_ACTION = {"recode": "release-recode", "override": "override"}
+ACTIONS = tuple(a.value for a in ReleaseAction)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_TEXT = 2000  # note and actor: a sentence or a paragraph, not a document
-_PAGE = 500
 RELEASE_LOCK = web.AppKey("review_release_lock", asyncio.Lock)
 
 
@@ -93,7 +83,7 @@ def _limit(raw: str | None) -> int:
     return min(int(raw), MAX_LIMIT)
 
 
-async def review_item(store: Store, row: EncounterRow, base: str) -> JSON:
+async def review_item(store: Resources, row: EncounterRow, base: str) -> JSON:
     """One worklist line: ids, reasons with their sentences, when, and where to look."""
     cid = claim_id(row.key)
     return {
@@ -108,7 +98,7 @@ async def review_item(store: Store, row: EncounterRow, base: str) -> JSON:
     } | await changes_since_override(store, cid)
 
 
-async def changes_since_override(store: Store, cid: str) -> JSON:
+async def changes_since_override(store: Resources, cid: str) -> JSON:
     """`changesSinceOverride` when a biller had overridden this Claim and a re-code that
     bills something else put it back on hold: the lines (and diagnoses) added, removed and
     changed since the overridden version, which is named. Nothing otherwise."""
@@ -134,7 +124,7 @@ def _links(base: str, key: str) -> JSON:
     }
 
 
-async def hold_reasons(store: Store, row: EncounterRow) -> list[JSON]:
+async def hold_reasons(store: Resources, row: EncounterRow) -> list[JSON]:
     """Reasons from the current Task's inputs (code + sentence); the bare codes otherwise."""
     task = await store.read_resource("Task", task_id(row.key))
     if task is not None and task.status == "requested":
@@ -165,13 +155,8 @@ async def release(request: web.Request) -> web.Response:
     body = release_body(parse_json(await read_body(request)), actor_required=principal is None)
     action, note = body["action"], body["note"]
     actor = audit_actor(principal, body["actor"])
-    async with request.app[RELEASE_LOCK]:
-        key = await held_encounter(state.store, cid)
-        if action == "recode":
-            answer = await recode(state, key, actor, note)
-        else:
-            answer = await override(state, key, actor, note)
-    answer["links"] = _links(str(request.url.origin()), key)
+    answer = await release_held(state, request.app[RELEASE_LOCK], cid, action, actor, note)
+    answer["links"] = _links(str(request.url.origin()), answer["encounterKey"])
     log.info("review.released", claim=cid, action=action, outcome=answer["outcome"])
     return web.json_response(answer)
 
@@ -212,89 +197,41 @@ def audit_actor(principal: str | None, claimed: str) -> str:
     return f"{principal} on behalf of {claimed}"
 
 
-async def held_encounter(store: Store, cid: str) -> str:
-    """The encounter key behind a review id: 404 unknown, 409 not (or no longer) held."""
-    claim = await store.read_resource("Claim", cid) if is_fhir_id(cid) else None
-    if claim is None:
-        raise ApiError.of(404, "not-found", f"no Claim {cid} to review")
-    row = await store.get_encounter(claim.encounter_key)
-    if row is None:
-        raise ApiError.of(404, "not-found", f"Claim {cid} has no encounter")
-    if row.state is not EncounterState.HELD:
-        raise ApiError.of(
-            409, "conflict", f"encounter of Claim {cid} is {row.state.value}, not held"
-        )
-    return row.key
-
-
-async def recode(state: AppState, key: str, actor: str, note: str) -> JSON:
-    """Code the encounter again now, from its stored messages and the current tables."""
-    now = state.clock()
-    await state.store.set_state(key, EncounterState.DIRTY, now)
-    await state.store.add_audit(AuditEntry(now, actor, AUDIT_ACTION["recode"], key, note))
-    await state.coder.run_once()
-    row = await state.store.get_encounter(key)
-    answer: JSON = {"claimId": claim_id(key), "encounterKey": key, "action": "recode"}
-    if row is None or row.state in (EncounterState.DIRTY, EncounterState.OPEN):
-        answer["outcome"] = "pending"  # another worker holds the lease: it will code it
-        return answer
-    answer["outcome"] = row.state.value
-    if row.state is EncounterState.HELD:
-        answer["holdReasons"] = await hold_reasons(state.store, row)
-    return answer
-
-
-async def override(state: AppState, key: str, actor: str, note: str) -> JSON:
-    """Accept the held draft as billed: new versions of the ChargeItems, Claim and Task.
-
-    ChargeItems go first and the encounter state last, so an interruption leaves it held
-    and a retry finishes the job (already-billable items are not rewritten).
-    """
-    store, now = state.store, state.clock()
-    destination = state.settings.fhir_base_url or None
-    versions: JSON = {"ChargeItem": {}}
-    for item in await _charge_items(store, key):
-        if item.status == "planned":
-            body = without_meta(item.body) | {"status": "billable"}
-            written = await store.put_resource_version(
-                "ChargeItem", item.resource_id, "billable", _dumps(body), now, destination
+async def release_held(
+    state: AppState, lock: asyncio.Lock, cid: str, action: str, actor: str, note: str
+) -> JSON:
+    """The release use case for one HTTP request (the API's or the workbench's form), one
+    at a time per process (`lock`); its answer as JSON, its refusals as ApiErrors."""
+    try:
+        async with lock:
+            done = await review.release(
+                state.store,
+                state.coder.run_once,
+                cid,
+                ReleaseAction(action),
+                actor,
+                note,
+                state.clock(),
+                state.settings.fhir_base_url or None,
             )
-            versions["ChargeItem"][item.resource_id] = written.version
-    claim = await store.read_resource("Claim", claim_id(key))
-    if claim is not None:
-        body = claim_overridden(without_meta(claim.body), note)
-        written = await store.put_resource_version(
-            "Claim", claim.resource_id, "active", _dumps(body), now, destination
-        )
-        versions["Claim"] = written.version
-    task = await store.read_resource("Task", task_id(key))
-    if task is not None:
-        body = task_completed(without_meta(task.body), note, now.isoformat(timespec="seconds"))
-        written = await store.put_resource_version(
-            "Task", task.resource_id, "completed", _dumps(body), now, destination
-        )
-        versions["Task"] = written.version
-    await state.store.set_state(key, EncounterState.CODED, now)
-    await state.store.add_audit(AuditEntry(now, actor, AUDIT_ACTION["override"], key, note))
-    return {
-        "claimId": claim_id(key),
-        "encounterKey": key,
-        "action": "override",
-        "outcome": EncounterState.CODED.value,
-        "versions": versions,
+    except review.NotUnderReview as exc:
+        raise ApiError.of(404, "not-found", exc.text) from exc
+    except review.NotHeld as exc:
+        raise ApiError.of(409, "conflict", exc.text) from exc
+    return await released_json(state.store, done)
+
+
+async def released_json(store: Resources, done: Released) -> JSON:
+    """The release's answer: ids, action, outcome; the reasons a re-code is held for, or
+    the versions an override wrote."""
+    answer: JSON = {
+        "claimId": done.claim_id,
+        "encounterKey": done.encounter_key,
+        "action": done.action.value,
+        "outcome": done.outcome,
     }
-
-
-async def _charge_items(store: Store, key: str) -> list[ResourceRow]:
-    """Every current ChargeItem of the encounter (paged through the store's search)."""
-    items: list[ResourceRow] = []
-    while True:
-        query = SearchQuery("ChargeItem", encounter=key, count=_PAGE, offset=len(items))
-        rows, total = await store.search(query)
-        items += rows
-        if not rows or len(items) >= total:
-            return items
-
-
-def _dumps(resource: Mapping[str, Any]) -> str:
-    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    if done.action is ReleaseAction.OVERRIDE:
+        answer["versions"] = dict(done.versions)
+    elif done.encounter is not None and done.encounter.state is EncounterState.HELD:
+        answer["holdReasons"] = await hold_reasons(store, done.encounter)
+    return answer

@@ -33,15 +33,12 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from adapter.config import Settings
-from adapter.core.coder import CodingContext
 from adapter.core.ids import claim_id, task_id
 from adapter.core.mappings import Mappings
-from adapter.icd10 import is_billable
 from adapter.mappings_loader import load_mappings
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.claim_diff import ClaimDiff, diff_claims
-from adapter.service.coding import Coder, CoderConfig
 from adapter.service.ingest import refusal_for
 from adapter.service.links import links_for
 from adapter.service.metrics import Metrics
@@ -56,6 +53,8 @@ from adapter.store.base import (
     Store,
     StoredMessage,
 )
+from adapter.usecases.close_and_code import Coder, CoderConfig
+from adapter.usecases.context import service_coding_context
 
 PAGE = 200  # messages read, and written in one transaction, at a time
 
@@ -411,7 +410,7 @@ class DryRun:
 
 def coder_for(store: Store, settings: Settings, mappings: Mappings) -> Coder:
     """The coder a replay (or its dry run) uses: the service's, under a replay owner."""
-    ctx = CodingContext(mappings, settings.coding_options(), settings.tz, is_billable)
+    ctx = service_coding_context(settings, mappings)
     config = CoderConfig(
         owner=f"replay-{settings.replica_id}",
         quiet_period=timedelta(minutes=settings.quiet_period_minutes),

@@ -6,7 +6,7 @@ ChargeItems `billable`, the Claim `active` with the note as an extension, the Ta
 the encounter is re-coded (an interface engine resending the visit under new MSH-10s)
 and the re-code bills exactly the same lines and diagnoses: the decision stands, and the
 resources come out identical, so no new version is written. A re-code that bills
-something else reopens the review (see `adapter.service.coding`).
+something else reopens the review (see `adapter.usecases.close_and_code`).
 
 Pure: JSON bodies in and out.
 """

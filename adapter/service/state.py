@@ -31,13 +31,13 @@ from adapter.hl7.ack import (
 )
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.service.allocator import Trimmer
-from adapter.service.coding import Coder
 from adapter.service.delivery import Deliverer
 from adapter.service.ingest import Hl7Result, Ingestor, Rejection
 from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import HandlerResult, MllpServer
 from adapter.store.base import Store
+from adapter.usecases.close_and_code import Coder
 
 __all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState", "ack_for", "internal_error"]
 

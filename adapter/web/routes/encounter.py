@@ -123,12 +123,8 @@ async def encounter_action(request: web.Request) -> web.StreamResponse:
             {"action": action, **fields}, actor_required=session.client is None
         )
         actor = http_review.audit_actor(session.client, body["actor"])
-        async with request.app[http_review.RELEASE_LOCK]:
-            key = await http_review.held_encounter(state.store, cid)
-            if action == "recode":
-                answer = await http_review.recode(state, key, actor, body["note"])
-            else:
-                answer = await http_review.override(state, key, actor, body["note"])
+        lock = request.app[http_review.RELEASE_LOCK]
+        answer = await http_review.release_held(state, lock, cid, action, actor, body["note"])
     except ApiError as exc:
         text = exc.issues[0].diagnostics if exc.issues else "refused"
         return await _encounter(request, error=text, status=exc.status)

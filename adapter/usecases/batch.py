@@ -1,7 +1,9 @@
-"""Read → collect → assemble → code → FHIR, for a batch of files (the CLI and the bench).
+"""Batch code: read → collect → assemble → code → FHIR for a batch of files, in memory.
 
-The service (next issue) reuses the same steps around its store; this module
-only sequences the pure core and the readers, it opens no files itself.
+The use case behind `charge-adapter code FILES` (cli.py reads the files and prints) and
+the coding benchmarks. No store: every encounter is closed at the end of the batch. The
+service runs the same core steps around its store (usecases/close_and_code.py); this
+module only sequences the pure core and the readers, it opens no files itself.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from typing import Any
 
 from adapter.core.assembly import AssemblyNotes, Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, EncounterSkip, Outcome, TableWarning
-from adapter.core.coder import CodingContext, code_encounter
+from adapter.core.coder import code_encounter
 from adapter.core.explain import ExplainInput, Explanation, explain
 from adapter.core.feed import FeedResult, collect
 from adapter.core.fhir_output import OutputOptions, bundle, dumps, encounter_resources
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError
 from adapter.core.options import CodingOptions
-from adapter.icd10 import is_billable
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
+from adapter.usecases.context import coding_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,7 @@ class Pipeline:
     def close(self) -> PipelineResult:
         """Close every encounter (end of the batch) and build the output Bundle."""
         feed = collect(self.messages)
-        ctx = CodingContext(self.mappings, self.options, self.site_tz, is_billable)
+        ctx = coding_context(self.mappings, self.options, self.site_tz)
         encounters, notes = assemble_noted(feed.events, self.site_tz)
         coded = tuple(code_encounter(e, ctx) for e in encounters)
         resources = tuple(
@@ -179,3 +181,17 @@ class Pipeline:
             encounters=encounters,
             feed=feed,
         )
+
+
+def code_files(
+    files: Iterable[tuple[str, bytes]],
+    mappings: Mappings,
+    options: CodingOptions,
+    site_tz: tzinfo,
+) -> tuple[Pipeline, PipelineResult]:
+    """Code a batch: each (name, content) read in order, then every encounter closed and
+    coded; the pipeline is returned too, for `--explain`."""
+    pipeline = Pipeline(mappings, options, site_tz)
+    for name, data in files:
+        pipeline.feed_file(data, name)
+    return pipeline, pipeline.close()

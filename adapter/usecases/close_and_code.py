@@ -1,4 +1,4 @@
-"""Close and code encounters: the shell around `code_encounter`.
+"""Close and code encounters: the use case around the pure `code_encounter`.
 
 An encounter is ready when its visit is discharged (A03, Encounter finished),
 when it has been quiet for the quiet period, at the end-of-day cutoff, or when
@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,12 +34,15 @@ from adapter.service.claim_diff import ClaimDiff, diff_claims
 from adapter.service.dft_queue import DftQueue
 from adapter.service.metrics import Metrics
 from adapter.service.review_decision import apply_override, standing_override
-from adapter.store.base import (
+from adapter.store.ports import (
     CodingResult,
+    DftPostings,
+    Encounters,
     EncounterState,
+    Inbox,
     Lease,
+    Resources,
     SaveResult,
-    Store,
     StoredMessage,
 )
 
@@ -52,6 +55,11 @@ STATE = {
     Outcome.HELD: EncounterState.HELD,
     Outcome.SKIPPED: EncounterState.SKIPPED,
 }
+
+
+class CodingStore(Inbox, Encounters, Resources, DftPostings, Protocol):
+    """What the coder reads and writes: the encounters' messages, their leases and coding
+    results, the current Claim and Task (standing overrides), the DFT catch-up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,7 @@ class CoderConfig:
 class Coder:
     def __init__(
         self,
-        store: Store,
+        store: CodingStore,
         ctx: CodingContext,
         config: CoderConfig,
         clock: Callable[[], datetime],
