@@ -20,7 +20,7 @@ from adapter.service.startup import EXIT_CONFIG, StartupError, listen_error
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from adapter.service.replay import ReplaySelection
+    from adapter.usecases.replay import ReplaySelection
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # replay: a named message was not replayed (unknown, dead, truncated)
@@ -49,7 +49,7 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError:
         print(f"charge-adapter: --since '{ns.since}' is not an ISO date-time", file=sys.stderr)
         return EXIT_CONFIG
-    from adapter.service.replay import ReplaySelection
+    from adapter.usecases.replay import ReplaySelection
 
     selection = ReplaySelection(since, tuple(ns.message or ()), tuple(ns.dead_letter or ()))
     return asyncio.run(_replay(settings, selection, not ns.no_code, ns.dry_run))

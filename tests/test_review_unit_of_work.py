@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from adapter.core.ids import claim_id
 from adapter.store.ports import (
     AuditEntry,
     EncounterState,
@@ -27,12 +28,15 @@ from adapter.store.ports import (
     ReviewDecision,
     Store,
 )
+from adapter.usecases import review
+from adapter.usecases.review import ReleaseAction
 from tests.store_fixtures import BACKENDS, StoreFactory, require_postgres
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 LATER = T0 + timedelta(days=1)
 KEY = "visit:1"
 DEST = "http://fhir.example"
+CID = claim_id(KEY)  # the review id: the encounter's deterministic Claim id
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,7 +58,7 @@ async def held_encounter(store: Store) -> None:
     await store.add_message(message, [Link(KEY, "P1", close_requested=True)])
     (lease,) = await store.lease_ready(LATER, LATER, "coder", 300, 10)
     resources = [
-        ("Claim", "clm-1", "draft", _body("Claim", "clm-1", "draft")),
+        ("Claim", CID, "draft", _body("Claim", CID, "draft")),
         ("ChargeItem", "ci-1", "planned", _body("ChargeItem", "ci-1", "planned")),
     ]
     await store.save_coding(lease, EncounterState.HELD, "no-diagnosis", resources, LATER, None)
@@ -65,7 +69,7 @@ def override(note: Any = "checked") -> ReviewDecision:
         ResourceEdit(
             "ChargeItem", "ci-1", "billable", json.dumps(_body("ChargeItem", "ci-1", "billable"))
         ),
-        ResourceEdit("Claim", "clm-1", "active", json.dumps(_body("Claim", "clm-1", "active"))),
+        ResourceEdit("Claim", CID, "active", json.dumps(_body("Claim", CID, "active"))),
     )
     audit = AuditEntry(LATER, "biller", "override", KEY, note)
     return ReviewDecision(KEY, EncounterState.HELD, EncounterState.CODED, edits, audit)
@@ -97,7 +101,7 @@ async def test_an_override_refused_at_its_audit_insert_leaves_nothing_half_writt
 
     encounter = await store.get_encounter(KEY)
     assert encounter is not None and encounter.state is EncounterState.HELD
-    claim = await store.read_resource("Claim", "clm-1")
+    claim = await store.read_resource("Claim", CID)
     item = await store.read_resource("ChargeItem", "ci-1")
     assert claim is not None and (claim.version, claim.status) == (1, "draft")
     assert item is not None and (item.version, item.status) == (1, "planned")
@@ -113,6 +117,36 @@ async def test_an_encounter_no_longer_held_is_not_overridden(store: Store) -> No
         await store.apply_review(override(), LATER, DEST)
 
     assert conflict.value.found is EncounterState.DIRTY
-    claim = await store.read_resource("Claim", "clm-1")
+    claim = await store.read_resource("Claim", CID)
     assert claim is not None and claim.version == 1
+    assert await store.audit_for(KEY) == []
+
+
+async def _must_not_code() -> int:
+    raise AssertionError("an override or a refused release codes nothing")
+
+
+async def test_the_override_use_case_bills_the_draft_in_one_decision(store: Store) -> None:
+    await held_encounter(store)
+
+    done = await review.release(
+        store, _must_not_code, CID, ReleaseAction.OVERRIDE, "biller", "ok", LATER, DEST
+    )
+
+    assert (done.outcome, dict(done.versions)) == ("coded", {"ChargeItem": {"ci-1": 2}, "Claim": 2})
+    assert [(a.action, a.actor) for a in await store.audit_for(KEY)] == [("override", "biller")]
+
+
+async def test_a_release_of_an_unknown_or_no_longer_held_claim_is_refused(store: Store) -> None:
+    await held_encounter(store)
+    await store.set_state(KEY, EncounterState.CODED, LATER)
+
+    with pytest.raises(review.NotUnderReview):
+        await review.release(
+            store, _must_not_code, "nope", ReleaseAction.OVERRIDE, "b", "n", LATER, DEST
+        )
+    with pytest.raises(review.NotHeld):
+        await review.release(
+            store, _must_not_code, CID, ReleaseAction.RECODE, "b", "n", LATER, DEST
+        )
     assert await store.audit_for(KEY) == []
