@@ -108,6 +108,30 @@ class PatientClass(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Provider:
+    """A clinician as the feed named them (an HL7 XCN: RXA-10, ORC-12, PV1-7): kept only
+    to be passed on as received (DFT FT1-20/FT1-21, PV1-7), never looked up or guessed.
+
+    `authority` (XCN-9) and `id_type` (XCN-13) say what the id is: an NPI when either
+    says NPI; otherwise a local id of the sender.
+    """
+
+    id: str
+    family: str = ""
+    given: str = ""
+    middle: str = ""
+    suffix: str = ""
+    prefix: str = ""
+    degree: str = ""
+    authority: str = ""
+    id_type: str = ""
+
+    @property
+    def is_npi(self) -> bool:
+        return "NPI" in (self.authority.strip().upper(), self.id_type.strip().upper())
+
+
+@dataclass(frozen=True, slots=True)
 class Administration:
     """One documented administration (an RXA, or a FHIR MedicationAdministration).
 
@@ -143,6 +167,10 @@ class Administration:
     # the class the message itself states (PV1-2 of the RAS): decides D2 when no visit
     # number ties the administration to a visit whose class is known
     patient_class: PatientClass = PatientClass.UNKNOWN
+    # passed on to the billing system (DFT FT1-20, FT1-21, FT1-23), never coded on
+    performer: Provider | None = None  # RXA-10 administering provider
+    orderer: Provider | None = None  # ORC-12 ordering provider
+    filler_order: str = ""  # ORC-3 filler order number (EI-1)
 
 
 class VisitStatus(StrEnum):
@@ -187,6 +215,7 @@ class Visit:
     end: datetime | None = None
     diagnoses: tuple[Diagnosis, ...] = ()
     coverages: tuple[Coverage, ...] = ()
+    attending: Provider | None = None  # PV1-7, passed on (DFT PV1-7)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,27 +25,32 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import date, datetime
-from enum import StrEnum
+from dataclasses import replace
+from datetime import datetime
 from types import MappingProxyType
 
-from adapter.core.assembly import Encounter
 from adapter.core.catalog import ndc_candidates
 from adapter.core.charges import ChargeLine, CodedEncounter, Outcome
 from adapter.core.ids import line_identity
-from adapter.core.model import PatientClass
+from adapter.hl7.dft_er7 import render
+from adapter.hl7.dft_model import (
+    Charge,
+    Dft,
+    DftVisit,
+    NoDft,
+    NoDftReason,
+    Posting,
+    TransactionType,
+    UnmappedCharge,
+)
 from adapter.hl7.dft_profile import (
     ClaimKind,
     CodeField,
-    CreditQuantity,
     Department,
     DftProfile,
-    HL7Version,
     ModifierPlacement,
     OptionalField,
 )
-from adapter.hl7.er7_text import escape
 
 __all__ = [
     "Charge",
@@ -67,151 +72,6 @@ MAX_DIAGNOSIS_POINTERS = 4  # FT1-19 carries the line's pointers, as Claim.item 
 CONTROL_ID_CHARS = 20  # MSH-10 is ST(20) in 2.3 to 2.5.1
 TRANSACTION_ID_CHARS = 12  # FT1-2 is ST(12) in 2.3 to 2.5.1
 _NAMESPACE = "charge-adapter/dft/v1"
-HL7_NULL = '""'  # "present, no value": satisfies a required field without inventing data
-
-_PATIENT_CLASS = MappingProxyType(
-    {
-        PatientClass.OUTPATIENT: "O",
-        PatientClass.EMERGENCY: "E",
-        PatientClass.INPATIENT: "I",
-        PatientClass.UNKNOWN: "U",
-    }
-)
-
-
-class TransactionType(StrEnum):
-    """HL7 table 0017."""
-
-    CHARGE = "CG"
-    CREDIT = "CD"
-
-
-@dataclass(frozen=True, slots=True)
-class DftVisit:
-    """The patient and visit identifiers of an encounter, as the feed sent them.
-
-    `locations` are every location code of the encounter, most specific first (visit
-    point of care, facility, then the administrations' own), for the department lookup.
-    """
-
-    patient_id: str
-    visit_id: str = ""
-    patient_class: PatientClass = PatientClass.UNKNOWN
-    location: str = ""
-    facility: str = ""
-    locations: tuple[str, ...] = ()
-
-    @staticmethod
-    def of(encounter: Encounter) -> DftVisit:
-        visit = encounter.visit
-        admins = encounter.administrations
-        visit_id = visit.visit_id if visit else ""
-        visit_id = visit_id or next((a.visit_id for a in admins if a.visit_id), "")
-        patient_class = visit.patient_class if visit else PatientClass.UNKNOWN
-        if patient_class is PatientClass.UNKNOWN:
-            patient_class = next(
-                (a.patient_class for a in admins if a.patient_class is not PatientClass.UNKNOWN),
-                PatientClass.UNKNOWN,
-            )
-        codes = [visit.location, visit.facility] if visit else []
-        codes += [a.location for a in admins]
-        locations = tuple(dict.fromkeys(c for c in codes if c))
-        location = (visit.location if visit else None) or next(
-            (a.location for a in admins if a.location), ""
-        )
-        return DftVisit(
-            patient_id=encounter.patient_id,
-            visit_id=visit_id,
-            patient_class=patient_class,
-            location=location or "",
-            facility=(visit.facility if visit else None) or "",
-            locations=locations,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """One FT1 as posted (or to be posted), with every field it is sent with.
-
-    `line_key` is the line's identity (kind, code, sorted modifiers, service date) and its
-    occurrence among lines sharing it; `transaction_id` is empty until the charge is
-    posted by a version.
-    """
-
-    line_key: tuple[str, ...]
-    service_date: date
-    procedure_code: str
-    procedure_code_system: str
-    modifiers: tuple[str, ...]
-    quantity: int
-    transaction_code: str
-    transaction_code_system: str
-    description: str = ""
-    ndc: str = ""
-    department: Department | None = None
-    location: str = ""
-    facility: str = ""
-    diagnoses: tuple[str, ...] = ()
-    transaction_id: str = ""
-
-    @property
-    def content(self) -> Charge:
-        """The charge without its transaction id: what decides "unchanged"."""
-        return replace(self, transaction_id="")
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """What the receiver holds for one encounter after it accepted a version's DFT."""
-
-    encounter_key: str
-    version: int
-    charges: tuple[Charge, ...]
-
-
-class NoDftReason(StrEnum):
-    HELD = "held"  # D22: nothing goes out until a biller releases it
-    SKIPPED = "skipped"  # inpatient (D2) or nothing billable, and nothing posted before
-    NOT_FOR_RECEIVER = "not-for-receiver"  # the profile takes the other claim kind
-    UNCHANGED = "unchanged"  # the version bills what the receiver already holds
-
-
-@dataclass(frozen=True, slots=True)
-class NoDft:
-    """Why a version sends nothing to this receiver; the previous posting still stands."""
-
-    reason: NoDftReason
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Dft:
-    """One DFT^P03: credits first, then debits; `posting` is what stands once accepted."""
-
-    control_id: str
-    text: str  # ER7, every segment ended by CR
-    credits: tuple[Charge, ...]
-    debits: tuple[Charge, ...]
-    posting: Posting
-
-
-class UnmappedCharge(ValueError):
-    """A modified line the profile can only send through a chargemaster row it lacks.
-
-    Raised instead of dropping the modifier: JW billed without JW is a compliance
-    problem. The site adds the row to the profile's chargemaster and the version is sent.
-    """
-
-    def __init__(self, profile: str, code: str, modifiers: tuple[str, ...]) -> None:
-        joined = "+".join(modifiers)
-        super().__init__(
-            f"profile {profile}: no chargemaster row for {code} with modifiers {joined}; "
-            "this profile sends modifiers only through the chargemaster item"
-        )
-        self.profile = profile
-        self.code = code
-        self.modifiers = modifiers
-
 
 # --- the version's charges and the difference -------------------------------------------
 
@@ -249,7 +109,7 @@ def build_dft(
     )
     posting = Posting(coded.encounter_key, version, _in_claim_order(kept + posted, wanted))
     cid = control_id(coded.encounter_key, version)
-    text = _message(coded, visit, profile, cid, posted_at, credits, posted)
+    text = render(coded.diagnoses, visit, profile, cid, posted_at, credits, posted)
     return Dft(cid, text, credits, posted, posting)
 
 
@@ -330,6 +190,7 @@ def _charge(
 ) -> Charge:
     system = profile.cpt_coding_system if line.is_cpt else profile.hcpcs_coding_system
     code, text, code_system = _transaction_code(line, profile, labels, system)
+    parties = visit.parties_of(line.sources)
     return Charge(
         line_key=key,
         service_date=line.service_date,
@@ -345,6 +206,9 @@ def _charge(
         location=visit.location if profile.fills(OptionalField.ASSIGNED_LOCATION) else "",
         facility=visit.facility if profile.fills(OptionalField.ASSIGNED_LOCATION) else "",
         diagnoses=pointers if profile.fills(OptionalField.DIAGNOSIS_CODES) else (),
+        performed_by=parties.performed_by if profile.fills(OptionalField.PERFORMED_BY) else None,
+        ordered_by=parties.ordered_by if profile.fills(OptionalField.ORDERED_BY) else None,
+        filler_order=parties.filler_order if profile.fills(OptionalField.FILLER_ORDER) else "",
     )
 
 
@@ -407,141 +271,3 @@ def control_id(encounter_key: str, version: int) -> str:
 def transaction_id(encounter_key: str, version: int, line_key: tuple[str, ...]) -> str:
     """FT1-2 for a charge first posted by `version` (60 bits: no practical collisions)."""
     return _digest("transaction", encounter_key, str(version), *line_key)[:TRANSACTION_ID_CHARS]
-
-
-# --- ER7 ---------------------------------------------------------------------------------
-
-
-def _message(
-    coded: CodedEncounter,
-    visit: DftVisit,
-    profile: DftProfile,
-    cid: str,
-    posted_at: datetime,
-    credits: tuple[Charge, ...],
-    debits: tuple[Charge, ...],
-) -> str:
-    stamp = _timestamp(posted_at)
-    segments = [_msh(profile, cid, stamp), _seg("EVN", "P03", stamp), _pid(visit), _pv1(visit)]
-    ft1s = [(c, TransactionType.CREDIT) for c in credits]
-    ft1s += [(c, TransactionType.CHARGE) for c in debits]
-    segments += [_ft1(i, charge, kind, stamp, profile) for i, (charge, kind) in enumerate(ft1s, 1)]
-    if profile.fills(OptionalField.DG1):
-        segments += [_dg1(i, code, profile) for i, code in enumerate(coded.diagnoses, 1)]
-    return "".join(s + "\r" for s in segments)
-
-
-def _msh(profile: DftProfile, cid: str, stamp: str) -> str:
-    h = profile.header
-    kind = "DFT^P03" if profile.version is HL7Version.V2_3 else "DFT^P03^DFT_P03"
-    fields = [
-        _c(h.sending_application),
-        _c(h.sending_facility),
-        _c(h.receiving_application),
-        _c(h.receiving_facility),
-        stamp,
-        "",
-        kind,
-        cid,
-        _c(h.processing_id),
-        profile.version.value,
-    ]
-    return _strip("|".join(["MSH", "^~\\&", *fields]), "|")
-
-
-def _pid(visit: DftVisit) -> str:
-    """PID-3 as received: `<id>^^^<assigning authority>` (docs/feed-conventions.md).
-
-    PID-5 (required) is the HL7 null `""`: the adapter keeps no patient names (PHI it does
-    not need); receivers match a DFT on PID-3 and PV1-19, never on the name.
-    """
-    return _seg("PID", "1", "", _patient_identifier(visit.patient_id), "", HL7_NULL)
-
-
-def _patient_identifier(patient_id: str) -> str:
-    """The patient key back as a CX: HL7 `<authority>|<id>`, FHIR `Patient/<id>` or
-    `<system>|<value>` (the readers' documented key formats)."""
-    if patient_id.startswith("Patient/"):
-        return _c(patient_id[len("Patient/") :])
-    authority, bar, ident = patient_id.partition("|")
-    if not bar:
-        return _c(patient_id)
-    return _c(ident, "", "", authority)
-
-
-def _pv1(visit: DftVisit) -> str:
-    fields = [""] * 19
-    fields[0] = "1"
-    fields[1] = _PATIENT_CLASS[visit.patient_class]
-    fields[2] = _c(visit.location, "", "", visit.facility)
-    fields[18] = _c(visit.visit_id)
-    return _seg("PV1", *fields)
-
-
-def _ft1(
-    set_id: int, charge: Charge, kind: TransactionType, stamp: str, profile: DftProfile
-) -> str:
-    fields = [""] * profile.version.ft1_fields
-    quantity = charge.quantity
-    if kind is TransactionType.CREDIT and profile.credit_quantity is CreditQuantity.NEGATIVE:
-        quantity = -quantity
-    day = charge.service_date.strftime("%Y%m%d")
-
-    def put(number: int, value: str) -> None:
-        fields[number - 1] = value
-
-    put(1, str(set_id))
-    put(2, _c(charge.transaction_id))
-    put(4, _c(day, day) if profile.version is HL7Version.V2_5_1 else day)
-    put(5, stamp)
-    put(6, kind.value)
-    put(7, _c(charge.transaction_code, charge.description, charge.transaction_code_system))
-    put(10, str(quantity))
-    if charge.department is not None:
-        put(13, _c(charge.department.code, charge.department.text))
-    put(16, _c(charge.location, "", "", charge.facility))
-    dx_system = profile.diagnosis_coding_system
-    put(19, "~".join(_c(code, "", dx_system) for code in charge.diagnoses))
-    if CodeField.FT1_25 in profile.procedure_code_in:
-        code = _suffixed(charge, profile)
-        put(25, _c(code, charge.description, charge.procedure_code_system))
-    if profile.modifiers is ModifierPlacement.FT1_26:
-        put(26, "~".join(_c(m) for m in charge.modifiers))
-    if charge.ndc and profile.version.ft1_fields >= 29:
-        put(29, _c(charge.ndc, "", "NDC"))
-    return _seg("FT1", *fields)
-
-
-def _suffixed(charge: Charge, profile: DftProfile) -> str:
-    if profile.modifiers is ModifierPlacement.CODE_SUFFIX and charge.modifiers:
-        return profile.modifier_separator.join((charge.procedure_code, *charge.modifiers))
-    return charge.procedure_code
-
-
-def _dg1(set_id: int, code: str, profile: DftProfile) -> str:
-    """DG1-6 `F` final (coded from documentation); DG1-15 the Claim's sequence (1 = primary)."""
-    fields = [""] * 15
-    fields[0] = str(set_id)
-    fields[2] = _c(code, "", profile.diagnosis_coding_system)
-    fields[5] = "F"
-    fields[14] = str(set_id)
-    return _seg("DG1", *fields)
-
-
-def _timestamp(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("posting time must carry its UTC offset")
-    return value.strftime("%Y%m%d%H%M%S%z")
-
-
-def _c(*leaves: str) -> str:
-    """One field (or repetition) from its component leaves, escaped, trailing empties cut."""
-    return "^".join(map(escape, leaves)).rstrip("^")
-
-
-def _seg(name: str, *fields: str) -> str:
-    return _strip("|".join((name, *fields)), "|")
-
-
-def _strip(text: str, separator: str) -> str:
-    return text.rstrip(separator)

@@ -11,6 +11,7 @@ import json
 from datetime import date
 from typing import Any
 
+from adapter.core.model import Provider
 from adapter.hl7.dft import Charge, Posting
 from adapter.hl7.dft_profile import Department
 
@@ -50,7 +51,22 @@ def _charge_json(charge: Charge) -> dict[str, Any]:
         "facility": charge.facility,
         "diagnoses": list(charge.diagnoses),
         "transaction_id": charge.transaction_id,
+        "performed_by": _provider_json(charge.performed_by),
+        "ordered_by": _provider_json(charge.ordered_by),
+        "filler_order": charge.filler_order,
     }
+
+
+def _provider_json(who: Provider | None) -> list[str] | None:
+    if who is None:
+        return None
+    return [who.id, who.family, who.given, who.middle, who.suffix, who.prefix, who.degree,
+            who.authority, who.id_type]  # fmt: skip
+
+
+def _provider_of(data: Any) -> Provider | None:
+    """Postings stored before FT1-20/21 were sent have no key: None, as they were sent."""
+    return None if data is None else Provider(*map(str, data))
 
 
 def _charge_of(data: dict[str, Any]) -> Charge:
@@ -71,4 +87,7 @@ def _charge_of(data: dict[str, Any]) -> Charge:
         facility=str(data["facility"]),
         diagnoses=tuple(str(d) for d in data["diagnoses"]),
         transaction_id=str(data["transaction_id"]),
+        performed_by=_provider_of(data.get("performed_by")),
+        ordered_by=_provider_of(data.get("ordered_by")),
+        filler_order=str(data.get("filler_order", "")),
     )

@@ -30,6 +30,7 @@ from adapter.readers.hl7v2.values import (
     optional_ts,
     read_amount,
     read_decimal,
+    read_provider,
     read_rate,
     required_ts,
     to_quantity,
@@ -102,6 +103,9 @@ def _administration(block: AdminBlock, scope: Scope, context: Context) -> Admini
         location=scope.location or rxa.get(11).strip() or rxa.get(11, 4).strip() or None,
         expected_minutes=scope.expected_minutes,
         patient_class=scope.patient_class,
+        performer=read_provider(rxa, 10),
+        orderer=scope.orderer,
+        filler_order=scope.filler_order,
     )
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 
-from adapter.core.model import Code, OrderEvent, PatientClass
+from adapter.core.model import Code, OrderEvent, PatientClass, Provider
 from adapter.hl7.er7 import Message, Segment
 from adapter.readers.hl7v2.diagnoses import read_indications
 from adapter.readers.hl7v2.header import Context, Handler, Header, Outcome
-from adapter.readers.hl7v2.values import read_decimal
+from adapter.readers.hl7v2.values import read_decimal, read_provider
 from adapter.readers.hl7v2.visit import read_patient_class, read_patient_id
 
 _TQ_DURATION = re.compile(r"([SMHDW])(\d+)\Z")
@@ -57,6 +57,8 @@ class Scope:
     rxr: Segment | None
     rxcs: tuple[Segment, ...]
     indications: tuple[Code, ...]
+    orderer: Provider | None = None  # ORC-12
+    filler_order: str = ""  # ORC-3.1
 
 
 def order_scope(group: OrderGroup, patient: str, pv1: Segment | None) -> Scope:
@@ -72,6 +74,8 @@ def order_scope(group: OrderGroup, patient: str, pv1: Segment | None) -> Scope:
         rxr=last_segment(group.head, "RXR"),
         rxcs=tuple(s for s in group.head if s.name == "RXC"),
         indications=read_order_indications(group),
+        orderer=read_provider(group.orc, 12) if group.orc is not None else None,
+        filler_order=group.orc.get(3).strip() if group.orc is not None else "",
     )
 
 

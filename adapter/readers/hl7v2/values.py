@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 
-from adapter.core.model import Quantity
+from adapter.core.model import Provider, Quantity
 from adapter.hl7.er7 import Segment
 from adapter.hl7.hl7_time import TimestampError, parse_ts
 from adapter.readers.hl7v2.faults import fault
@@ -102,3 +102,12 @@ _UNITS = _unit_table(
 
 
 _LITRES = frozenset({"L", "LITER", "LITRE", "LITERS", "LITRES"})
+
+
+def read_provider(segment: Segment, field: int) -> Provider | None:
+    """The first repetition of an XCN with an id or a family name, as received."""
+    for rep in range(1, len(segment.repetitions(field)) + 1):
+        parts = [segment.get(field, c, 1, rep).strip() for c in (1, 2, 3, 4, 5, 6, 7, 9, 13)]
+        if parts[0] or parts[1]:
+            return Provider(*parts)
+    return None

@@ -13,7 +13,7 @@ from adapter.hl7.er7 import Er7Error, Message, Segment
 from adapter.readers.hl7v2.diagnoses import read_diagnoses
 from adapter.readers.hl7v2.faults import fault
 from adapter.readers.hl7v2.header import Context, Header, Outcome
-from adapter.readers.hl7v2.values import optional_ts
+from adapter.readers.hl7v2.values import optional_ts, read_provider
 
 
 def read_adt(message: Message, header: Header, context: Context) -> Outcome:
@@ -65,6 +65,7 @@ def read_visit(pv1: Segment, patient: str, status: VisitStatus, context: Context
         facility=pv1.get(3, 4).strip() or pv1.get(39).strip() or None,
         start=optional_ts(pv1, 44, context),
         end=optional_ts(pv1, 45, context),
+        attending=read_provider(pv1, 7),
     )
 
 
