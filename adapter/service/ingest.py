@@ -25,11 +25,12 @@ from adapter.core.model import InboundMessage, InputError, Unsupported
 from adapter.hl7.ack import AckCode
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
+from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
 from adapter.service.labels import control_id_label, message_kind_label
-from adapter.service.links import links_for, patient_key
+from adapter.service.links import checked_links, links_for, patient_key
 from adapter.service.metrics import Metrics
 from adapter.service.refusals import Refusal, RefusalReason, hl7_location, json_path
-from adapter.store.base import AddResult, NewMessage, Store
+from adapter.store.base import AddResult, Link, NewMessage, Store
 
 log = structlog.get_logger()
 
@@ -117,7 +118,19 @@ class Ingestor:
         return lock
 
     async def receive_hl7(self, raw: bytes, origin: str = "mllp") -> Hl7Result:
-        """Read and keep one HL7 v2 message (a frame); the result decides the ACK."""
+        """Read and keep one HL7 v2 message (a frame); the result decides the ACK.
+
+        The usual frame is checked on the hot path (`check_hl7_frame`: keys and links, no
+        event model, ~1/3 of a full read); any other, and every one it would refuse, is
+        read in full here, so refusals and their ERR locations are the reader's.
+        """
+        checked = (
+            check_hl7_frame(raw, self.mappings, self.tz)
+            if len(raw) <= READ_ON_LOOP_MAX_BYTES
+            else None
+        )
+        if checked is not None:
+            return await self._keep_checked(raw, checked)
         messages = await self._off_loop_if_large(
             raw, functools.partial(read_hl7, raw, self.mappings, self.tz, origin, frame=True)
         )
@@ -142,13 +155,30 @@ class Ingestor:
             )
             self.metrics.message("hl7", first.kind, "rejected")
             return Hl7Result(rejection.ack_code, control_id, False, rejection)
-        duplicate = await self._keep(raw, "hl7", first, control_id)
+        links = links_for(first.events, self.tz, self.cutoff)
+        duplicate = await self._keep(
+            raw, "hl7", first.kind, first.dedup_key, control_id, links, patient_key(first.events)
+        )
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
         if not duplicate:
-            self._note_reuse_later(first)
+            self._note_reuse_later(first.kind, control_id, first.control_key, first.dedup_key)
         return Hl7Result(AckCode.AA, control_id, duplicate)
 
-    def _note_reuse_later(self, message: InboundMessage) -> None:
+    async def _keep_checked(self, raw: bytes, checked: CheckedMessage) -> Hl7Result:
+        """Keep a frame the hot path vouched for, as `receive_hl7` keeps a fully read one."""
+        links = checked_links(checked, self.tz, self.cutoff)
+        control_id = checked.control_id
+        duplicate = await self._keep(
+            raw, "hl7", checked.kind, checked.dedup_key, control_id, links, checked.patient_id
+        )
+        self.metrics.message("hl7", checked.kind, "duplicate" if duplicate else "accepted")
+        if not duplicate:
+            self._note_reuse_later(checked.kind, control_id, checked.control_key, checked.dedup_key)
+        return Hl7Result(AckCode.AA, control_id, duplicate)
+
+    def _note_reuse_later(
+        self, kind: str, control_id: str, control_key: str, dedup_key: str
+    ) -> None:
         """Check for a reused control id after the ACK, not before it.
 
         The check is one more query per accepted message; awaited before the ACK it cost
@@ -156,7 +186,8 @@ class Ingestor:
         (paired quick runs of bench/run_all.py --only ingest). It only feeds a warning and a
         counter, so the sender need not wait for it; `settle` waits for the pending ones.
         """
-        task = asyncio.get_running_loop().create_task(self._note_reuse(message))
+        check = self._note_reuse(kind, control_id, control_key, dedup_key)
+        task = asyncio.get_running_loop().create_task(check)
         self._reuse_checks.add(task)
         task.add_done_callback(self._reuse_checks.discard)
 
@@ -165,16 +196,16 @@ class Ingestor:
         while self._reuse_checks:
             await asyncio.gather(*self._reuse_checks, return_exceptions=True)
 
-    async def _note_reuse(self, message: InboundMessage) -> None:
+    async def _note_reuse(
+        self, kind: str, control_id: str, control_key: str, dedup_key: str
+    ) -> None:
         """Count and log (no PHI) a control id its sender already used for other content.
 
         Both messages are kept and read (`dedup_key` holds a content digest); the warning
         tells the interface analyst that the sender's counter restarted or is constant.
         """
         try:
-            reused = await self.store.control_id_reused(
-                message.control_id, message.control_key, message.dedup_key
-            )
+            reused = await self.store.control_id_reused(control_id, control_key, dedup_key)
         except Exception as exc:  # the message is stored and ACKed; only the warning is lost
             log.warning("message.control_id_check_failed", error=type(exc).__name__)
             return
@@ -183,8 +214,8 @@ class Ingestor:
             log.warning(
                 "message.control_id_reused",
                 format="hl7",
-                kind=message_kind_label("hl7", message.kind),
-                control_id=control_id_label(message.control_id),
+                kind=message_kind_label("hl7", kind),
+                control_id=control_id_label(control_id),
             )
 
     async def keep_oversize(self, head: bytes, size: int, limit: int) -> None:
@@ -222,7 +253,10 @@ class Ingestor:
             return FhirResult(entries, bool(errors), False)
         events = tuple(e for m in good for e in m.events)
         envelope = InboundMessage(_hash_key("fhir", raw), _fhir_kind(good), events)
-        duplicate = await self._keep(raw, "fhir", envelope, _first_id(good))
+        duplicate = await self._keep(
+            raw, "fhir", envelope.kind, envelope.dedup_key, _first_id(good),
+            links_for(events, self.tz, self.cutoff), patient_key(events),
+        )  # fmt: skip
         self.metrics.message("fhir", envelope.kind, "duplicate" if duplicate else "accepted")
         if duplicate:
             entries = tuple(
@@ -248,14 +282,19 @@ class Ingestor:
             return read()
         return await asyncio.to_thread(read)
 
-    async def _keep(self, raw: bytes, fmt: str, message: InboundMessage, control_id: str) -> bool:
+    async def _keep(
+        self,
+        raw: bytes,
+        fmt: str,
+        kind: str,
+        dedup_key: str,
+        control_id: str,
+        links: list[Link],
+        patient: str,
+    ) -> bool:
         """Commit the raw message and its encounter links; True when it was already stored."""
-        links = links_for(message.events, self.tz, self.cutoff)
-        patient = patient_key(message.events)
-        new = NewMessage(
-            message.dedup_key, fmt, message.kind, raw, self.clock(), patient, control_id
-        )
-        key = patient or message.dedup_key
+        new = NewMessage(dedup_key, fmt, kind, raw, self.clock(), patient, control_id)
+        key = patient or dedup_key
         lock = self._lock(key)
         self._users[key] = self._users.get(key, 0) + 1
         try:
@@ -269,7 +308,7 @@ class Ingestor:
         log.info(
             "message.stored",
             format=fmt,
-            kind=message_kind_label(fmt, message.kind),
+            kind=message_kind_label(fmt, kind),
             control_id=control_id_label(control_id),
             message_id=result.message_id,
             duplicate=result.duplicate,

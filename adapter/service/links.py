@@ -20,6 +20,7 @@ from adapter.core.model import (
     Visit,
     VisitStatus,
 )
+from adapter.readers.hl7v2_hot import CheckedMessage
 from adapter.store.base import Link
 
 PATIENT_PREFIX = "patient:"
@@ -48,6 +49,14 @@ def links_for(events: Iterable[Event], site_tz: tzinfo, cutoff: time | None) -> 
             )
         found[link.encounter_key] = link
     return list(found.values())
+
+
+def checked_links(checked: CheckedMessage, site_tz: tzinfo, cutoff: time | None) -> list[Link]:
+    """`links_for` of a message the hot path checked: its one visit, the earliest cutoff of
+    its administrations (the visit's own link has none)."""
+    cutoffs = [c for s in checked.starts if (c := _cutoff_at(s, site_tz, cutoff)) is not None]
+    at = min(cutoffs) if cutoffs else None
+    return [Link(checked.encounter_key, checked.patient_id, checked.close_requested, at)]
 
 
 def _link(event: Event, site_tz: tzinfo, cutoff: time | None) -> Link:
