@@ -305,7 +305,9 @@ class Ingestor:
             if not self._users[key]:  # nobody holds or waits: one entry per patient forever
                 del self._users[key]  # was ~89% of the RSS growth in the memory bench
                 del self._locks[key]
-        log.info(
+        # a new message at debug (the MLLP summary counts it), a resend at info: one the
+        # store already had tells the analyst an ACK was lost (killed between commit and ACK)
+        (log.info if result.duplicate else log.debug)(
             "message.stored",
             format=fmt,
             kind=message_kind_label(fmt, kind),

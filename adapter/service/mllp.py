@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import ssl
 import time
@@ -41,6 +42,7 @@ from adapter.hl7.mllp_framing import (
 )
 from adapter.service.labels import control_id_label
 from adapter.service.listener import Descriptors, Limits, Listener
+from adapter.service.mllp_summary import ACCEPTED_CODES, SUMMARY_SECONDS, MllpSummary
 
 __all__ = [
     "AckMetrics",
@@ -52,7 +54,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger()
-
 
 # --- server ---------------------------------------------------------------------------
 
@@ -180,6 +181,8 @@ class MllpServer:
     `metrics` (optional) observes the frame-to-ACK latency; `keep_oversize`
     (optional) is given each oversize frame's head before it is refused, so the
     refusal leaves a trace an analyst can find (the rest was never buffered).
+    Every `summary_seconds` with traffic, and at stop, one `mllp.summary` line
+    counts what was answered (accepted messages have no info line of their own).
     """
 
     def __init__(
@@ -200,8 +203,11 @@ class MllpServer:
         clock: Callable[[], datetime] = _local_now,
         control_ids: Callable[[], str] = ack_control_id,
         keep_oversize: OversizeKeeper | None = None,
+        summary_seconds: float = SUMMARY_SECONDS,
     ) -> None:
-        if max_frame_bytes < 1 or idle_timeout <= 0 or read_bytes < 1 or frame_deadline <= 0:
+        if min(max_frame_bytes, read_bytes) < 1 or min(idle_timeout, frame_deadline) <= 0:
+            raise ValueError("MLLP limits must be positive")
+        if summary_seconds <= 0:
             raise ValueError("MLLP limits must be positive")
         self.handler = handler
         self.idle_timeout = idle_timeout
@@ -220,6 +226,8 @@ class MllpServer:
         self._connections: dict[int, _Connection] = {}
         self._sequence = 0
         self._stopping = False
+        self.summary_seconds = summary_seconds
+        self._summary = MllpSummary(time.perf_counter())
 
     @property
     def port(self) -> int:
@@ -278,6 +286,8 @@ class MllpServer:
             if late:
                 log.warning("mllp.stop_cut", connections=len(late))
                 await asyncio.wait(late)
+        self._summary.log(time.perf_counter(), 0)
+        self._summary = MllpSummary(time.perf_counter())
         log.info("mllp.stopped")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -404,10 +414,18 @@ class MllpServer:
         if reply.frame is not None:
             connection.writer.write(reply.frame)
             await connection.writer.drain()
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+        elapsed = finished - started
         if self.metrics is not None:
             self.metrics.ack_latency.observe(elapsed)
-        _log_message(connection.peer, item, reply, elapsed)
+        size = item.size if isinstance(item, Oversize) else len(item.payload)
+        summary = self._summary
+        summary.add(reply.ack_code or "-", size, elapsed)
+        if reply.ack_code not in ACCEPTED_CODES or log.is_enabled_for(logging.DEBUG):
+            _log_message(connection.peer, item, reply, size, elapsed)
+        if finished - summary.started >= self.summary_seconds:
+            summary.log(finished, len(self._connections))
+            self._summary = MllpSummary(finished)
 
     async def _handler_reply(self, payload: bytes, peer: PeerInfo) -> _Reply:
         """The handler's ACK; the server's own AE/207 if it raises or returns an unframeable ACK."""
@@ -493,8 +511,11 @@ def _reply(result: HandlerResult) -> _Reply:
     return _Reply(frame, code, control_id)
 
 
-def _log_message(peer: PeerInfo, item: Item, reply: _Reply, elapsed: float) -> None:
-    """One line per message: control id, peer, size, ACK code, latency; never content."""
+def _log_message(peer: PeerInfo, item: Item, reply: _Reply, size: int, elapsed: float) -> None:
+    """One line per message: control id, peer, size, ACK code, latency; never content.
+
+    Info for a refused or unanswered message, debug for an accepted one (`MllpSummary`).
+    """
     extra: dict[str, object] = {}
     if item.skipped:
         extra["skipped_bytes"] = item.skipped
@@ -502,11 +523,12 @@ def _log_message(peer: PeerInfo, item: Item, reply: _Reply, elapsed: float) -> N
         extra["missing_cr"] = True
     if isinstance(item, Oversize):
         extra["oversize"] = True
-    log.info(
+    accepted = reply.ack_code in ACCEPTED_CODES
+    (log.debug if accepted else log.info)(
         "mllp.message",
         control_id=control_id_label(reply.control_id),
         peer=str(peer),
-        bytes=item.size if isinstance(item, Oversize) else len(item.payload),
+        bytes=size,
         ack_code=reply.ack_code or "-",
         latency_ms=round(elapsed * 1000, 3),
         **extra,
