@@ -195,6 +195,62 @@ async def test_a_control_id_is_reused_when_another_key_has_its_sender_and_msh10(
     assert await store.control_id_reused("C1", "hl7:EPIC^NRH:C1", mine) is reused
 
 
+@pytest.mark.parametrize(
+    ("stored_keys", "reused"),
+    [
+        ([], False),
+        (["hl7:EPIC^NRH:C1:aaaa"], True),
+        (["hl7:EPIC^NRH:C1"], True),
+        (["hl7:EPIC^NRH:C10:aaaa", "hl7:EPIC^NRH:C1x"], False),
+        (["hl7:EPIC^NRH2:C1:aaaa"], False),
+    ],
+)
+async def test_the_commit_of_a_message_says_whether_its_control_id_was_reused(
+    store: Store, stored_keys: list[str], reused: bool
+) -> None:
+    """The same check as `control_id_reused`, answered by `add_message` itself."""
+    for number, key in enumerate(stored_keys):
+        new = replace(message(key, at=T0 + number * MIN), control_id="C1")
+        await store.add_message(new, [link("visit:1")])
+    mine = replace(message("hl7:EPIC^NRH:C1:bbbb"), control_id="C1", control_key="hl7:EPIC^NRH:C1")
+
+    result = await store.add_message(mine, [link("visit:1")])
+
+    assert (result.duplicate, result.control_id_reused) == (False, reused)
+
+
+async def test_a_resend_or_a_message_without_control_key_is_not_marked_reused(
+    store: Store,
+) -> None:
+    first = replace(message("hl7:EPIC^NRH:C1:aaaa"), control_id="C1")
+    await store.add_message(first, [link("visit:1")])
+    resend = replace(first, control_key="hl7:EPIC^NRH:C1")
+    other = replace(message("hl7:EPIC^NRH:C1:bbbb"), control_id="C1")
+
+    assert (await store.add_message(resend, [link("visit:1")])).control_id_reused is False
+    assert (await store.add_message(other, [link("visit:1")])).control_id_reused is False
+
+
+async def test_messages_of_one_commit_group_under_one_control_key_see_each_other(
+    store: Store,
+) -> None:
+    """Arriving together (one group commit), each is checked against the other as well."""
+    keys = ["hl7:EPIC^NRH:C1:aaaa", "hl7:EPIC^NRH:C1:bbbb", "hl7:EPIC^NRH:C2:cccc"]
+    results = await asyncio.gather(
+        *(
+            store.add_message(
+                replace(
+                    message(key), control_id=key.split(":")[2], control_key=key.rsplit(":", 1)[0]
+                ),
+                [link("visit:1")],
+            )
+            for key in keys
+        )
+    )
+
+    assert [r.control_id_reused for r in results] == [True, True, False]
+
+
 async def test_the_same_message_from_two_replicas_at_once_is_stored_once(
     factory: StoreFactory,
 ) -> None:

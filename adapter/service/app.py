@@ -176,10 +176,7 @@ async def _store(boot: _Boot) -> AsyncIterator[None]:
 
 
 async def _workers(boot: _Boot) -> AsyncIterator[None]:
-    """Ingestor, coder, deliverer and DFT queue as objects (no task yet), in the `AppState`.
-
-    On the way down: the ingestor's pending reuse checks finish before the store closes.
-    """
+    """Ingestor, coder, deliverer and DFT queue as objects (no task yet), in the `AppState`."""
     assert boot.store is not None and boot.mappings is not None
     state = _state(boot.settings, boot.clock, boot.mappings, boot.store)
     boot.state = state
@@ -187,10 +184,7 @@ async def _workers(boot: _Boot) -> AsyncIterator[None]:
         boot.app[STATE] = state
         boot.app[BODY_LIMITS].hits = state.metrics.limits_hit
         boot.app[BODY_LIMITS].on_release = state.trimmer.released
-    try:
-        yield
-    finally:
-        await state.ingestor.settle()
+    yield
 
 
 async def _sinks(boot: _Boot) -> AsyncIterator[None]:

@@ -109,7 +109,6 @@ class Ingestor:
         self.metrics = metrics
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}  # holders + waiters per lock, to drop idle ones
-        self._reuse_checks: set[asyncio.Task[None]] = set()  # off the ACK path
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -156,12 +155,11 @@ class Ingestor:
             self.metrics.message("hl7", first.kind, "rejected")
             return Hl7Result(rejection.ack_code, control_id, False, rejection)
         links = links_for(first.events, self.tz, self.cutoff)
+        patient = patient_key(first.events)
         duplicate = await self._keep(
-            raw, "hl7", first.kind, first.dedup_key, control_id, links, patient_key(first.events)
+            raw, "hl7", first.kind, first.dedup_key, control_id, links, patient, first.control_key
         )
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
-        if not duplicate:
-            self._note_reuse_later(first.kind, control_id, first.control_key, first.dedup_key)
         return Hl7Result(AckCode.AA, control_id, duplicate)
 
     async def _keep_checked(self, raw: bytes, checked: CheckedMessage) -> Hl7Result:
@@ -169,54 +167,28 @@ class Ingestor:
         links = checked_links(checked, self.tz, self.cutoff)
         control_id = checked.control_id
         duplicate = await self._keep(
-            raw, "hl7", checked.kind, checked.dedup_key, control_id, links, checked.patient_id
-        )
+            raw, "hl7", checked.kind, checked.dedup_key, control_id, links,
+            checked.patient_id, checked.control_key,
+        )  # fmt: skip
         self.metrics.message("hl7", checked.kind, "duplicate" if duplicate else "accepted")
-        if not duplicate:
-            self._note_reuse_later(checked.kind, control_id, checked.control_key, checked.dedup_key)
         return Hl7Result(AckCode.AA, control_id, duplicate)
 
-    def _note_reuse_later(
-        self, kind: str, control_id: str, control_key: str, dedup_key: str
-    ) -> None:
-        """Check for a reused control id after the ACK, not before it.
-
-        The check is one more query per accepted message; awaited before the ACK it cost
-        PostgreSQL 200-490 us of CPU per message and doubled the p99 ACK at 500 msg/s
-        (paired quick runs of bench/run_all.py --only ingest). It only feeds a warning and a
-        counter, so the sender need not wait for it; `settle` waits for the pending ones.
-        """
-        check = self._note_reuse(kind, control_id, control_key, dedup_key)
-        task = asyncio.get_running_loop().create_task(check)
-        self._reuse_checks.add(task)
-        task.add_done_callback(self._reuse_checks.discard)
-
-    async def settle(self) -> None:
-        """Wait for the reuse checks still running (before the store closes; in tests)."""
-        while self._reuse_checks:
-            await asyncio.gather(*self._reuse_checks, return_exceptions=True)
-
-    async def _note_reuse(
-        self, kind: str, control_id: str, control_key: str, dedup_key: str
-    ) -> None:
+    def _note_reused(self, kind: str, control_id: str) -> None:
         """Count and log (no PHI) a control id its sender already used for other content.
 
         Both messages are kept and read (`dedup_key` holds a content digest); the warning
-        tells the interface analyst that the sender's counter restarted or is constant.
+        tells the interface analyst that the sender's counter restarted or is constant. The
+        store answers it in the commit that keeps the message (`AddResult.control_id_reused`):
+        a query of its own per message, on the ACK path, cost PostgreSQL 200-490 us of CPU per
+        message, and after the ACK it still cost a store round trip per message.
         """
-        try:
-            reused = await self.store.control_id_reused(control_id, control_key, dedup_key)
-        except Exception as exc:  # the message is stored and ACKed; only the warning is lost
-            log.warning("message.control_id_check_failed", error=type(exc).__name__)
-            return
-        if reused:
-            self.metrics.control_id_reused.labels(format="hl7").inc()
-            log.warning(
-                "message.control_id_reused",
-                format="hl7",
-                kind=message_kind_label("hl7", kind),
-                control_id=control_id_label(control_id),
-            )
+        self.metrics.control_id_reused.labels(format="hl7").inc()
+        log.warning(
+            "message.control_id_reused",
+            format="hl7",
+            kind=message_kind_label("hl7", kind),
+            control_id=control_id_label(control_id),
+        )
 
     async def keep_oversize(self, head: bytes, size: int, limit: int) -> None:
         """Keep the first bytes of a message refused for its size, as a dead letter.
@@ -291,9 +263,15 @@ class Ingestor:
         control_id: str,
         links: list[Link],
         patient: str,
+        control_key: str = "",
     ) -> bool:
-        """Commit the raw message and its encounter links; True when it was already stored."""
-        new = NewMessage(dedup_key, fmt, kind, raw, self.clock(), patient, control_id)
+        """Commit the raw message and its encounter links; True when it was already stored.
+
+        With a `control_key` (HL7), the commit also says whether the control id was reused.
+        """
+        new = NewMessage(
+            dedup_key, fmt, kind, raw, self.clock(), patient, control_id, control_key=control_key
+        )
         key = patient or dedup_key
         lock = self._lock(key)
         self._users[key] = self._users.get(key, 0) + 1
@@ -316,6 +294,8 @@ class Ingestor:
             duplicate=result.duplicate,
             encounters=len(links),
         )
+        if result.control_id_reused:
+            self._note_reused(kind, control_id)
         return result.duplicate
 
     async def keep_refused(

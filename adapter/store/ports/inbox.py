@@ -34,6 +34,7 @@ class NewMessage:
     truncated: bool = False  # only the head was kept (oversize frame): a dead letter forever
     reason: str = ""  # a dead letter's refusal code (adapter.service.refusals.RefusalReason)
     error_location: str = ""  # where: "RXA #1 field RXA-3", a JSON path; never PHI
+    control_key: str = ""  # HL7 `hl7:<sender>:<MSH-10>`: checked for reuse in the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +92,16 @@ class ReplayOutcome:
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """`duplicate` is True when the dedup key was already stored: nothing was written."""
+    """`duplicate` is True when the dedup key was already stored: nothing was written.
+
+    `control_id_reused`: the message is new and another accepted message (stored before, or
+    in the same commit group) has its `control_key` with other content (see
+    `control_id_reused`), answered by the commit itself instead of one more query.
+    """
 
     message_id: int
     duplicate: bool
+    control_id_reused: bool = False
 
 
 class Inbox(Protocol):

@@ -75,6 +75,7 @@ class InboxPg(PostgresBase):
         async with pool.acquire() as conn:
             rows = await conn.fetch(ADD_MESSAGES, *_group_arguments(batch))
             new = {str(row["dedup_key"]): int(row["id"]) for row in rows}
+            reused = {str(row["dedup_key"]) for row in rows if row["reused"]}
             known = [m.dedup_key for m, _, _ in batch if m.dedup_key not in new]
             old = {}
             if known:  # a concurrent insert may have committed after the statement's snapshot
@@ -83,7 +84,10 @@ class InboxPg(PostgresBase):
         results: list[AddResult] = []
         for message, _, _ in batch:
             key = message.dedup_key
-            results.append(AddResult(new[key], False) if key in new else AddResult(old[key], True))
+            if key in new:
+                results.append(AddResult(new[key], False, control_id_reused=key in reused))
+            else:
+                results.append(AddResult(old[key], True))
         return results
 
     async def _add_alone(self, item: Queued) -> AddResult | Exception:
@@ -246,8 +250,9 @@ _DATA_REFUSED = (
 
 
 def _group_arguments(batch: Sequence[Queued]) -> list[list[Any]]:
-    """`ADD_MESSAGES`' 15 parallel arrays: messages, links and encounter links by ordinal."""
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    """`ADD_MESSAGES`' 16 parallel arrays: messages, links and encounter links by ordinal,
+    then the messages' control keys."""
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for ordinal, (message, links, _) in enumerate(batch):
         row = (ordinal, message.dedup_key, message.format, message.kind, message.raw,
                utc(message.received_at), message.patient_key, message.control_id)  # fmt: skip
@@ -263,6 +268,7 @@ def _group_arguments(batch: Sequence[Queued]) -> list[list[Any]]:
             columns[12].append(link.patient_key)
             columns[13].append(link.close_requested)
             columns[14].append(None if link.cutoff_at is None else utc(link.cutoff_at))
+        columns[15].append(message.control_key)
     return columns
 
 

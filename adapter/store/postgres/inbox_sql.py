@@ -41,13 +41,16 @@ VALUES ($1, $2, 'open', $3, $4, $5, 1, '', $3)
 # upserted once with the group's values merged as `TOUCH_SET` would merge them one message
 # at a time (an ON CONFLICT DO UPDATE may not touch a row twice in one statement).
 # Encounters in key order, so concurrent writers lock encounter rows in one order.
-# Returns (dedup_key, id) of the messages that were new.
+# Returns (dedup_key, id, reused) of the messages that were new: `reused` is the reused-
+# control-id check (`control_id_reused`), against the rows stored before the statement
+# and the group's other messages, in the same statement instead of one query per message.
 ADD_MESSAGES = (
     """
 WITH incoming AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-                         $6::timestamptz[], $7::text[], $8::text[])
-        AS i (ord, dedup_key, format, kind, raw, received_at, patient_key, control_id)
+                         $6::timestamptz[], $7::text[], $8::text[], $16::text[])
+        AS i (ord, dedup_key, format, kind, raw, received_at, patient_key, control_id,
+              control_key)
 ), new_message AS (
     INSERT INTO messages (dedup_key, format, kind, raw, received_at, patient_key, control_id,
                           status, error)
@@ -78,7 +81,14 @@ WITH incoming AS (
     + TOUCH_SET
     + """
 )
-SELECT dedup_key, id FROM new_message
+SELECT n.dedup_key, n.id, i.control_key <> '' AND (
+    EXISTS (SELECT 1 FROM messages m WHERE m.control_id = i.control_id
+            AND m.status = 'accepted' AND m.format = 'hl7' AND m.dedup_key <> i.dedup_key
+            AND (m.dedup_key = i.control_key OR starts_with(m.dedup_key, i.control_key || ':')))
+    OR EXISTS (SELECT 1 FROM incoming j WHERE j.ord <> i.ord
+               AND j.control_key = i.control_key AND j.dedup_key <> i.dedup_key)
+) AS reused
+FROM new_message n JOIN incoming i USING (dedup_key)
 """
 )
 

@@ -220,7 +220,8 @@ def _insert_message(conn: Conn, message: NewMessage, error: str | None) -> AddRe
 
 
 def _add_batch(conn: Conn, *, batch: Sequence[Queued]) -> list[AddResult | Exception]:
-    """Each message in its own savepoint: one bad message never costs the others."""
+    """Each message in its own savepoint: one bad message never costs the others; then, in
+    the same transaction, the reused-control-id check of each new one (`_with_reuse`)."""
     results: list[AddResult | Exception] = []
     for message, links, _ in batch:
         conn.execute("SAVEPOINT one_message")
@@ -230,7 +231,21 @@ def _add_batch(conn: Conn, *, batch: Sequence[Queued]) -> list[AddResult | Excep
             conn.execute("ROLLBACK TO one_message")
             results.append(exc)
         conn.execute("RELEASE one_message")
-    return results
+    return [_with_reuse(conn, item[0], result) for item, result in zip(batch, results, strict=True)]
+
+
+def _with_reuse(
+    conn: Conn, message: NewMessage, result: AddResult | Exception
+) -> AddResult | Exception:
+    """The result, marked when its control key is reused (after the whole group is written,
+    so two messages of one group under one control key see each other, as the check after
+    the commit did)."""
+    if isinstance(result, Exception) or result.duplicate or not message.control_key:
+        return result
+    key = message.control_key
+    if not _scalar(conn, _REUSED, (message.dedup_key, key, f"{key}:", f"{key};")):
+        return result
+    return AddResult(result.message_id, False, control_id_reused=True)
 
 
 def _add_message(conn: Conn, message: NewMessage, links: Sequence[Link]) -> AddResult:
