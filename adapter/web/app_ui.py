@@ -29,7 +29,7 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.web.middleware import ui_middleware
 from adapter.web.pages import HERE, LIMITER, PREFIX, SESSIONS, is_ui
-from adapter.web.routes import encounter, login, worklist
+from adapter.web.routes import encounter, login, reports, worklist
 from adapter.web.sessions import LoginLimiter, Sessions
 
 __all__ = ["is_ui", "setup_ui"]
@@ -54,3 +54,4 @@ def setup_ui(app: web.Application, settings: Settings) -> None:
     router.add_post(f"{PREFIX}/logout", login.logout)
     router.add_get(PREFIX + "/encounters/{claim_id}", encounter.encounter_page)
     router.add_post(PREFIX + "/encounters/{claim_id}/{action}", encounter.encounter_action)
+    reports.add_routes(router)
