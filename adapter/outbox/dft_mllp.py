@@ -11,6 +11,12 @@ send then cannot be taken for the next message's.
 The receiver's ACK decides: AA or CA -> delivered; AE or CE, no ACK within the timeout, or
 no connection -> retried with the worker's backoff; AR or CR -> rejected for good with the
 receiver's ERR text. An ACK answering another MSH-10 (a late one) is skipped.
+
+The DFTs of one patient go in queue order (`in_order`, ordering key the patient): each
+encounter's versions (a version's credits reverse the one before) and the patient's
+encounters, as a billing system posts them. A refusal is stored by `on_refused` (the
+queue, adapter/service/dft_queue.py), which also takes back the posting it would have
+made.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from adapter.hl7.ack import AckCode, read_msh
 from adapter.hl7.ack_reply import AckReply, read_ack_reply
 from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
-from adapter.outbox.sink import DeliveryResult, OutboxItem, Prerequisite
+from adapter.outbox.sink import DeliveryResult, OutboxItem
 from adapter.store.base import Delivery, ResourceRow
 
 DESTINATION_PREFIX = "dft:"
@@ -63,6 +71,11 @@ def destination_for(profile: str) -> str:
     return f"{DESTINATION_PREFIX}{profile}"
 
 
+def ordering_key_of(row: ResourceRow) -> str:
+    """The patient: a receiver takes one patient's DFTs in the order they were queued."""
+    return row.patient_ref or row.encounter_key
+
+
 def result_of(reply: AckReply) -> DeliveryResult:
     """The ACK's answer as a delivery result (pure)."""
     said = f": {reply.text}" if reply.text else ""
@@ -84,7 +97,9 @@ class DftMllpSink:
         endpoint: MllpEndpoint,
         tls: ssl.SSLContext | None,
         ack_timeout: float,
+        on_refused: Callable[[Delivery, str, datetime], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_refused = on_refused
         self.destination = destination
         self.endpoint = endpoint
         self.tls = tls
@@ -99,19 +114,24 @@ class DftMllpSink:
         return destination == self.destination
 
     def item(self, delivery: Delivery, row: ResourceRow) -> OutboxItem:
-        """The DFT queued with the row; it waits while an earlier version of the same
-        Claim (the encounter's previous DFT, whose charges it may credit) is queued."""
+        """The DFT queued with the row; it waits while an earlier DFT of the same patient
+        (the encounter's previous version, whose charges it may credit, or an earlier
+        encounter) is queued."""
         payload = (delivery.payload or "").encode()
         msh = read_msh(payload)
         return OutboxItem(
             delivery=delivery,
-            ordering_key=row.patient_ref or row.encounter_key,
+            ordering_key=ordering_key_of(row),
             idempotency_key=msh.control_id if msh else "",
             payload=payload,
-            after=(
-                Prerequisite(delivery.resource_type, (delivery.resource_id,), delivery.version),
-            ),
+            in_order=True,
         )
+
+    async def refused(self, delivery: Delivery, reason: str, now: datetime) -> bool:
+        if self.on_refused is None:
+            return False
+        await self.on_refused(delivery, reason, now)
+        return True
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         async with self._lock:  # one message in flight on the one connection

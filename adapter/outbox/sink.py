@@ -12,8 +12,9 @@ backoff, the metrics, keeping a refused item visible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from adapter.store.base import Delivery, ResourceRow
 
@@ -67,6 +68,10 @@ class OutboxItem:
     idempotency_key: str
     payload: bytes
     after: tuple[Prerequisite, ...] = ()
+    # the destination takes the items of one ordering key in queue order (a billing system,
+    # a patient's DFTs): this one waits while one queued before it with its key (stored
+    # with the row) is neither delivered nor rejected there
+    in_order: bool = False
 
     @property
     def destination(self) -> str:
@@ -88,3 +93,12 @@ class Sink(Protocol):
         """One attempt. Never raises for a failure of the destination: that is a result."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RecordsRefusal(Protocol):
+    """A sink whose refusals need more than the worker's `mark_rejected` (a DFT's also
+    takes back the posting it would have made): it stores the refusal itself."""
+
+    async def refused(self, delivery: Delivery, reason: str, now: datetime) -> bool:
+        """True when it stored the refusal; False: the worker marks it rejected."""

@@ -7,7 +7,13 @@ due, lets the destination's sink turn each version into an `OutboxItem`, holds b
 whose prerequisites (a FHIR ChargeItem's Claim) are still queued for that destination, and
 acts on the sink's typed answer: delivered; retry later with exponential backoff and full
 jitter, capped; or rejected for good, kept in the outbox as rejected (never retried, never
-dropped: `GET /admin/outbox?state=rejected`, `adapter_outbox_rejected`).
+dropped: `GET /admin/outbox?state=rejected`, `adapter_outbox_rejected`; a sink that
+`RecordsRefusal` stores it itself).
+
+Delivered items are marked in the store together, one transaction for the pass (one
+fsync on SQLite instead of one per item), or before an item that waits on one of them.
+A crash before the marks are written sends those items again under the same idempotency
+key (MSH-10, the FHIR version id), which the destination drops.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from adapter.outbox.fhir_put import claim_references
-from adapter.outbox.sink import DeliveryResult, OutboxItem, Outcome, Sink
+from adapter.outbox.sink import DeliveryResult, OutboxItem, Outcome, RecordsRefusal, Sink
 from adapter.service.metrics import Metrics
 from adapter.store.base import Delivery, Store
 
@@ -60,6 +66,9 @@ class Deliverer:
         self.metrics = metrics
         self.sinks = tuple(sinks)
         self.rnd = rnd or random.Random()
+        self._unmarked: list[Delivery] = []  # delivered in this pass, not yet marked so
+        self._unmarked_keys: set[tuple[str, str, str]] = set()
+        self._refused: set[tuple[str, str, str]] = set()  # refused in this pass
 
     async def close(self) -> None:
         for sink in self.sinks:
@@ -84,8 +93,12 @@ class Deliverer:
             if item is not None:
                 items.append(item)
         delivered = 0
-        for item in sorted(items, key=lambda i: bool(i.after)):  # stable
-            delivered += await self._deliver(item)
+        self._refused.clear()
+        try:
+            for item in sorted(items, key=lambda i: bool(i.after)):  # stable
+                delivered += await self._deliver(item)
+        finally:
+            await self._mark_delivered()
         counts = await self.store.counts()
         self.metrics.backlog.set(counts.outbox_pending)
         self.metrics.outbox_rejected.set(counts.outbox_rejected)
@@ -119,6 +132,10 @@ class Deliverer:
         return sink.item(delivery, row)
 
     async def _deliver(self, item: OutboxItem) -> int:
+        if _resource(item.delivery) in self._refused:
+            return 0  # an earlier version was refused in this pass: the row may be too
+        if self._unmarked_keys & _depends_on(item):
+            await self._mark_delivered()  # what it waits for was just delivered
         waiting_for = await self._prerequisites_queued(item)
         if waiting_for:
             await self._wait(item.delivery, waiting_for)
@@ -126,8 +143,25 @@ class Deliverer:
         sink = self.sink_for(item.destination)
         assert sink is not None  # _item built the item with it
         result = await sink.deliver(item)
-        await self._settle(item.delivery, result)
-        return 1 if result.outcome is Outcome.DELIVERED else 0
+        if result.outcome is not Outcome.DELIVERED:
+            await self._settle(item.delivery, result)
+            return 0
+        self._record(item.delivery, result.outcome, 1)
+        self._unmarked.append(item.delivery)
+        self._unmarked_keys.add(_resource(item.delivery))
+        if item.in_order:
+            self._unmarked_keys.add(_order(item))
+        if len(self._unmarked) >= self.config.batch:
+            await self._mark_delivered()
+        return 1
+
+    async def _mark_delivered(self) -> None:
+        """Mark every item delivered since the last marks, in one transaction."""
+        if not self._unmarked:
+            return
+        ids = [d.id for d in self._unmarked]
+        self._unmarked, self._unmarked_keys = [], set()
+        await self.store.mark_delivered_many(ids, self.clock())
 
     async def _settle(self, delivery: Delivery, result: DeliveryResult) -> None:
         """Store and count what the attempt came to."""
@@ -137,7 +171,13 @@ class Deliverer:
             self._record(delivery, result.outcome, 1)
             return
         if result.outcome is Outcome.REJECTED:
-            await self.store.mark_rejected(delivery.id, result.reason, now)
+            sink = self.sink_for(delivery.destination)
+            stored = isinstance(sink, RecordsRefusal) and await sink.refused(
+                delivery, result.reason, now
+            )
+            if not stored:
+                await self.store.mark_rejected(delivery.id, result.reason, now)
+            self._refused.add(_resource(delivery))
             self._record(delivery, result.outcome, 1)  # it answered: the destination is up
             log.warning(
                 "delivery.rejected",  # the reason may quote the payload: stored, not logged
@@ -164,6 +204,12 @@ class Deliverer:
     async def _prerequisites_queued(self, item: OutboxItem) -> list[str]:
         """`Type/id` of the prerequisites still queued for the item's destination."""
         queued: list[str] = []
+        if item.in_order:
+            ahead = await self.store.queued_ahead(
+                item.destination, item.ordering_key, item.delivery.id
+            )
+            if ahead is not None:
+                queued.append(f"{ahead} (queued before it for the same patient)")
         for need in item.after:
             if need.before_version:
                 for rid in need.resource_ids:
@@ -195,3 +241,19 @@ class Deliverer:
     def _record(self, delivery: Delivery, outcome: Outcome, up: int) -> None:
         self.metrics.deliveries.labels(delivery.destination, outcome.value).inc()
         self.metrics.destination_up.labels(delivery.destination).set(up)
+
+
+def _resource(delivery: Delivery) -> tuple[str, str, str]:
+    return (delivery.destination, delivery.resource_type, delivery.resource_id)
+
+
+def _order(item: OutboxItem) -> tuple[str, str, str]:
+    return (item.destination, "", item.ordering_key)  # "": no resource type is empty
+
+
+def _depends_on(item: OutboxItem) -> set[tuple[str, str, str]]:
+    """The keys of the delivered items this one may wait for."""
+    keys = {(item.destination, n.resource_type, r) for n in item.after for r in n.resource_ids}
+    if item.in_order:
+        keys |= {_order(item), _resource(item.delivery)}
+    return keys

@@ -5,6 +5,13 @@ against the posting this receiver will hold once every DFT already queued for th
 encounter is through, and queued with its new posting in one store transaction. The
 outbox worker delivers it through the MLLP sink (adapter/outbox/dft_mllp.py); the version
 number is the Claim's, so MSH-10 is the same on every resend of it.
+
+The posting kept is the one the receiver holds once every queued DFT is through. When
+the receiver refuses one (AR), `refused` takes that back in one store transaction: the
+posting returns to what the receiver accepted (the last delivered DFT's), and the later
+DFTs of the encounter still queued, built on the refused one, are refused unsent with it;
+the catch-up then queues the current Claim version against what the receiver holds, so
+no credit is ever sent for a charge the receiver never accepted.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from adapter.core.assembly import Encounter
 from adapter.core.charges import CodedEncounter
 from adapter.hl7.dft import Dft, DftVisit, Posting, UnmappedCharge, build_dft
 from adapter.hl7.dft_profile import DftProfile
+from adapter.outbox.dft_mllp import ordering_key_of
 from adapter.outbox.dft_posting import posting_json, posting_of
-from adapter.store.base import ResourceRow, Store
+from adapter.store.base import Delivery, ResourceRow, Store
 
 log = structlog.get_logger()
 
@@ -79,5 +87,23 @@ class DftQueue:
             coded.encounter_key,
             posting_json(built.posting),
             self.clock(),
+            ordering_key=ordering_key_of(claim),
         )
         return built
+
+    async def refused(self, delivery: Delivery, reason: str, now: datetime) -> None:
+        """The receiver refused this DFT for good: keep it as rejected with `reason` and
+        take back the posting it would have made (see the module's docstring)."""
+        row = await self.store.read_resource(
+            delivery.resource_type, delivery.resource_id, delivery.version
+        )
+        key = row.encounter_key if row is not None else ""
+        nothing = posting_json(Posting(key, 0, ()))
+        later = await self.store.reject_dft(delivery.id, reason, now, key, nothing)
+        log.warning(
+            "dft.refused",  # the reason may quote the message: stored, not logged
+            destination=self.destination,
+            claim=delivery.resource_id,
+            version=delivery.version,
+            later_refused_unsent=later,
+        )

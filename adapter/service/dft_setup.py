@@ -92,7 +92,9 @@ def _receiver(
     destination = destination_for(spec.name)
     tls = _client_tls(spec, where, setting) if spec.endpoint.tls else None
     queue = DftQueue(store, profile, destination, mappings.code_labels, clock)
-    sink = DftMllpSink(destination, spec.endpoint, tls, spec.ack_timeout_seconds)
+    sink = DftMllpSink(
+        destination, spec.endpoint, tls, spec.ack_timeout_seconds, on_refused=queue.refused
+    )
     return DftReceiver(queue, sink)
 
 

@@ -40,6 +40,9 @@ class Outbox(Protocol):
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
+    async def mark_delivered_many(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Several delivered at once: one transaction (one commit) for a pass's items."""
+
     async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
         """attempts += 1; retried at next_attempt_at."""
 
@@ -55,6 +58,11 @@ class Outbox(Protocol):
     ) -> bool:
         """Whether an earlier version of this resource is still queued for `destination`
         (not delivered, not rejected): a DFT of version 2 credits what version 1 posted."""
+
+    async def queued_ahead(self, destination: str, ordering_key: str, before_id: int) -> str | None:
+        """`Type/id` of a row queued for `destination` before row `before_id` (lower id),
+        neither delivered nor rejected, with the same ordering key (a patient's DFTs, so
+        also the earlier versions of the same Claim); None when there is none."""
 
 
 class DftPostings(Protocol):
@@ -90,7 +98,25 @@ class DftPostings(Protocol):
         encounter_key: str,
         posting: str,
         now: datetime,
+        ordering_key: str = "",
     ) -> None:
         """One transaction: queue `payload` for `destination` against the resource version
         it was built from (type, id, version) and make `posting` the encounter's posting
-        there."""
+        there; the row keeps `posting` (what stands once it is accepted) and its
+        `ordering_key` (`queued_ahead`)."""
+
+    async def reject_dft(
+        self,
+        delivery_id: int,
+        error: str,
+        now: datetime,
+        encounter_key: str,
+        nothing_posted: str,
+    ) -> int:
+        """One transaction, for a DFT its receiver refused: the row is rejected with
+        `error` (as `mark_rejected`); every later version of the same resource still
+        queued for that destination is rejected unsent (built on the refused one); the
+        encounter's posting becomes the one of the last delivered DFT of that resource
+        below the refused version (or `nothing_posted`), with the refused version as the
+        version considered, so the catch-up queues a newer current Claim again. The number
+        of later rows rejected with it."""

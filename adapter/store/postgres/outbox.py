@@ -50,6 +50,13 @@ class OutboxPg(PostgresBase):
             sql = "UPDATE outbox SET delivered_at = $1 WHERE id = $2"
             await conn.execute(sql, utc(now), delivery_id)
 
+    async def mark_delivered_many(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        if not delivery_ids:
+            return
+        sql = "UPDATE outbox SET delivered_at = $1 WHERE id = ANY($2::bigint[])"
+        async with self._tx() as conn:
+            await conn.execute(sql, utc(now), list(delivery_ids))
+
     async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
         sql = (
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2"
@@ -86,6 +93,11 @@ class OutboxPg(PostgresBase):
         )
         async with self._read() as conn:
             return bool(await conn.fetchval(sql, destination, resource_type, resource_id, version))
+
+    async def queued_ahead(self, destination: str, ordering_key: str, before_id: int) -> str | None:
+        async with self._read() as conn:
+            row = await conn.fetchrow(_QUEUED_AHEAD, destination, ordering_key, before_id)
+        return None if row is None else f"{row['resource_type']}/{row['resource_id']}"
 
     # --- DFT postings -----------------------------------------------------------------
 
@@ -124,20 +136,74 @@ class OutboxPg(PostgresBase):
         encounter_key: str,
         posting: str,
         now: datetime,
+        ordering_key: str = "",
     ) -> None:
         at = utc(now)
+        order = ordering_key or None
         async with self._tx() as conn:
-            await conn.execute(_QUEUE_MESSAGE, destination, *resource, at, at, payload)
+            await conn.execute(
+                _QUEUE_MESSAGE, destination, *resource, at, at, payload, order, posting
+            )
             await conn.execute(
                 _UPSERT_POSTING, destination, encounter_key, resource[2], posting, at
             )
 
+    async def reject_dft(
+        self,
+        delivery_id: int,
+        error: str,
+        now: datetime,
+        encounter_key: str,
+        nothing_posted: str,
+    ) -> int:
+        at = utc(now)
+        async with self._tx() as conn:
+            found = await conn.fetchrow(_REFUSED_ROW, delivery_id)
+            await conn.execute(_REJECT, error[:MAX_ERROR_CHARS], at, delivery_id)
+            if found is None:
+                return 0
+            destination, rtype = str(found["destination"]), str(found["resource_type"])
+            rid, version = str(found["resource_id"]), int(found["version"])
+            why = _SUPERSEDED.format(v=version)[:MAX_ERROR_CHARS]
+            later = await conn.fetch(_REJECT_LATER, why, at, destination, rtype, rid, version)
+            accepted = await conn.fetchval(_ACCEPTED, destination, rtype, rid, version)
+            posting = nothing_posted if accepted is None else str(accepted)
+            await conn.execute(_UPSERT_POSTING, destination, encounter_key, version, posting, at)
+            return len(later)
+
 
 _QUEUE_MESSAGE = """
 INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
-                    created_at, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    created_at, payload, ordering_key, posting)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
+_QUEUED_AHEAD = """
+SELECT resource_type, resource_id FROM outbox
+WHERE destination = $1 AND ordering_key = $2 AND id < $3
+  AND delivered_at IS NULL AND rejected_at IS NULL
+ORDER BY id LIMIT 1
+"""
+_REFUSED_ROW = "SELECT destination, resource_type, resource_id, version FROM outbox WHERE id = $1"
+_REJECT = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $1, rejected_at = $2 WHERE id = $3"
+)
+_REJECT_LATER = """
+UPDATE outbox SET last_error = $1, rejected_at = $2
+WHERE destination = $3 AND resource_type = $4 AND resource_id = $5 AND version > $6
+  AND delivered_at IS NULL AND rejected_at IS NULL
+RETURNING id
+"""
+_ACCEPTED = """
+SELECT posting FROM outbox
+WHERE destination = $1 AND resource_type = $2 AND resource_id = $3 AND version < $4
+  AND delivered_at IS NOT NULL AND posting IS NOT NULL
+ORDER BY version DESC, id DESC LIMIT 1
+"""
+_SUPERSEDED = (
+    "not sent: built on version {v}, which the receiver refused;"
+    " the current Claim is queued again against what the receiver accepted"
+)
+
 _CLAIMS_AHEAD = """
 SELECT rv.encounter_key, rv.version FROM resource_versions rv
 LEFT JOIN dft_postings p ON p.destination = $1 AND p.encounter_key = rv.encounter_key

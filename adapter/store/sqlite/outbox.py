@@ -48,6 +48,13 @@ class OutboxSql(SqliteBase):
         sql = "UPDATE outbox SET delivered_at = ? WHERE id = ?"
         await self._write(lambda conn: conn.execute(sql, (iso_utc(now), delivery_id)))
 
+    async def mark_delivered_many(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        if not delivery_ids:
+            return
+        sql = "UPDATE outbox SET delivered_at = ? WHERE id = ?"
+        at = iso_utc(now)
+        await self._write(lambda conn: conn.executemany(sql, [(at, i) for i in delivery_ids]))
+
     async def mark_failed(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
         sql = (
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
@@ -83,6 +90,11 @@ class OutboxSql(SqliteBase):
         )
         params = (destination, resource_type, resource_id, version)
         return await self._read(lambda conn: conn.execute(sql, params).fetchone() is not None)
+
+    async def queued_ahead(self, destination: str, ordering_key: str, before_id: int) -> str | None:
+        params = (destination, ordering_key, before_id)
+        row = await self._read(lambda conn: conn.execute(_QUEUED_AHEAD, params).fetchone())
+        return None if row is None else f"{row['resource_type']}/{row['resource_id']}"
 
     # --- DFT postings -----------------------------------------------------------------
 
@@ -122,21 +134,74 @@ class OutboxSql(SqliteBase):
         encounter_key: str,
         posting: str,
         now: datetime,
+        ordering_key: str = "",
     ) -> None:
         at = iso_utc(now)
+        order = ordering_key or None
+        row = (destination, *resource, at, at, payload, order, posting)
 
         def write(conn: Conn) -> None:
-            conn.execute(_QUEUE_MESSAGE, (destination, *resource, at, at, payload))
+            conn.execute(_QUEUE_MESSAGE, row)
             conn.execute(_UPSERT_POSTING, (destination, encounter_key, resource[2], posting, at))
 
         await self._write(write)
 
+    async def reject_dft(
+        self,
+        delivery_id: int,
+        error: str,
+        now: datetime,
+        encounter_key: str,
+        nothing_posted: str,
+    ) -> int:
+        at = iso_utc(now)
+
+        def write(conn: Conn) -> int:
+            found = conn.execute(_REFUSED_ROW, (delivery_id,)).fetchone()
+            conn.execute(_REJECT, (error[:MAX_ERROR_CHARS], at, delivery_id))
+            if found is None:
+                return 0
+            destination, rtype = str(found["destination"]), str(found["resource_type"])
+            rid, version = str(found["resource_id"]), int(found["version"])
+            why = _SUPERSEDED.format(v=version)[:MAX_ERROR_CHARS]
+            later = conn.execute(_REJECT_LATER, (why, at, destination, rtype, rid, version))
+            accepted = conn.execute(_ACCEPTED, (destination, rtype, rid, version)).fetchone()
+            posting = nothing_posted if accepted is None else str(accepted[0])
+            conn.execute(_UPSERT_POSTING, (destination, encounter_key, version, posting, at))
+            return int(later.rowcount)
+
+        return await self._write(write)
+
 
 _QUEUE_MESSAGE = """
 INSERT INTO outbox (destination, resource_type, resource_id, version, next_attempt_at,
-                    created_at, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+                    created_at, payload, ordering_key, posting)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_QUEUED_AHEAD = """
+SELECT resource_type, resource_id FROM outbox
+WHERE destination = ? AND ordering_key = ? AND id < ?
+  AND delivered_at IS NULL AND rejected_at IS NULL
+ORDER BY id LIMIT 1
+"""
+_REFUSED_ROW = "SELECT destination, resource_type, resource_id, version FROM outbox WHERE id = ?"
+_REJECT = "UPDATE outbox SET attempts = attempts + 1, last_error = ?, rejected_at = ? WHERE id = ?"
+_REJECT_LATER = """
+UPDATE outbox SET last_error = ?, rejected_at = ?
+WHERE destination = ? AND resource_type = ? AND resource_id = ? AND version > ?
+  AND delivered_at IS NULL AND rejected_at IS NULL
+"""
+_ACCEPTED = """
+SELECT posting FROM outbox
+WHERE destination = ? AND resource_type = ? AND resource_id = ? AND version < ?
+  AND delivered_at IS NOT NULL AND posting IS NOT NULL
+ORDER BY version DESC, id DESC LIMIT 1
+"""
+_SUPERSEDED = (
+    "not sent: built on version {v}, which the receiver refused;"
+    " the current Claim is queued again against what the receiver accepted"
+)
+
 _CLAIMS_AHEAD = """
 SELECT rv.encounter_key, rv.version FROM resource_versions rv
 LEFT JOIN dft_postings p ON p.destination = ? AND p.encounter_key = rv.encounter_key
