@@ -4,10 +4,16 @@ In-process, the way `serve` wires it (`adapter.service.app.start_state` with
 `ADAPTER_DFT_URL` set): a backlog of `--encounters` closed visits is ingested and coded
 (each coded version queues its DFT in the outbox), the background workers paused; then
 the outbox worker (`Deliverer.run_once`, the DFT^P03 MLLP sink) is timed from its first
-pass until every DFT is delivered. The receiver is bench/dft_receiver.py in its own
-process (python-hl7's MLLP server, AA at once), so its CPU is not the adapter's.
+pass until every DFT is delivered. The receiver answers AA at once: by default a bare
+MLLP responder in the adapter's own event loop (`--receiver inline`: it reads MSH-10 and
+answers, no parse, no process switch per round trip, so the figure is the adapter's own
+pace even on a loaded machine), or bench/dft_receiver.py in its own process (`--receiver
+process`: python-hl7 parses each DFT, and the figure carries the machine's scheduling
+latency, two process switches per message).
 
-Figure: `dft_per_s` (SQLite; target >= 500), `dft_per_s_postgres` with `--store both`.
+Figure: `dft_per_s` (SQLite; target >= 500), `dft_per_s_postgres` with `--store both`;
+beside it `dft_cpu_ms_per_msg` (the adapter process's CPU per delivered DFT, all its
+threads), which a loaded machine changes far less than the rate.
 Each delivered DFT is one store read of the due batch share, one MLLP round trip on the
 kept connection, one `mark_delivered` commit.
 
@@ -47,6 +53,34 @@ def start_receiver(out: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 async def send_store(store: str, encounters: int, workdir: Path, port: int) -> dict[str, float]:
+    """Ingest and code the backlog, then time the outbox worker; port 0: a receiver in
+    this event loop."""
+    server = None
+    if port == 0:
+        server = await asyncio.start_server(_answer_aa, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    try:
+        return await _send_store(store, encounters, workdir, port)
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+
+async def _answer_aa(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """AA for every MLLP frame, by its MSH-10, as soon as the frame is complete."""
+    try:
+        while True:
+            frame = await reader.readuntil(b"\x1c\r")
+            msh = frame.lstrip(b"\x0b").split(b"\r", 1)[0].split(b"|")
+            control_id = msh[9] if len(msh) > 9 else b""
+            ack = b"MSH|^~\\&|BILL|HOSP|CHG|INF|20260202||ACK|A" + control_id + b"|P|2.5.1\r"
+            writer.write(b"\x0b" + ack + b"MSA|AA|" + control_id + b"\r\x1c\r")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+async def _send_store(store: str, encounters: int, workdir: Path, port: int) -> dict[str, float]:
     from adapter.config import Settings
     from adapter.service.app import start_state, stop_state
 
@@ -74,6 +108,7 @@ async def send_store(store: str, encounters: int, workdir: Path, port: int) -> d
         deliverer = state.deliverer
         assert deliverer is not None
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         delivered = 0
         while True:
             done = await deliverer.run_once()
@@ -81,6 +116,7 @@ async def send_store(store: str, encounters: int, workdir: Path, port: int) -> d
             if not done:
                 break
         seconds = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         left = (await state.store.counts()).outbox_pending
     finally:
         await stop_state(state)
@@ -88,7 +124,7 @@ async def send_store(store: str, encounters: int, workdir: Path, port: int) -> d
             await adrop_schema(schema)
     if left:
         raise RuntimeError(f"{store}: {left} DFTs still queued")
-    return {"queued": queued, "delivered": delivered, "seconds": seconds}
+    return {"queued": queued, "delivered": delivered, "seconds": seconds, "cpu": cpu}
 
 
 def main() -> int:
@@ -96,6 +132,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="300 encounters")
     p.add_argument("--encounters", type=int, default=0, help="default 2000 (--quick: 300)")
     p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--receiver", choices=("inline", "process"), default="inline")
     ns = p.parse_args()
     encounters = ns.encounters or (300 if ns.quick else 2000)
     stores = ["sqlite", "postgres"] if ns.store == "both" else [ns.store]
@@ -103,8 +140,10 @@ def main() -> int:
         print("dft_send: PostgreSQL not reachable, SQLite only", file=sys.stderr)
         stores.remove("postgres")
     workdir = Path(tempfile.mkdtemp(prefix="dft-send-"))
-    receiver, port = start_receiver(workdir / "received.jsonl")
-    keys: dict[str, object] = {"dft_encounters": encounters}
+    receiver, port = (None, 0)
+    if ns.receiver == "process":
+        receiver, port = start_receiver(workdir / "received.jsonl")
+    keys: dict[str, object] = {"dft_encounters": encounters, "dft_receiver": ns.receiver}
     try:
         for store in stores:
             run = asyncio.run(send_store(store, encounters, workdir, port))
@@ -112,9 +151,12 @@ def main() -> int:
             keys[f"dft_per_s{suffix}"] = round(run["delivered"] / max(run["seconds"], 1e-9))
             keys[f"dft_delivered{suffix}"] = int(run["delivered"])
             keys[f"dft_seconds{suffix}"] = round(run["seconds"], 2)
+            cpu_ms = 1000 * run["cpu"] / max(run["delivered"], 1)
+            keys[f"dft_cpu_ms_per_msg{suffix}"] = round(cpu_ms, 3)
     finally:
-        receiver.terminate()
-        receiver.wait(10)
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     print_keys(keys)
     return 0

@@ -37,11 +37,12 @@ from harness.proc import run_script
 from harness.report import print_keys, verdict
 from machine import facts, probes
 
-PARTS = ("stages", "ingest", "ingest_cpu", "drain", "replicas", "memory", "replay")
+PARTS = ("stages", "ingest", "ingest_cpu", "drain", "dft", "replicas", "memory", "replay")
 
 # (key, target text, check) for the headline table
 HEADLINES: list[tuple[str, str, str]] = [
     ("ingest_ratio_sqlite", ">= 0.5", "ge:0.5"),
+    ("dft_per_s", ">= 500 (SQLite)", "ge:500"),
     ("ingest_ratio_postgres", ">= 0.5", "ge:0.5"),
     ("ingest_cpu_us_per_msg_sqlite", "<= 300", "le:300"),
     ("ingest_cpu_us_per_msg_postgres", "(adapter only)", ""),
@@ -88,6 +89,7 @@ def part_runs(
         ("ingest_cpu", "ingest_cpu", "ingest_cpu.py", q, 1200, True),
         ("drain_sqlite", "drain", "drain.py", [*q, "--store=sqlite"], 1200, False),
         ("drain_postgres", "drain", "drain.py", [*q, "--store=postgres"], 1200, True),
+        ("dft", "dft", "dft_send.py", q, 900, True),
         ("replicas", "replicas", "replicas.py", q, 1800, True),
         ("memory", "memory", "memory.py", memory_args, memory_seconds + 600, False),
         ("replay", "replay", "replay_memory.py", q, 1200, False),
