@@ -66,7 +66,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[S
     )
     app = serve_in_thread(settings)
     post_hl7(app.base, hl7_messages("S25"), BILLER)
+    post_hl7(app.base, hl7_messages("S24"), BILLER)  # coded: over midnight
     wait_until_held(app.base, BILLER)
+    wait_until_coded(app.base, BILLER)
     yield app
     app.stop()
 
@@ -78,6 +80,24 @@ def wait_until_held(base: str, token: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("S25 was not held")
+
+
+def wait_until_coded(base: str, token: str) -> None:
+    for _ in range(200):
+        status, body = http(base, "GET", "/fhir/Claim?status=active", headers=_auth(token))
+        if status == 200 and b'"Claim"' in body:
+            return
+        time.sleep(0.05)
+    raise AssertionError("S24 was not coded")
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def administrations(scenario: str) -> int:
+    """RXA segments in the scenario's messages: the administrations the timeline must draw."""
+    return sum(m.count(b"\rRXA|") + m.startswith(b"RXA|") for m in hl7_messages(scenario))
 
 
 @pytest.fixture
@@ -184,6 +204,48 @@ def test_the_worklist_filters_by_location_setting_and_service_date(page: Any) ->
     page.goto("/ui?service_from=not-a-date")
     assert "Not understood, so not applied: service_from" in page.get_by_role("alert").inner_text()
     assert page.locator("table.worklist tbody tr").count() == 1
+
+
+def test_the_encounter_page_draws_one_timeline_bar_per_administration(
+    page: Any, claim_id: str
+) -> None:
+    log_in(page, BILLER)
+    page.goto(f"/ui/encounters/{claim_id}")
+    timeline = page.locator("svg.timeline-svg")
+    assert timeline.locator("g.adm.bar").count() == administrations("S25") == 1
+    assert "no stop time" in (timeline.locator("g.adm title").text_content() or "")
+    assert timeline.locator("title#tl-title").count() == 1
+    lines = page.locator("table.lines").inner_text()
+    assert "The drug's HCPCS code follows from its NDC" in lines  # R33, in words
+    assert "RAS^O17 EP260123S2502" in lines  # the message the line came from
+    payment = page.locator("section[aria-labelledby=payment-h]").inner_text()
+    assert "national, unadjusted (before locality, wage index and coinsurance)" in payment
+    assert "past its period" in payment
+    assert_accessible(page)
+
+
+def test_the_coded_tab_searches_by_post_and_opens_a_coded_encounter(page: Any) -> None:
+    log_in(page, BILLER)
+    page.click("nav[aria-label=Worklists] a:has-text('Recently coded')")
+    page.wait_for_url(re.compile(r"/ui/coded$"))
+    assert page.locator("table.coded tbody tr").count() == 1
+    assert_accessible(page)
+    page.fill("input[name=patient]", "SBMC|SB200125")
+    page.click("button:has-text('Search')")
+    assert page.url.endswith("/ui/coded")  # searched by POST: nothing in the address
+    assert page.locator("table.coded tbody tr").count() == 1
+    screenshot(page, "coded")
+    page.fill("input[name=patient]", "NOBODY|0")
+    page.click("button:has-text('Search')")
+    assert "Nothing coded matches this search." in page.locator("main").inner_text()
+    page.goto("/ui/coded")
+    page.click("table.coded a")
+    timeline = page.locator("svg.timeline-svg")
+    assert timeline.locator("g.adm.bar").count() == administrations("S24")
+    assert "midnight" in (timeline.locator("g.midnight").text_content() or "")
+    assert page.locator("g.adm.mark-crosses-midnight").count() == 1
+    assert_accessible(page)
+    screenshot(page, "encounter-coded")
 
 
 def test_a_read_only_user_sees_no_buttons_and_a_forged_post_is_403(

@@ -21,22 +21,32 @@ Security, in one place (docs/workbench.md, docs/security.md):
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from adapter.config import Settings
+from adapter.service.startup import EXIT_CONFIG, StartupError
 from adapter.web.middleware import ui_middleware
-from adapter.web.pages import HERE, LIMITER, PREFIX, SESSIONS, is_ui
-from adapter.web.routes import encounter, login, reports, worklist
+from adapter.web.pages import HERE, LIMITER, PREFIX, RULES, SESSIONS, is_ui
+from adapter.web.routes import coded, encounter, login, reports, worklist
+from adapter.web.rule_statements import RuleStatementError, load_rule_statements
 from adapter.web.sessions import LoginLimiter, Sessions
 
 __all__ = ["is_ui", "setup_ui"]
 
 
 def setup_ui(app: web.Application, settings: Settings) -> None:
-    """Templates, the static folder, the session store, the middleware and the routes."""
+    """Templates, the static folder, the session store, the middleware and the routes.
+
+    The rule statements are read and validated here, once: a bad file stops the start-up
+    (StartupError naming the file and line), like the other tables."""
+    try:
+        app[RULES] = load_rule_statements(Path(settings.mappings_dir))
+    except RuleStatementError as exc:
+        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -49,6 +59,8 @@ def setup_ui(app: web.Application, settings: Settings) -> None:
     router = app.router
     router.add_static(f"{PREFIX}/static", HERE / "static", append_version=False)
     router.add_get(PREFIX, worklist.worklist)
+    router.add_get(f"{PREFIX}/coded", coded.coded_list)
+    router.add_post(f"{PREFIX}/coded", coded.coded_search)
     router.add_get(f"{PREFIX}/login", login.login_form)
     router.add_post(f"{PREFIX}/login", login.login)
     router.add_post(f"{PREFIX}/logout", login.logout)

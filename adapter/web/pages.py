@@ -26,6 +26,7 @@ COOKIE = "adapter_session"
 SESSIONS = web.AppKey("ui_sessions", Sessions)
 LIMITER = web.AppKey("ui_login_limiter", LoginLimiter)
 SESSION = web.RequestKey("ui_session", Session)
+RULES = web.AppKey("ui_rule_statements", Mapping[str, str])
 
 
 def is_ui(request: web.Request) -> bool:

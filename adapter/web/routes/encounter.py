@@ -15,15 +15,18 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from adapter.core import timeline
 from adapter.core.ids import is_fhir_id
 from adapter.service import http_review
 from adapter.service.operation_outcome import ApiError
 from adapter.service.security import AUTH
 from adapter.service.state import STATE
-from adapter.store.base import EncounterState
+from adapter.store.base import EncounterRow, EncounterState
 from adapter.web import claim_view
+from adapter.web.history_view import claim_history
 from adapter.web.pages import (
     PREFIX,
+    RULES,
     SESSION,
     forbidden,
     not_found,
@@ -33,6 +36,8 @@ from adapter.web.pages import (
     see_other,
     visible_patient,
 )
+from adapter.web.payment_view import expected_payment
+from adapter.web.sources_view import read_sources, source_label
 
 log = structlog.get_logger()
 
@@ -54,6 +59,22 @@ async def _encounter(request: web.Request, error: str, status: int) -> web.Strea
     claim = json.loads(claim_row.body)
     held = row.state is EncounterState.HELD
     session = request[SESSION]
+    lines = claim_view.claim_lines(claim)
+    pictured, messages_of = await _timeline(request, row, lines)
+    statements = request.app[RULES]
+    diagnoses = claim_view.diagnoses(claim)
+    for line in lines:
+        line["diagnosis_codes"] = [
+            diagnoses[int(n) - 1]
+            for n in line["diagnosis_order"]
+            if n.isdigit() and 0 < int(n) <= len(diagnoses)
+        ]
+        line["rule_words"] = [(r, statements.get(r, "")) for r in line["rules"]]
+        line["source_words"] = [
+            {"administration": source_label(s), "messages": messages_of.get(s, ())}
+            for s in line["sources"]
+        ]
+    cited = dict.fromkeys(r for line in lines for r in line["rules"])
     return render(
         request,
         "encounter.html",
@@ -66,8 +87,12 @@ async def _encounter(request: web.Request, error: str, status: int) -> web.Strea
             "service_date": claim_view.service_date(claim),
             "location": claim_view.location(claim),
             "setting": claim_view.setting(claim),
-            "lines": claim_view.claim_lines(claim),
-            "diagnoses": claim_view.diagnoses(claim),
+            "lines": lines,
+            "timeline": pictured,
+            "rules_cited": [(r, statements.get(r, "")) for r in cited],
+            "versions": claim_history(await state.store.history("Claim", cid)),
+            "payment": expected_payment(claim, state.mappings.prices),
+            "diagnoses": diagnoses,
             "reasons": _with_details(
                 await http_review.hold_reasons(state.store, row) if held else [],
                 reason_texts(state),
@@ -87,6 +112,25 @@ async def _encounter(request: web.Request, error: str, status: int) -> web.Strea
         },
         status=status,
     )
+
+
+async def _timeline(
+    request: web.Request, row: EncounterRow, lines: Sequence[Mapping[str, Any]]
+) -> tuple[timeline.Timeline, Mapping[str, tuple[str, ...]]]:
+    """The encounter's administrations, read again from its messages, laid out; and the
+    messages each administration came from."""
+    state = request.app[STATE]
+    stored = await state.store.messages_for_encounter(row.key, row.patient_key)
+    sources = read_sources(row.key, stored, state.mappings, state.settings.tz)
+    codes: dict[str, list[str]] = {}
+    for line in lines:
+        for source in line["sources"]:
+            known = codes.setdefault(source, [])
+            if line["code"] not in known:
+                known.append(line["code"])
+    catalog = state.mappings.catalog
+    given = [timeline.given_from(a, codes, catalog) for a in sources.administrations]
+    return timeline.layout(given, state.settings.tz), sources.messages_of
 
 
 def _with_details(
