@@ -254,6 +254,11 @@ async def test_the_coded_tab_searches_by_claim_id_and_coded_date(client: Client)
     assert "Not understood, so not applied: coded_to" in await wrong.text()
 
 
+async def test_an_encounter_page_leads_back_to_the_tab_it_belongs_to(client: Client) -> None:
+    assert '<a href="/ui">← Held for review</a>' in await page(client, "NV2601230126")
+    assert '<a href="/ui/coded">← Recently coded</a>' in await page(client, "HV2601220125")
+
+
 async def test_a_coded_search_without_the_csrf_token_is_403(client: Client) -> None:
     response = await client.post("/ui/coded", data={"patient": "SBMC|SB200125"})
     assert response.status == 403
