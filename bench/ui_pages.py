@@ -1,5 +1,6 @@
 """Workbench page times with many held encounters: `ui_worklist_ms_10k_sqlite`,
-`ui_worklist_ms_10k_postgres` and `ui_encounter_ms` (p95, milliseconds).
+`ui_worklist_ms_10k_postgres` and `ui_encounter_ms` (p95, milliseconds); and
+`ui_report_ms_10k_sqlite` / `_postgres`, the documentation-gaps report over the same Claims.
 
 The store is filled through its own API (messages, leases, held codings with a Claim each,
 five hold reasons and four locations spread over them), then the real app (create_app, auth
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available  # noqa: E402
 
 from adapter.config import Settings  # noqa: E402
+from adapter.core.fhir_output import EXT_HOLD_REASON  # noqa: E402
 from adapter.logs import configure as configure_logs  # noqa: E402
 from adapter.service.app import create_app  # noqa: E402
 from adapter.service.state import STATE  # noqa: E402
@@ -52,11 +54,16 @@ REAL_SCENARIO, REAL_VISIT = "S09", "visit:NV2601150109"
 HL7_TYPE = "x-application/hl7-v2+er7"
 
 
+def reasons_of(n: int) -> list[str]:
+    return list(REASONS[n % len(REASONS) : n % len(REASONS) + 1 + n % 2])
+
+
 def claim(n: int) -> tuple[str, str, str, dict[str, object]]:
     cid = f"clm-bench-{n}"
     body = {
         "resourceType": "Claim",
         "id": cid,
+        "extension": [{"url": EXT_HOLD_REASON, "valueCode": r} for r in reasons_of(n)],
         "status": "draft",
         "type": {"coding": [{"code": ("professional", "institutional")[n % 2]}]},
         "patient": {"identifier": {"system": "urn:bench", "value": f"BENCH|{n}"}},
@@ -96,7 +103,7 @@ async def fill(database_url: str, schema: str, held: int) -> None:
             results = []
             for lease in leases:
                 n = int(lease.encounter.key.removeprefix("visit:b"))
-                reasons = " ".join(REASONS[n % len(REASONS) : n % len(REASONS) + 1 + n % 2])
+                reasons = " ".join(reasons_of(n))
                 results.append(CodingResult(lease, EncounterState.HELD, reasons, [claim(n)]))
             await store.save_codings(results, now, None)
     finally:
@@ -135,6 +142,20 @@ async def page_times(settings: Settings, rounds: int) -> tuple[float, float]:
         return p95(worklist), p95(encounter)
 
 
+async def report_time(settings: Settings, rounds: int) -> float:
+    """p95 of GET /ui/reports/gaps (every Claim version read and aggregated), in ms."""
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        await (await client.get("/ui/reports/gaps")).read()
+        times = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            response = await client.get("/ui/reports/gaps")
+            await response.read()
+            times.append((time.perf_counter() - began) * 1000)
+            assert response.status == 200, response.status
+        return p95(times)
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[18] if len(values) >= 20 else max(values)
 
@@ -156,6 +177,8 @@ async def run(held: int, rounds: int, postgres: bool) -> list[str]:
         )
         worklist, encounter = await page_times(settings_for(url, "public"), rounds)
         lines += [f"ui_worklist_ms_10k_sqlite={worklist:.1f}", f"ui_encounter_ms={encounter:.1f}"]
+        report = await report_time(settings_for(url, "public"), max(5, rounds // 4))
+        lines.append(f"ui_report_ms_10k_sqlite={report:.1f}")
     if postgres:
         schema = new_schema("ui")
         try:
@@ -165,6 +188,8 @@ async def run(held: int, rounds: int, postgres: bool) -> list[str]:
                 f"ui_worklist_ms_10k_postgres={worklist:.1f}",
                 f"ui_encounter_ms_postgres={encounter:.1f}",
             ]
+            report = await report_time(settings_for(PG_URL, schema), max(5, rounds // 4))
+            lines.append(f"ui_report_ms_10k_postgres={report:.1f}")
         finally:
             await adrop_schema(schema)
     else:
