@@ -248,6 +248,14 @@ def test_the_coded_tab_searches_by_post_and_opens_a_coded_encounter(page: Any) -
     screenshot(page, "encounter-coded")
 
 
+def test_the_refused_tab_lists_what_a_receiver_refused_and_is_accessible(page: Any) -> None:
+    log_in(page, BILLER)
+    page.click("nav[aria-label=Worklists] a:has-text('Refused by a receiver')")
+    page.wait_for_url(re.compile(r"/ui/refused$"))
+    assert "Nothing refused" in page.locator("main").inner_text()  # no DFT receiver here
+    assert_accessible(page)
+
+
 def test_a_read_only_user_sees_no_buttons_and_a_forged_post_is_403(
     page: Any, claim_id: str, served: Served
 ) -> None:

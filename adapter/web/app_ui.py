@@ -31,7 +31,7 @@ from adapter.config import Settings
 from adapter.service.startup import EXIT_CONFIG, StartupError
 from adapter.web.middleware import ui_middleware
 from adapter.web.pages import HERE, LIMITER, PREFIX, RULES, SESSIONS, is_ui
-from adapter.web.routes import coded, encounter, login, reports, worklist
+from adapter.web.routes import coded, encounter, login, refused, reports, worklist
 from adapter.web.rule_statements import RuleStatementError, load_rule_statements
 from adapter.web.sessions import LoginLimiter, Sessions
 
@@ -61,6 +61,7 @@ def setup_ui(app: web.Application, settings: Settings) -> None:
     router.add_get(PREFIX, worklist.worklist)
     router.add_get(f"{PREFIX}/coded", coded.coded_list)
     router.add_post(f"{PREFIX}/coded", coded.coded_search)
+    router.add_get(f"{PREFIX}/refused", refused.refused_list)
     router.add_get(f"{PREFIX}/login", login.login_form)
     router.add_post(f"{PREFIX}/login", login.login)
     router.add_post(f"{PREFIX}/logout", login.logout)
