@@ -52,10 +52,10 @@ from adapter.hl7.mllp_framing import MllpDecoder, encode_frame
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.runtime import tune_gc
+from adapter.service.hl7_answers import ack_for
 from adapter.service.ingest import Hl7Result
 from adapter.service.links import links_for, patient_key
 from adapter.service.metrics import Metrics
-from adapter.service.state import ack_for
 from adapter.store.base import Link, NewMessage
 
 ORIGIN = "mllp 127.0.0.1"
@@ -133,7 +133,7 @@ async def run(visits: int, repeats: int, use_pg: bool) -> None:
         repeats,
     )
     now = datetime.now(UTC)
-    results = [Hl7Result("AA", m.control_id, False) for m in parsed]
+    results = [Hl7Result(m.control_id, False) for m in parsed]
 
     def ack() -> int:
         for raw, result in zip(raws, results, strict=True):

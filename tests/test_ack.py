@@ -12,6 +12,7 @@ from hl7apy.parser import parse_segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapter.core.model import SegmentLocation
 from adapter.hl7.ack import (
     AckError,
     AckIds,
@@ -31,7 +32,7 @@ HEADER = (
 )
 BODY = "PID|1||E1004417^^^NRH^MR||SAMPLEPATIENT^AVERY||19610422|F\rRXA|0|1|20250314093000"
 INBOUND = f"{HEADER}\r{BODY}\r".encode()
-RXA_ERROR = AckError("101", "start time missing", segment="RXA", sequence=2, field=3)
+RXA_ERROR = AckError("101", "start time missing", SegmentLocation("RXA", 2, 3))
 
 
 def read(ack: bytes) -> Message:
@@ -129,7 +130,7 @@ class TestMsaAndErr:
             "200^Unsupported message type^HL70357",
             "E",
         )
-        deep = AckError("102", "bad date", segment="RXA", field=5, repetition=1, component=4)
+        deep = AckError("102", "bad date", SegmentLocation("RXA", 0, 5, repetition=1, component=4))
         full = read(build_ack(INBOUND, "AE", error=deep, now=NOW, control_id="A"))
         assert full.first("ERR").raw(2) == "RXA^1^5^1^4"  # type: ignore[union-attr]
 
@@ -155,7 +156,7 @@ class TestMsaAndErr:
             assert message.err.err_8.to_er7() == "start time missing"
 
     def test_added_text_cannot_break_the_frame_or_the_segments(self) -> None:
-        error = AckError("207", "a\x0bb\x1cc\rd\ne", segment="R\x1cXA")
+        error = AckError("207", "a\x0bb\x1cc\rd\ne", SegmentLocation("R\x1cXA", 0))
         ack = build_ack(INBOUND, "AE", error=error, now=NOW, control_id="X\x0b1\r")
         assert b"\x0b" not in ack and b"\x1c" not in ack
         assert [s.name for s in read(ack).segments] == ["MSH", "MSA", "ERR"]

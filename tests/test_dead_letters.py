@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
@@ -20,8 +21,12 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from adapter.config import Settings
+from adapter.core.model import SegmentLocation
 from adapter.hl7.ack import read_msa
-from adapter.service.refusals import RefusalReason, hl7_location, json_path
+from adapter.mappings_loader import default_mappings_dir, load_mappings
+from adapter.readers.fhir import read_fhir
+from adapter.service.ingest import refusal_for
+from adapter.service.refusals import RefusalReason, hl7_location
 from tests.mllp_client import connect
 from tests.service_fixtures import (
     FHIR_JSON,
@@ -34,6 +39,7 @@ from tests.test_replay import oversize, two_in_one_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_LIMIT = 8192
+MAPPINGS = load_mappings(default_mappings_dir())
 NAME, MRN, BIRTH = "Okonkwo^Adaeze", "MRN77123", "19590317"
 
 GOOD_HEADER = "MSH|^~\\&|EPIC|ONC|CHG|ONC|202601150900||RAS^O17^RAS_O17|{cid}|P|2.5.1\r"
@@ -169,24 +175,31 @@ async def test_the_raw_needs_a_token_when_auth_is_on(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("segment", "sequence", "field", "expected"),
-    [("RXA", 1, 3, "RXA #1 field RXA-3"), ("PID", 1, 0, "PID #1"), ("MSH", 1, 9, "MSH-9"),
-     ("MSH", 2, 0, "MSH #2"), ("", 0, 0, "")],
+    ("at", "expected"),
+    [(SegmentLocation("RXA", 1, 3), "RXA #1 field RXA-3"), (SegmentLocation("PID", 1), "PID #1"),
+     (SegmentLocation("MSH", 1, 9), "MSH-9"), (SegmentLocation("MSH", 2), "MSH #2"),
+     (SegmentLocation("", 0), ""), (None, "")],
 )  # fmt: skip
 def test_hl7_location_names_segment_and_field_only(
-    segment: str, sequence: int, field: int, expected: str
+    at: SegmentLocation | None, expected: str
 ) -> None:
-    assert hl7_location(segment, sequence, field) == expected
+    assert hl7_location(at) == expected
 
 
 @pytest.mark.parametrize(
-    ("location", "expected"),
-    [("http, Bundle.entry[1].resource.effectivePeriod.start", "Bundle.entry[1].resource.effectivePeriod.start"),
-     ("message 4, MedicationAdministration.status", "MedicationAdministration.status"),
-     ("http, Bundle", "Bundle"), ("line 3 column 2", "")],
+    ("origin", "body", "expected"),
+    [("http", {"resourceType": "Bundle", "type": "batch", "entry": ["x"]}, "Bundle.entry[0]"),
+     ("Feed.v2.json", {"resourceType": "Bundle", "type": "batch", "entry": "x"}, "Bundle.entry"),
+     ("Bundle.entry[9].json", {"resourceType": "Bundle", "type": "batch", "entry": [3]},
+      "Bundle.entry[0]")],
 )  # fmt: skip
-def test_json_path_is_taken_from_the_reader_location(location: str, expected: str) -> None:
-    assert json_path(location) == expected
+def test_the_dead_letters_json_path_is_the_readers_typed_path_whatever_the_origin_says(
+    origin: str, body: object, expected: str
+) -> None:
+    """The place comes from where the reader found the fault (`InputError.path`), never
+    from a pattern over its location text: an origin that reads like a path cannot move it."""
+    messages = read_fhir(json.dumps(body), MAPPINGS, ZoneInfo("America/New_York"), origin)
+    assert refusal_for("fhir", messages).location == expected
 
 
 # --- the CLI --------------------------------------------------------------------------------

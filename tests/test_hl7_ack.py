@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from adapter.core.model import SegmentLocation
+from adapter.errors import UnreadableHl7
 from adapter.hl7.ack import read_msa
-from adapter.service.ingest import Hl7Result, Rejection
-from adapter.service.state import ack_for, internal_error
+from adapter.service.hl7_answers import ack_for, internal_error
+from adapter.service.ingest import Hl7Result
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -45,10 +47,11 @@ def test_acknowledgement_follows_msh15_msh16(
     rejection = (
         None
         if outcome == "AA"
-        else Rejection(outcome, "102", "RXA-3", "bad timestamp", "RXA", 1, 3)
+        else UnreadableHl7("bad timestamp", at=SegmentLocation("RXA", 1, 3), location="RXA-3")
     )
-    result = ack_for(message(accept, app), Hl7Result(outcome, "M1", False, rejection), NOW)
+    result = ack_for(message(accept, app), Hl7Result("M1", False, rejection), NOW)
     assert codes(result) == expected
+    assert result.ack_code == (read_msa(result.ack)[0] if result.ack else None)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.hl7.ack import build_ack, read_msa
+from adapter.hl7.ack import AckCode, build_ack, read_msa, read_msh
 from adapter.hl7.er7 import parse_message, split_messages
 from adapter.hl7.mllp_framing import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -24,19 +24,22 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
-from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.hl7_answers import HandlerResult
+from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message, send_messages, send_raw
 
 HOST = "127.0.0.1"
 NOW = datetime(2025, 3, 14, 20, 15, 2, tzinfo=UTC)
 _ids = itertools.count(1)
 
-Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult | bytes]]
+Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult]]
 
 
 async def accept_all(payload: bytes, peer: PeerInfo) -> HandlerResult:
     """The simplest real handler: AA for everything, built by the project's ACK builder."""
-    return HandlerResult(build_ack(payload, "AA", now=NOW, control_id=f"ACK{next(_ids)}"))
+    ack = build_ack(payload, AckCode.AA, now=NOW, control_id=f"ACK{next(_ids)}")
+    msh = read_msh(payload)
+    return HandlerResult(ack, AckCode.AA, msh.loggable_control_id if msh else "")
 
 
 def payloads(items: list[Frame | Oversize]) -> list[bytes]:
@@ -325,21 +328,29 @@ async def test_handler_exception_is_answered_ae_207_and_the_connection_stays_usa
 async def test_handler_returning_an_unframeable_ack_is_answered_ae(
     start_server: ServerFactory,
 ) -> None:
-    async def broken(payload: bytes, peer: PeerInfo) -> bytes:
-        return b"MSH|\x1c"
+    async def broken(payload: bytes, peer: PeerInfo) -> HandlerResult:
+        return HandlerResult(b"MSH|\x1c", AckCode.AA)
 
     server = await start_server(broken)
     (ack,) = await send_messages(HOST, server.port, [hl7_message("BAD1")])
     assert read_msa(ack) == ("AE", "BAD1")
 
 
-async def test_handler_may_return_plain_bytes(start_server: ServerFactory) -> None:
-    async def plain(payload: bytes, peer: PeerInfo) -> bytes:
-        return build_ack(payload, "CA", now=NOW, control_id="X1")
+async def test_the_log_line_says_the_code_the_handler_gave_never_one_read_back_from_msa(
+    start_server: ServerFactory,
+) -> None:
+    """The code travels with the ACK: the server logs it as given (here a handler whose ACK
+    says CA while it reports AE shows the log follows the typed code, not the MSA)."""
 
-    server = await start_server(plain)
-    (ack,) = await send_messages(HOST, server.port, [hl7_message("P1")])
+    async def typed(payload: bytes, peer: PeerInfo) -> HandlerResult:
+        return HandlerResult(build_ack(payload, "CA", now=NOW, control_id="X1"), AckCode.AE, "P1")
+
+    server = await start_server(typed)
+    with structlog.testing.capture_logs() as logs:
+        (ack,) = await send_messages(HOST, server.port, [hl7_message("P1")])
     assert read_msa(ack) == ("CA", "P1")
+    line = next(e for e in logs if e["event"] == "mllp.message")
+    assert line["ack_code"] == AckCode.AE
 
 
 async def test_handler_returning_no_ack_sends_nothing(start_server: ServerFactory) -> None:
@@ -347,7 +358,7 @@ async def test_handler_returning_no_ack_sends_nothing(start_server: ServerFactor
 
     async def silent_for_ne(payload: bytes, peer: PeerInfo) -> HandlerResult:
         if b"|NE|" in payload:
-            return HandlerResult(None)
+            return HandlerResult(None, None)
         return await accept_all(payload, peer)
 
     server = await start_server(silent_for_ne)
@@ -365,7 +376,8 @@ async def test_handler_may_answer_an_accept_and_an_application_ack(
 
     async def both(payload: bytes, peer: PeerInfo) -> HandlerResult:
         accept = build_ack(payload, "CA", now=NOW, control_id="X1")
-        return HandlerResult(accept, more_acks=[build_ack(payload, "AA", now=NOW, control_id="X2")])
+        application = build_ack(payload, "AA", now=NOW, control_id="X2")
+        return HandlerResult(accept, AckCode.CA, more_acks=[application])
 
     server = await start_server(both)
     async with connect(HOST, server.port) as client:

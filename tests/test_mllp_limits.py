@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 import structlog
 
-from adapter.hl7.ack import build_ack, read_msa
+from adapter.hl7.ack import AckCode, build_ack, read_msa, read_msh
 from adapter.hl7.mllp_framing import encode_frame
+from adapter.service.hl7_answers import HandlerResult
 from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
-from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message
 
 HOST = "127.0.0.1"
@@ -39,7 +40,9 @@ ServerFactory = Callable[..., Awaitable[MllpServer]]
 
 
 async def accept_all(payload: bytes, peer: PeerInfo) -> HandlerResult:
-    return HandlerResult(build_ack(payload, "AA", now=NOW, control_id=f"ACK{next(_ids)}"))
+    ack = build_ack(payload, AckCode.AA, now=NOW, control_id=f"ACK{next(_ids)}")
+    msh = read_msh(payload)
+    return HandlerResult(ack, AckCode.AA, msh.loggable_control_id if msh else "")
 
 
 @pytest.fixture

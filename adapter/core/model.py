@@ -259,11 +259,15 @@ class SegmentLocation:
     text. Here, not in `adapter.hl7`, because `InputError` carries it and the core imports
     nothing outside the core. `str()` is the text form the
     error messages have always used (`segment RXA #2 field RXA-3`).
+    Sequence and field are 1-based, 0 = not given.
     """
 
     segment: str
     sequence: int
     field: int = 0
+    repetition: int = 0  # ERR-2.4..6 (an ACK's deeper place); 0 = not given
+    component: int = 0
+    subcomponent: int = 0
 
     def __str__(self) -> str:
         where = f"segment {self.segment} #{self.sequence}"
@@ -277,12 +281,14 @@ class InputError:
     `location` is what an interface analyst needs to find the fault, e.g.
     `message 3 (MSH-10 MSG0003), segment RXA #2, field RXA-3` or
     `Bundle.entry[4].resource.effectivePeriod.start`. Never PHI. `at` is the same place
-    typed, when it is a named HL7 segment (the ACK's ERR-2 and the dead letter use it).
+    typed, when it is a named HL7 segment (the ACK's ERR-2 and the dead letter use it);
+    `path` the JSON path alone, for a FHIR fault (the OperationOutcome's `expression`).
     """
 
     location: str
     message: str
     at: SegmentLocation | None = None
+    path: str = ""  # FHIR: the JSON path (FHIRPath-like) of the fault, "" when there is none
 
 
 class Unsupported(StrEnum):
@@ -316,6 +322,7 @@ class InboundMessage:
     control_id: str = ""
     control_key: str = ""  # HL7: `hl7:<sender>:<MSH-10>`, the key before content digests
     unsupported: Unsupported | None = None
+    resource_id: str = ""  # FHIR: the resource's own `id` ("" when it has none)
 
 
 @dataclass(frozen=True, slots=True)

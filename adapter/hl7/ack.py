@@ -11,8 +11,8 @@ Nothing here raises for bad input: an ACK must always be possible.
 
 This is the one place ACKs are built: the MLLP server's own answers, the handler's answers
 to messages from MLLP and from `POST /hl7` (`acks_for`), all with a typed `AckCode`, the
-ACK's control id as an argument and the ERR location as numbers; the `send` client reads
-them back with `read_msa`. Pure: the clock (`now`) and the control ids are arguments.
+ACK's control id as an argument and the ERR location as one `SegmentLocation`; the `send`
+client reads them back with `read_msa`. Pure: the clock (`now`) and the control ids are arguments.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from adapter.core.model import SegmentLocation
 from adapter.hl7.er7 import (
     Encoding,
     Er7Error,
@@ -71,6 +72,11 @@ class AckCode(StrEnum):
     def success(self) -> bool:
         return self in (AckCode.AA, AckCode.CA)
 
+    @property
+    def enhanced(self) -> bool:
+        """An enhanced-mode accept acknowledgment code (CA, CE, CR)."""
+        return self in (AckCode.CA, AckCode.CE, AckCode.CR)
+
 
 DEFAULT_VERSION = "2.5.1"
 ACK_CODES = frozenset(AckCode)
@@ -94,25 +100,22 @@ _HEADER_WINDOW = 64 * 1024  # an MSH starts within this many bytes or the messag
 _HEADER_LINE = re.compile(rb"(?:\A|[\r\n\x0b])[ \t]*(?:\xef\xbb\xbf)?(MSH[^\r\n\x0b\x1c]*)")
 _FLATTEN = str.maketrans("\r\n\x0b\x1c", "    ")  # segment breaks and MLLP block bytes
 _TABLE_0155 = frozenset({"AL", "NE", "ER", "SU"})  # accept/application acknowledgment conditions
+_NOWHERE = SegmentLocation("", 0)
 _VERSION_NUMBER = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 @dataclass(frozen=True, slots=True)
 class AckError:
-    """One ERR segment: what went wrong (table 0357) and where; no PHI.
+    """One ERR segment: what went wrong (table 0357) and where (`at`); no PHI.
 
     `message` is ERR-8 (MSA-3 before v2.5): a short fixed sentence, never a
-    value copied from the message. Location numbers are 1-based, 0 = not given.
+    value copied from the message. `at` is the place as the reader found it
+    (ERR-2; ERR-1 before v2.5); None when the fault has no segment.
     """
 
     code: str
     message: str = ""
-    segment: str = ""
-    sequence: int = 0
-    field: int = 0
-    repetition: int = 0
-    component: int = 0
-    subcomponent: int = 0
+    at: SegmentLocation | None = None
     severity: str = "E"
 
 
@@ -310,7 +313,7 @@ def ack_code_sent(msh: MshInfo | None, code: AckCode) -> AckCode:
     """The code an ACK carries: without a readable MSH, any code becomes AR (CR if enhanced)."""
     if msh is not None:
         return code
-    return AckCode.CR if code.value.startswith("C") else AckCode.AR
+    return AckCode.CR if code.enhanced else AckCode.AR
 
 
 def _wanted(condition: str, success: bool) -> bool:
@@ -353,7 +356,7 @@ def ack_from_header(
         code = AckCode(code)
     if msh is None:
         code = ack_code_sent(msh, code)
-        error = error or AckError("100", "no readable MSH segment", segment="MSH", sequence=1)
+        error = error or AckError("100", "no readable MSH segment", SegmentLocation("MSH", 1))
         msh = _NO_HEADER
     enc = msh.header.encoding
     version = msh.header.raw(12) or DEFAULT_VERSION
@@ -427,22 +430,18 @@ def _err(error: AckError, enc: Encoding) -> str:
 def _err_v2(error: AckError, enc: Encoding) -> str:
     """Before v2.5: ERR-1 (ELD) = segment^sequence^field^code&text&HL70357."""
     comp = enc.component
-    sequence = error.sequence or (1 if error.segment else 0)
-    place = [error.segment, _number(sequence), _number(error.field)]
+    at = error.at or _NOWHERE
+    sequence = at.sequence or (1 if at.segment else 0)
+    place = [at.segment, _number(sequence), _number(at.field)]
     return f"ERR{enc.field}{comp.join(place)}{comp}{_coded(error, enc, enc.subcomponent)}"
 
 
 def _location(error: AckError, enc: Encoding) -> str:
-    if not error.segment:
+    at = error.at
+    if at is None or not at.segment:
         return ""
-    numbers = (
-        error.sequence or 1,
-        error.field,
-        error.repetition,
-        error.component,
-        error.subcomponent,
-    )
-    parts = [_escape(error.segment, enc), *(_number(n) for n in numbers)]
+    numbers = (at.sequence or 1, at.field, at.repetition, at.component, at.subcomponent)
+    parts = [_escape(at.segment, enc), *(_number(n) for n in numbers)]
     return enc.component.join(parts).rstrip(enc.component)
 
 

@@ -113,7 +113,7 @@ def _decode(data: str | bytes, origin: str) -> str | InboundMessage:
     except UnicodeDecodeError as exc:
         digest = hashlib.sha256(data).hexdigest()[:32]
         where = _place(origin, f"byte {exc.start}")
-        return _failed(f"fhir:sha256:{digest}", where, "not UTF-8 text")
+        return _unplaced(f"fhir:sha256:{digest}", where, "not UTF-8 text")
 
 
 def _documents(text: str, origin: str) -> Iterator[_Found]:
@@ -221,18 +221,18 @@ def _flatten(
 ) -> Iterator[_Found]:
     """Resources of a document: Bundles are opened (nested ones too, to a sane depth)."""
     if not isinstance(value, dict):
-        yield _failed(_content_key(value), f"{where}{path or 'document'}", "not a JSON object")
+        yield _failed(_content_key(value), where, path, "not a JSON object")
         return
     rtype = value.get("resourceType")
     if not isinstance(rtype, str) or not _TYPE_NAME.fullmatch(rtype):
         problem = "missing resourceType" if rtype is None else "resourceType is not a type name"
-        yield _failed(_content_key(value), f"{where}{path or 'document'}", problem)
+        yield _failed(_content_key(value), where, path, problem)
         return
     path = path or rtype
     if rtype != "Bundle":
         yield _Entry(value, rtype, path, where, full_url, _keys(value, rtype, full_url))
     elif depth >= _MAX_BUNDLE_DEPTH:
-        yield _failed(_content_key(value), f"{where}{path}", "Bundles nested too deeply")
+        yield _failed(_content_key(value), where, path, "Bundles nested too deeply")
     else:
         yield from _bundle(value, path, where, depth)
 
@@ -242,14 +242,14 @@ def _bundle(bundle: JsonObject, path: str, where: str, depth: int) -> Iterator[_
     if entries is None:
         return
     if not isinstance(entries, list):
-        yield _failed(_content_key(bundle), f"{where}{path}.entry", "expected an array")
+        yield _failed(_content_key(bundle), where, f"{path}.entry", "expected an array")
         return
     kind = bundle.get("type")
     notification = isinstance(kind, str) and kind in _NOTIFICATION_TYPES
     for index, entry in enumerate(entries):
         epath = f"{path}.entry[{index}]"
         if not isinstance(entry, dict):
-            yield _failed(_content_key(entry), f"{where}{epath}", "not a JSON object")
+            yield _failed(_content_key(entry), where, epath, "not a JSON object")
             continue
         resource = entry.get("resource")
         if resource is None:
@@ -349,16 +349,20 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
             _check_ids(entry.resource, entry.path)
         except ReadError as exc:
             key = _dedup_key(entry, read=False)
-            return _failed(key, f"{entry.where}{exc.path}", exc.message, entry.rtype, keys.source)
+            return _failed(key, entry.where, exc.path, exc.message, entry.rtype, keys.source)
         key = _dedup_key(entry, read=False)
         if entry.rtype in _SKIPPED:
             reason = _SKIPPED[entry.rtype]
-            return InboundMessage(key, entry.rtype, skip_reason=reason, control_id=keys.source)
+            return InboundMessage(
+                key, entry.rtype, skip_reason=reason, control_id=keys.source,
+                resource_id=_own_id(entry.resource),
+            )  # fmt: skip
         reason = f"unsupported resource type {entry.rtype}"
         unsupported = Unsupported.RESOURCE_TYPE
         return InboundMessage(
-            key, entry.rtype, skip_reason=reason, control_id=keys.source, unsupported=unsupported
-        )
+            key, entry.rtype, skip_reason=reason, control_id=keys.source,
+            unsupported=unsupported, resource_id=_own_id(entry.resource),
+        )  # fmt: skip
     dedup = _dedup_key(entry, read=True)
     try:
         _check_ids(entry.resource, entry.path)
@@ -366,7 +370,7 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
         reading = Reading(entry.resource, entry.path, keys.source, keys.own_id, scope, contained)
         outcome = reader(reading)
     except ReadError as exc:
-        return _failed(dedup, f"{entry.where}{exc.path}", exc.message, entry.rtype, keys.source)
+        return _failed(dedup, entry.where, exc.path, exc.message, entry.rtype, keys.source)
     except (
         RecursionError,
         ArithmeticError,
@@ -377,12 +381,16 @@ def _read_entry(entry: _Entry, scope: Scope) -> InboundMessage | None:
     ) as exc:
         # A reader bug must not stop the feed; the type name is safe, the message may not be.
         problem = f"unexpected {type(exc).__name__} while reading (adapter defect)"
-        return _failed(dedup, f"{entry.where}{entry.path}", problem, entry.rtype, keys.source)
+        return _failed(dedup, entry.where, entry.path, problem, entry.rtype, keys.source)
+    rid = _own_id(entry.resource)
     if isinstance(outcome, Skip):
         return InboundMessage(
-            dedup, entry.rtype, skip_reason=outcome.reason, control_id=keys.source
-        )
-    return InboundMessage(dedup, entry.rtype, events=(outcome,), control_id=keys.source)
+            dedup, entry.rtype, skip_reason=outcome.reason, control_id=keys.source,
+            resource_id=rid,
+        )  # fmt: skip
+    return InboundMessage(
+        dedup, entry.rtype, events=(outcome,), control_id=keys.source, resource_id=rid
+    )
 
 
 def _check_ids(resource: JsonObject, path: str) -> None:
@@ -399,14 +407,33 @@ def _check_ids(resource: JsonObject, path: str) -> None:
 
 
 def _failed(
-    key: str, location: str, message: str, kind: str = _UNKNOWN_KIND, control_id: str = ""
+    key: str,
+    where: str,
+    path: str,
+    message: str,
+    kind: str = _UNKNOWN_KIND,
+    control_id: str = "",
 ) -> InboundMessage:
-    return InboundMessage(key, kind, error=InputError(location, message), control_id=control_id)
+    """An error at a JSON path (`path`: FHIRPath-like, "" for the document itself); the
+    location is `where` (origin, line) followed by it, and the path travels typed too."""
+    error = InputError(f"{where}{path or 'document'}", message, path=path)
+    return InboundMessage(key, kind, error=error, control_id=control_id)
+
+
+def _unplaced(key: str, location: str, message: str) -> InboundMessage:
+    """An error before any JSON path exists (bytes, a line that is no JSON)."""
+    return InboundMessage(key, _UNKNOWN_KIND, error=InputError(location, message))
 
 
 def _unparseable(text: str, location: str, message: str) -> InboundMessage:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return _failed(f"fhir:sha256:{digest}", location, message)
+    return _unplaced(f"fhir:sha256:{digest}", location, message)
+
+
+def _own_id(resource: JsonObject) -> str:
+    """`Resource.id` as the dedup key has it ("" when absent): the Location of its entry."""
+    rid = resource.get("id")
+    return rid.strip() if isinstance(rid, str) else ""
 
 
 def _content_key(value: object) -> str:

@@ -32,10 +32,11 @@ from adapter.outbox.sink import Sink
 from adapter.runtime import Runtime, load_mappings_checked
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.dft_setup import dft_receivers
+from adapter.service.hl7_answers import HandlerResult
 from adapter.service.http_api import setup_routes
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
-from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.mllp import MllpServer, PeerInfo
 from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.service.security import install
 from adapter.service.startup import database_error, listen_error

@@ -31,6 +31,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.core.ids import is_fhir_id
+from adapter.core.model import InputError
 from adapter.core.time_range import RANGE_TEXT, year_in_range
 from adapter.readers.fhir import load_json, read_fhir
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
@@ -46,7 +47,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.refusals import http_refusal
+from adapter.service.refusals import Refusal, RefusalReason
 from adapter.service.state import STATE, AppState
 from adapter.store.base import ResourceRow, SearchQuery
 
@@ -70,8 +71,16 @@ _STATUS_LINE = {200: "200 OK", 201: "201 Created"}
 _UNPROCESSABLE = "422 Unprocessable Entity"
 _MAX_BUNDLE_DEPTH = 4  # as the reader: deeper Bundles are one error
 _RESOLUTION_ONLY = frozenset({"Medication"})  # the reader reads these through references only
-_ENTRY_INDEX = re.compile(r"^Bundle\.entry\[(\d+)\]")
-_FHIR_PATH = re.compile(r"^[A-Z][A-Za-z]*(?:[.\[]|$)")
+_ENTRY_INDEX = re.compile(r"^Bundle\.entry\[(\d+)\]")  # over the reader's typed JSON path
+_NOT_JSON = Refusal(RefusalReason.NOT_JSON)
+_SHAPE = Refusal(RefusalReason.WRONG_SHAPE)
+
+
+def _shape(element: str) -> Refusal:
+    """The body's shape is wrong at one of our own element names (never input text)."""
+    return Refusal(RefusalReason.WRONG_SHAPE, element)
+
+
 _JSON_FORMATS = frozenset({"json", *FHIR_JSON_TYPES})
 
 
@@ -126,7 +135,7 @@ async def _ingest_resource(request: web.Request, url_id: str | None) -> web.Resp
     async with refusals_kept(state, raw):
         require_content_type(request, FHIR_JSON_TYPES, f"{verb} /fhir/{rtype}")
         if url_id is not None and not is_fhir_id(url_id):
-            raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id")
+            raise ApiError.of(400, "invalid", "the id in the URL is not a FHIR id", refusal=_SHAPE)
         resource = _resource_object(parse_json(raw), rtype)
         body_id = _checked_id(resource, url_id)
     if not body_id:  # create without an id: the server assigns one, as FHIR create does
@@ -259,11 +268,11 @@ async def _keep_refused(state: AppState, raw: bytes, fmt: str, error: ApiError) 
     blank body is not kept, there is nothing in it to reprocess."""
     if not raw.strip():
         return
+    refusal = error.refusal
+    if refusal is None:  # not a refusal of the body (a limit): nothing to reprocess
+        return
     reasons = "; ".join(issue.diagnostics for issue in error.issues)
     kind = "Bundle" if fmt == "fhir" else "unknown"  # as the ingestor names its dead letters
-    codes = [issue.code for issue in error.issues]
-    expression = next((issue.expression for issue in error.issues if issue.expression), "")
-    refusal = http_refusal(error.status, codes, expression)
     result = await state.ingestor.keep_refused(
         raw, fmt, kind, f"{ORIGIN}: refused {error.status}: {reasons}", refusal
     )
@@ -285,28 +294,32 @@ def parse_json(raw: bytes) -> object:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ApiError.of(400, "structure", f"body is not UTF-8 text (byte {exc.start})") from None
+        problem = f"body is not UTF-8 text (byte {exc.start})"
+        raise ApiError.of(400, "structure", problem, refusal=_NOT_JSON) from None
     if not text.strip():
-        raise ApiError.of(400, "structure", "empty body: a FHIR JSON resource is required")
+        problem = "empty body: a FHIR JSON resource is required"
+        raise ApiError.of(400, "structure", problem, refusal=_NOT_JSON)
     try:
         return load_json(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        raise ApiError.of(400, "structure", f"invalid JSON at {where}: {exc.msg}") from None
+        problem = f"invalid JSON at {where}: {exc.msg}"
+        raise ApiError.of(400, "structure", problem, refusal=_NOT_JSON) from None
     except (ValueError, RecursionError):
         problem = "invalid JSON: NaN/Infinity, a number out of range or nesting too deep"
-        raise ApiError.of(400, "structure", problem) from None
+        raise ApiError.of(400, "structure", problem, refusal=_NOT_JSON) from None
 
 
 def _resource_object(document: object, rtype: str) -> dict[str, Any]:
     if not isinstance(document, dict):
-        raise ApiError.of(400, "structure", "the body must be a JSON object (one resource)")
+        problem = "the body must be a JSON object (one resource)"
+        raise ApiError.of(400, "structure", problem, refusal=_NOT_JSON)
     actual = document.get("resourceType")
     if actual != rtype:
         shown = actual if isinstance(actual, str) and is_fhir_id(actual) else "missing or invalid"
         raise ApiError.of(
             400, "invalid", f"resourceType {shown} does not match the URL type {rtype}",
-            "resourceType",
+            "resourceType", refusal=_shape("resourceType"),
         )  # fmt: skip
     return document
 
@@ -316,22 +329,24 @@ def _checked_id(resource: Mapping[str, Any], url_id: str | None) -> str:
     body_id = resource.get("id")
     if url_id is not None and body_id != url_id:
         problem = "missing" if body_id is None else "different from the id in the URL"
-        raise ApiError.of(400, "invalid", f"resource id {problem} (PUT needs both, equal)", "id")
+        text = f"resource id {problem} (PUT needs both, equal)"
+        raise ApiError.of(400, "invalid", text, "id", refusal=_shape("id"))
     return body_id if isinstance(body_id, str) else ""
 
 
 def _bundle_parts(document: object) -> tuple[str, list[object]]:
     """The Bundle's type and entries, or the request-level error."""
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
-        raise ApiError.of(400, "invalid", "POST /fhir takes a Bundle (batch or transaction)")
+        problem = "POST /fhir takes a Bundle (batch or transaction)"
+        raise ApiError.of(400, "invalid", problem, refusal=_SHAPE)
     bundle_type = document.get("type")
     if not isinstance(bundle_type, str) or bundle_type not in _RESPONSE_TYPE:
-        raise ApiError.of(
-            422, "invalid", "Bundle.type must be batch, transaction or collection", "Bundle.type"
-        )
+        problem = "Bundle.type must be batch, transaction or collection"
+        raise ApiError.of(422, "invalid", problem, "Bundle.type", refusal=_shape("Bundle.type"))
     entries = document.get("entry", [])
     if not isinstance(entries, list):
-        raise ApiError.of(422, "structure", "Bundle.entry must be an array", "Bundle.entry")
+        problem = "Bundle.entry must be an array"
+        raise ApiError.of(422, "structure", problem, "Bundle.entry", refusal=_shape("Bundle.entry"))
     return bundle_type, entries
 
 
@@ -348,7 +363,7 @@ async def _refuse_unreadable_transaction(state: AppState, raw: bytes) -> None:
     detail = "; ".join(f"{m.error.location}: {m.error.message}" for m in bad if m.error)
     await state.ingestor.keep_refused(raw, "fhir", "Bundle", detail, refusal_for("fhir", bad))
     state.metrics.message("fhir", "payload", "rejected")
-    issues = [_issue(m.error.location, m.error.message) for m in bad if m.error]
+    issues = [_issue(m.error) for m in bad if m.error]
     log.info("http.fhir_transaction_refused", issues=len(issues))
     summary = Issue("processing", "transaction refused: nothing was accepted")
     raise ApiError(422, [summary, *issues])
@@ -374,7 +389,7 @@ def _group_by_entry(
         return groups
     located: list[list[FhirEntryResult] | None] = [None for _ in entries]
     for result in results:
-        match = _ENTRY_INDEX.match(_strip_origin(result.error.location)) if result.error else None
+        match = _ENTRY_INDEX.match(result.error.path) if result.error else None
         if match and int(match[1]) < len(located):
             located[int(match[1])] = [*(located[int(match[1])] or []), result]
     return located
@@ -422,22 +437,14 @@ def _response_entry(group: Sequence[FhirEntryResult] | None, result: FhirResult)
 def _error_issues(result: FhirEntryResult) -> list[Issue]:
     if result.error is None:
         return []
-    return [_issue(result.error.location, result.error.message)]
+    return [_issue(result.error)]
 
 
-def _issue(location: str, message: str) -> Issue:
-    """The reader's location as `expression` when it is a JSON path, else in the text."""
-    where = _strip_origin(location)
-    if _FHIR_PATH.match(where):
-        return Issue("invalid", f"{where}: {message}", where)
-    return Issue("structure", f"{where}: {message}" if where else message)
-
-
-def _strip_origin(location: str) -> str:
-    for prefix in (f"{ORIGIN}, ", f"{ORIGIN} "):
-        if location.startswith(prefix):
-            return location[len(prefix) :]
-    return location.removeprefix(ORIGIN)
+def _issue(error: InputError) -> Issue:
+    """The reader's JSON path as `expression` (typed: `InputError.path`), else its location."""
+    if error.path:
+        return Issue("invalid", f"{error.path}: {error.message}", error.path)
+    return Issue("structure", f"{error.location}: {error.message}")
 
 
 # --- read, vread, history ---------------------------------------------------------------

@@ -11,7 +11,6 @@ parallel.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
@@ -21,54 +20,44 @@ from datetime import datetime, time, tzinfo
 import structlog
 
 from adapter.core.mappings import Mappings
-from adapter.core.model import InboundMessage, InputError, Unsupported
+from adapter.core.model import InboundMessage, SegmentLocation, Unsupported
+from adapter.errors import (
+    Hl7Refused,
+    NoHl7Message,
+    SeveralHl7Messages,
+    UnreadableHl7,
+    UnsupportedHl7Type,
+    UnsupportedHl7Version,
+)
 from adapter.hl7.ack import AckCode
 from adapter.readers.fhir import read_fhir
-from adapter.readers.hl7v2 import UNREAD_KEY_PREFIX, read_hl7
+from adapter.readers.hl7v2 import read_hl7
 from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
 from adapter.service.labels import control_id_label, message_kind_label
 from adapter.service.links import checked_links, links_for, patient_key
 from adapter.service.metrics import Metrics
-from adapter.service.refusals import Refusal, RefusalReason, hl7_location, json_path
+from adapter.service.refusals import Refusal, RefusalReason
 from adapter.store.base import AddResult, Link, NewMessage, Store
 
 log = structlog.get_logger()
 
 # HL7 table 0357 message error condition codes used in ERR-3
-ERR_SEGMENT = "100"
-ERR_DATA_TYPE = "102"
-ERR_UNSUPPORTED_TYPE = "200"
-ERR_UNSUPPORTED_VERSION = "203"
-ERR_INTERNAL = "207"
-
 READ_ON_LOOP_MAX_BYTES = 64 * 1024  # larger payloads are read on a worker thread
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a message was not accepted, located for ERR-2 and the interface analyst."""
-
-    ack_code: AckCode  # AE (error in the message) | AR (rejected: unsupported)
-    err_code: str  # HL7 table 0357
-    location: str  # human-readable: message, segment, field
-    message: str
-    segment: str = ""
-    sequence: int = 0
-    field: int = 0
-    reason: RefusalReason = RefusalReason.UNREADABLE_FIELD
-
-    @property
-    def refusal(self) -> Refusal:
-        """The dead letter's code and place (no message text: it may quote the value)."""
-        return Refusal(self.reason, hl7_location(self.segment, self.sequence, self.field))
-
-
-@dataclass(frozen=True, slots=True)
 class Hl7Result:
-    ack_code: AckCode  # AA | AE | AR
+    """How one HL7 v2 message went: kept (a resend of one already kept: `duplicate`), or
+    refused with the typed error the edges answer (AE/AR with ERR, a dead letter)."""
+
     control_id: str
     duplicate: bool
-    rejection: Rejection | None = None
+    refusal: Hl7Refused | None = None
+
+    @property
+    def ack_code(self) -> AckCode:
+        """AA, or the refusal's AE/AR (original mode; the ACK builder picks CE/CR)."""
+        return AckCode.AA if self.refusal is None else self.refusal.disposition.ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +123,11 @@ class Ingestor:
             raw, functools.partial(read_hl7, raw, self.mappings, self.tz, origin, frame=True)
         )
         if not messages:
-            empty = Rejection(
-                AckCode.AR, ERR_SEGMENT, f"{origin}: no MSH segment", "no message",
-                reason=RefusalReason.NO_MESSAGE,
-            )  # fmt: skip
+            empty = NoHl7Message("no message", location=f"{origin}: no MSH segment")
             await self._dead(
                 raw, "hl7", "unknown", _hash_key("hl7", raw), "", empty.message, empty.refusal
             )
-            return Hl7Result(AckCode.AR, "", False, empty)
+            return Hl7Result("", False, empty)
         first = messages[0]
         control_id = _control_id(first)
         rejection = _hl7_rejection(first) or _one_message_per_frame(messages)
@@ -153,14 +139,14 @@ class Ingestor:
                 raw, "hl7", first.kind, dead_key, control_id, rejection.message, rejection.refusal
             )
             self.metrics.message("hl7", first.kind, "rejected")
-            return Hl7Result(rejection.ack_code, control_id, False, rejection)
+            return Hl7Result(control_id, False, rejection)
         links = links_for(first.events, self.tz, self.cutoff)
         patient = patient_key(first.events)
         duplicate = await self._keep(
             raw, "hl7", first.kind, first.dedup_key, control_id, links, patient, first.control_key
         )
         self.metrics.message("hl7", first.kind, "duplicate" if duplicate else "accepted")
-        return Hl7Result(AckCode.AA, control_id, duplicate)
+        return Hl7Result(control_id, duplicate)
 
     async def _keep_checked(self, raw: bytes, checked: CheckedMessage) -> Hl7Result:
         """Keep a frame the hot path vouched for, as `receive_hl7` keeps a fully read one."""
@@ -171,7 +157,7 @@ class Ingestor:
             checked.patient_id, checked.control_key,
         )  # fmt: skip
         self.metrics.message("hl7", checked.kind, "duplicate" if duplicate else "accepted")
-        return Hl7Result(AckCode.AA, control_id, duplicate)
+        return Hl7Result(control_id, duplicate)
 
     def _note_reused(self, kind: str, control_id: str) -> None:
         """Count and log (no PHI) a control id its sender already used for other content.
@@ -341,8 +327,8 @@ class Ingestor:
 def refusal_for(fmt: str, messages: Sequence[InboundMessage]) -> Refusal:
     """The code and place of a refused payload, as the worklist shows it (replay too)."""
     if fmt != "hl7":
-        located = [m.error.location for m in messages if m.error is not None]
-        return Refusal(RefusalReason.INVALID_RESOURCE, json_path(located[0]) if located else "")
+        located = [m.error.path for m in messages if m.error is not None]
+        return Refusal(RefusalReason.INVALID_RESOURCE, located[0] if located else "")
     if not messages:
         return Refusal(RefusalReason.NO_MESSAGE)
     rejection = _hl7_rejection(messages[0]) or _one_message_per_frame(messages)
@@ -359,7 +345,7 @@ def _control_id(message: InboundMessage) -> str:
     return message.control_id
 
 
-def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | None:
+def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Hl7Refused | None:
     """A frame holding a second MSH is refused whole: one ACK cannot answer two messages.
 
     Accepting the first and dropping the rest would be an AA for data never read;
@@ -370,42 +356,32 @@ def _one_message_per_frame(messages: Sequence[InboundMessage]) -> Rejection | No
     if len(messages) < 2:
         return None
     text = f"{len(messages)} messages in one frame; MLLP carries one message per frame"
-    several = RefusalReason.SEVERAL_MESSAGES
-    return Rejection(AckCode.AR, ERR_SEGMENT, "message 2: MSH", text, "MSH", 2, 0, several)
+    return SeveralHl7Messages(text, at=SegmentLocation("MSH", 2), location="message 2: MSH")
 
 
-def _hl7_rejection(message: InboundMessage) -> Rejection | None:
-    if message.error is not None:
-        rejection = _located(AckCode.AE, ERR_DATA_TYPE, message.error)
-        if message.dedup_key.startswith(UNREAD_KEY_PREFIX):  # the header itself is unread
-            header = rejection.segment in ("MSH", "")
-            kind = RefusalReason.IMPLAUSIBLE_HEADER if header else RefusalReason.NO_MESSAGE
-            return dataclasses.replace(rejection, reason=kind)
-        return rejection
-    reason = message.skip_reason
+def _hl7_rejection(message: InboundMessage) -> Hl7Refused | None:
+    """The typed refusal of a message the reader could not read or does not read."""
+    error = message.error
+    if error is not None:
+        at = error.at
+        reason = None
+        if not message.control_id:  # the header itself is unread (see `_control_id`)
+            header = at is None or at.segment in ("MSH", "")
+            reason = RefusalReason.IMPLAUSIBLE_HEADER if header else RefusalReason.NO_MESSAGE
+        return UnreadableHl7(error.message, at=at, location=error.location, reason=reason)
+    text = message.skip_reason
     if message.unsupported is Unsupported.MESSAGE_TYPE:
-        kind = RefusalReason.UNSUPPORTED_TYPE
-        return Rejection(AckCode.AR, ERR_UNSUPPORTED_TYPE, "MSH-9", reason, "MSH", 1, 9, kind)
+        return UnsupportedHl7Type(text, at=SegmentLocation("MSH", 1, 9), location="MSH-9")
     if message.unsupported is Unsupported.VERSION:
-        kind = RefusalReason.UNSUPPORTED_VERSION
-        return Rejection(AckCode.AR, ERR_UNSUPPORTED_VERSION, "MSH-12", reason, "MSH", 1, 12, kind)
+        return UnsupportedHl7Version(text, at=SegmentLocation("MSH", 1, 12), location="MSH-12")
     return None
 
 
-def _located(code: AckCode, err: str, error: InputError) -> Rejection:
-    """ERR-2 from the reader's typed location (never parsed back out of the text)."""
-    at = error.at
-    if at is None:
-        return Rejection(code, err, error.location, error.message)
-    return Rejection(code, err, error.location, error.message, at.segment, at.sequence, at.field)
-
-
 def _fhir_entry(message: InboundMessage) -> FhirEntryResult:
-    rtype, _, rest = message.dedup_key.removeprefix("fhir:").partition("/")
-    rid = rest.partition("/")[0].partition("#")[0]
+    """The resource's type and id as the reader read them (the dedup key is opaque)."""
     if message.error is not None:
-        return FhirEntryResult(422, message.kind, rid, message.error)
-    return FhirEntryResult(201, rtype or message.kind, rid, None, message.skip_reason)
+        return FhirEntryResult(422, message.kind, message.resource_id, message.error)
+    return FhirEntryResult(201, message.kind, message.resource_id, None, message.skip_reason)
 
 
 def _fhir_kind(messages: list[InboundMessage]) -> str:

@@ -17,22 +17,15 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
-from adapter.hl7.ack import (
-    AckError,
-    MshInfo,
-    ack_control_id,
-    ack_from_header,
-    error_ack_code,
-    read_msa,
-    read_msh,
-)
+from adapter.errors import HandlerFailed, OversizeFrame, ReceiverBusy, ServerRefusal
+from adapter.hl7.ack import MshInfo, ack_control_id, read_msh
 from adapter.hl7.mllp_framing import (
     DEFAULT_MAX_FRAME_BYTES,
     Item,
@@ -40,6 +33,7 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
+from adapter.service.hl7_answers import HandlerResult, refusal_answer
 from adapter.service.labels import control_id_label
 from adapter.service.listener import Descriptors, Limits, Listener
 from adapter.service.mllp_summary import ACCEPTED_CODES, SUMMARY_SECONDS, MllpSummary
@@ -48,7 +42,6 @@ __all__ = [
     "AckMetrics",
     "FrameBudget",
     "Handler",
-    "HandlerResult",
     "MllpServer",
     "PeerInfo",
 ]
@@ -70,25 +63,7 @@ class PeerInfo:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerResult:
-    """The handler's answer: an ER7 ACK (unframed), or None to send nothing.
-
-    None is for enhanced mode when the accept-acknowledgment type says no answer
-    (MSH-15 NE, or SU after a failure); `ack_code` and `control_id` only feed the
-    log line, and are read from the ACK's MSA when `ack_code` is empty (a handler
-    that gives a code and no control id means "do not log one": it may be PHI). `more_acks` are
-    written right after `ack`, in order, on the same connection: in enhanced
-    mode, the application acknowledgment that follows the accept acknowledgment.
-    """
-
-    ack: bytes | None
-    ack_code: str = ""
-    control_id: str = ""
-    more_acks: Sequence[bytes] = ()
-
-
-Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult | bytes]]
+Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult]]
 OversizeKeeper = Callable[["Oversize", PeerInfo], Awaitable[None]]
 
 
@@ -176,7 +151,7 @@ class MllpServer:
     has come, else closed); `max_connections`, `max_per_address` and `fd_reserve` are
     checked at accept (`adapter.service.listener`). `max_frame_bytes` bounds a frame
     (an oversize frame is answered AR, or CR in enhanced mode, ERR-3 207, without
-    calling the handler). A handler returns a `HandlerResult` or just the ACK bytes.
+    calling the handler). A handler returns a `HandlerResult` (each ACK with its code).
     `clock` and `control_ids` feed the ACKs the server builds itself;
     `metrics` (optional) observes the frame-to-ACK latency; `keep_oversize`
     (optional) is given each oversize frame's head before it is refused, so the
@@ -396,8 +371,8 @@ class MllpServer:
         self._release(connection)
         if msh is None:
             return
-        text = "receiver busy: too many unfinished messages buffered; resend later"
-        reply = self._own_reply(msh, reject=True, error=AckError("207", text))
+        busy = ReceiverBusy("receiver busy: too many unfinished messages buffered; resend later")
+        reply = self._own_reply(msh, busy)
         if reply.frame is not None:
             connection.writer.write(reply.frame)
             await connection.writer.drain()
@@ -430,15 +405,13 @@ class MllpServer:
     async def _handler_reply(self, payload: bytes, peer: PeerInfo) -> _Reply:
         """The handler's ACK; the server's own AE/207 if it raises or returns an unframeable ACK."""
         try:
-            answer = await self.handler(payload, peer)
-            result = answer if isinstance(answer, HandlerResult) else HandlerResult(answer)
-            return _reply(result)
+            return _reply(await self.handler(payload, peer))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.error("mllp.handler_failed", peer=str(peer), error=type(exc).__name__)
-            error = AckError(code="207", message="internal error; resend later")
-            return self._own_reply(read_msh(payload), reject=False, error=error)
+            failed = HandlerFailed("internal error; resend later")
+            return self._own_reply(read_msh(payload), failed)
 
     async def _keep_oversize(self, item: Oversize, peer: PeerInfo) -> None:
         """Best effort: the AR goes out whether or not the head could be kept."""
@@ -453,19 +426,12 @@ class MllpServer:
 
     def _oversize_reply(self, item: Oversize) -> _Reply:
         """AR (resending the same bytes cannot succeed); ERR-3 207: table 0357 has no size code."""
-        text = f"message over the {self.max_frame_bytes}-byte limit"
-        return self._own_reply(read_msh(item.head), reject=True, error=AckError("207", text))
+        oversize = OversizeFrame(f"message over the {self.max_frame_bytes}-byte limit")
+        return self._own_reply(read_msh(item.head), oversize)
 
-    def _own_reply(self, msh: MshInfo | None, *, reject: bool, error: AckError) -> _Reply:
+    def _own_reply(self, msh: MshInfo | None, error: ServerRefusal) -> _Reply:
         """An ACK the server builds itself, in the mode (original or enhanced) the sender asked."""
-        control_id = msh.loggable_control_id if msh is not None else ""
-        code = error_ack_code(msh, reject=reject)
-        if code is None:  # enhanced mode, MSH-15 NE or SU: the sender wants no answer
-            return _Reply(None, "-", control_id)
-        ack = ack_from_header(
-            msh, code, error=error, now=self.clock(), control_id=self.control_ids()
-        )
-        return _Reply(encode_frame(ack), code, control_id)
+        return _reply(refusal_answer(msh, error, self.clock(), self.control_ids))
 
 
 LINGER_S = 1.0
@@ -502,13 +468,11 @@ def _complete_header(head: bytes) -> bytes:
 def _reply(result: HandlerResult) -> _Reply:
     """Frame the handler's ACKs (raises ValueError if one cannot be framed)."""
     acks = [result.ack, *result.more_acks] if result.ack is not None else [*result.more_acks]
+    code = result.ack_code or "-"
     if not acks:
-        return _Reply(None, result.ack_code or "-", result.control_id)
+        return _Reply(None, code, result.control_id)
     frame = b"".join(encode_frame(ack) for ack in acks)
-    code, control_id = result.ack_code, result.control_id
-    if not code:  # a bare ACK from the handler: log what its MSA says
-        code, control_id = read_msa(acks[0])
-    return _Reply(frame, code, control_id)
+    return _Reply(frame, code, result.control_id)
 
 
 def _log_message(peer: PeerInfo, item: Item, reply: _Reply, size: int, elapsed: float) -> None:

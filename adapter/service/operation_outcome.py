@@ -18,6 +18,10 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from adapter.errors import AdapterError, Disposition
+from adapter.hl7.ack import AckCode
+from adapter.service.refusals import Refusal, RefusalReason
+
 log = structlog.get_logger()
 
 JSON = dict[str, Any]
@@ -63,19 +67,50 @@ class Issue:
 
 
 @dataclass(eq=False)
-class ApiError(Exception):
-    """Raised by a handler: the middleware answers `status` with these issues."""
+class ApiError(AdapterError):
+    """Raised by a handler: the middleware answers `status` with these issues.
+
+    `refusal`, when set, says the body is refused by the HTTP contract (content type, not one
+    JSON document, the wrong shape for the URL) and is kept as a dead letter with that code
+    and place (`http_fhir.refusals_kept`): set where the check fails, never inferred later.
+    """
 
     status: int
     issues: Sequence[Issue]
     headers: Mapping[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
     @staticmethod
-    def of(status: int, code: str, diagnostics: str, expression: str = "") -> ApiError:
-        return ApiError(status, (Issue(code, diagnostics, expression),))
+    def of(
+        status: int,
+        code: str,
+        diagnostics: str,
+        expression: str = "",
+        *,
+        refusal: Refusal | None = None,
+    ) -> ApiError:
+        return ApiError(status, (Issue(code, diagnostics, expression),), refusal=refusal)
+
+    @property
+    def message(self) -> str:
+        """The first issue's text."""
+        return self.issues[0].diagnostics if self.issues else ""
+
+    @property
+    def disposition(self) -> Disposition:
+        return Disposition(AckCode.AE, self.status, dead_letter=self.refusal is not None)
 
     def __str__(self) -> str:
         return f"{self.status} {self.issues[0].code if self.issues else ''}"
+
+
+def api_error(error: AdapterError) -> ApiError:
+    """Any error of the tree as the HTTP edge answers it: its status, its text."""
+    if isinstance(error, ApiError):
+        return error
+    status = error.disposition.http_status
+    code = _CODE_FOR_STATUS.get(status, "exception" if status >= 500 else "invalid")
+    return ApiError(status, (Issue(code, error.message),))
 
 
 def operation_outcome(issues: Sequence[Issue]) -> JSON:
@@ -122,8 +157,8 @@ async def error_middleware(
     """Every error status leaves as an OperationOutcome, never as text or a traceback."""
     try:
         return await handler(request)
-    except ApiError as error:
-        return error_response(error)
+    except AdapterError as error:
+        return error_response(api_error(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -159,7 +194,8 @@ def require_content_type(request: web.Request, allowed: frozenset[str], what: st
     if request.content_type not in allowed:
         expected = ", ".join(sorted(allowed))
         text = f"Content-Type {request.content_type} not accepted for {what}; use one of: "
-        raise ApiError.of(415, "not-supported", text + expected)
+        refusal = Refusal(RefusalReason.WRONG_CONTENT_TYPE)
+        raise ApiError.of(415, "not-supported", text + expected, refusal=refusal)
 
 
 class BodyBudget:

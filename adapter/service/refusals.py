@@ -9,9 +9,10 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from adapter.core.model import SegmentLocation
 
 
 class RefusalReason(StrEnum):
@@ -47,41 +48,12 @@ def reason_of(stored: str) -> RefusalReason:
         return RefusalReason.UNKNOWN
 
 
-def hl7_location(segment: str, sequence: int, field: int) -> str:
+def hl7_location(at: SegmentLocation | None) -> str:
     """`RXA #1 field RXA-3`, `PID #1`, `MSH-9`: the reader's coordinates, without its text."""
-    if not segment:
+    if at is None or not at.segment:
         return ""
+    segment, sequence, field = at.segment, at.sequence, at.field
     if segment == "MSH" and sequence <= 1 and field:
         return f"MSH-{field}"
     where = f"{segment} #{sequence}" if sequence else segment
     return f"{where} field {segment}-{field}" if field else where
-
-
-_JSON_PATH = re.compile(r"[A-Z][A-Za-z]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*")
-
-
-def json_path(location: str) -> str:
-    """The FHIR path in a reader location (`http, Bundle.entry[1].resource.status`)."""
-    for match in _JSON_PATH.finditer(location):
-        if "." in match[0] or "[" in match[0] or match[0] in _RESOURCE_WORDS:
-            return match[0]
-    return ""
-
-
-_RESOURCE_WORDS = frozenset(
-    {"Bundle", "MedicationAdministration", "Encounter", "Condition", "Patient", "Coverage"}
-)
-
-
-def http_refusal(status: int, codes: list[str], expression: str) -> Refusal:
-    """A body refused by the HTTP contract before the reader saw it."""
-    if status == 415:
-        return Refusal(RefusalReason.WRONG_CONTENT_TYPE)
-    if status == 400 and "structure" in codes:
-        return Refusal(RefusalReason.NOT_JSON)
-    # the expression is this service's own (`resourceType`, `id`, `Bundle.type`), never input
-    safe = expression if _ELEMENT.fullmatch(expression) else ""
-    return Refusal(RefusalReason.WRONG_SHAPE, safe)
-
-
-_ELEMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*")

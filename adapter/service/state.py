@@ -20,26 +20,18 @@ from aiohttp import web
 
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
-from adapter.hl7.ack import (
-    AckCode,
-    AckError,
-    ack_control_id,
-    ack_from_header,
-    acks_for,
-    error_ack_code,
-    read_msh,
-)
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.service.allocator import Trimmer
 from adapter.service.delivery import Deliverer
-from adapter.service.ingest import Hl7Result, Ingestor, Rejection
+from adapter.service.hl7_answers import HandlerResult, ack_for, internal_error
+from adapter.service.ingest import Ingestor
 from adapter.service.listener import Descriptors
 from adapter.service.metrics import Metrics
-from adapter.service.mllp import HandlerResult, MllpServer
+from adapter.service.mllp import MllpServer
 from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder
 
-__all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState", "ack_for", "internal_error"]
+__all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState"]
 
 log = structlog.get_logger()
 
@@ -101,43 +93,3 @@ STATE = web.AppKey("state", AppState)
 
 
 INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
-
-
-def ack_for(raw: bytes, result: Hl7Result, now: datetime) -> HandlerResult:
-    """The ACKs of a kept or refused message, in the mode the sender asked for (`acks_for`)."""
-    acks = acks_for(
-        read_msh(raw),
-        AckCode(result.ack_code),  # a no-op for ingest's AckCode; tests may pass "AE"
-        error=_ack_error(result.rejection),
-        now=now,
-        control_ids=ack_control_id,
-    )
-    if not acks:  # enhanced mode, and the sender asked for no acknowledgment
-        return HandlerResult(None, "", result.control_id)
-    (code, first), *more = acks
-    return HandlerResult(first, code, result.control_id, [ack for _, ack in more])
-
-
-def _ack_error(rejection: Rejection | None) -> AckError | None:
-    """ERR from the rejection's typed location; the text is cut to 200 characters."""
-    if rejection is None:
-        return None
-    return AckError(
-        code=rejection.err_code,
-        message=rejection.message[:200],
-        segment=rejection.segment,
-        sequence=rejection.sequence,
-        field=rejection.field,
-    )
-
-
-def internal_error(raw: bytes, now: datetime) -> HandlerResult:
-    """AE 207 (CE in enhanced mode, nothing when MSH-15 says NE/SU): resend later."""
-    msh = read_msh(raw)
-    code = error_ack_code(msh, reject=False)
-    control_id = msh.loggable_control_id if msh else ""
-    if code is None:
-        return HandlerResult(None, "-", control_id)
-    error = AckError(code="207", message="message could not be stored; resend later")
-    ack = ack_from_header(msh, code, error=error, now=now, control_id=ack_control_id())
-    return HandlerResult(ack, code, control_id)
