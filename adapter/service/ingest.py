@@ -20,7 +20,7 @@ from datetime import datetime, time, tzinfo
 import structlog
 
 from adapter.core.mappings import Mappings
-from adapter.core.model import InboundMessage, SegmentLocation, Unsupported
+from adapter.core.model import InboundMessage, InputError, SegmentLocation, Unsupported
 from adapter.errors import (
     Hl7Refused,
     NoHl7Message,

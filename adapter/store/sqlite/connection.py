@@ -160,13 +160,20 @@ def _enable_wal(conn: Conn, deadline: float) -> None:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if not _locked(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
             continue
         if str(mode).lower() != "wal":
             raise RuntimeError("SQLite refused WAL mode for the store file")
         return
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED ("database is locked", "database table is locked"), by the
+    primary result code SQLite gives (extended codes keep it in the low byte), not its text."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 # --- transactions ---------------------------------------------------------------------------
