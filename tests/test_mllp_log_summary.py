@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import structlog
 
-from adapter.hl7.ack import AckCode, AckError, build_ack
+from adapter.hl7.ack import AckCode, AckError, build_ack, read_msh
 from adapter.logs import configure
-from adapter.service.mllp import HandlerResult, MllpServer, PeerInfo
+from adapter.service.hl7_answers import HandlerResult
+from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import hl7_message, send_messages
 
 HOST = "127.0.0.1"
@@ -24,7 +25,9 @@ async def refuse_bad(payload: bytes, peer: PeerInfo) -> HandlerResult:
     bad = b"|BAD" in payload
     code = AckCode.AE if bad else AckCode.AA
     error = AckError("102", "bad field") if bad else None
-    return HandlerResult(build_ack(payload, code, error=error, now=NOW, control_id="ACK1"))
+    ack = build_ack(payload, code, error=error, now=NOW, control_id="ACK1")
+    msh = read_msh(payload)
+    return HandlerResult(ack, code, msh.loggable_control_id if msh else "")
 
 
 @pytest.fixture
