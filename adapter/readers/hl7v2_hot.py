@@ -33,7 +33,8 @@ from adapter.hl7.er7 import (
     split_messages,
 )
 from adapter.hl7.hl7_time import TimestampError, parse_ts
-from adapter.readers.hl7v2 import DISCARDED_AMOUNT, content_digest
+from adapter.readers.hl7v2 import content_digest
+from adapter.readers.hl7v2.admin import is_waste
 
 __all__ = ["CheckedMessage", "check_hl7_frame"]
 
@@ -177,7 +178,7 @@ def _check_ras(message: Message, mappings: Mappings, site_tz: tzinfo) -> tuple[d
             _amount(segment, 3)
         elif name == "TQ1":
             _amount(segment, 13)
-        elif name == "OBX" and _is_waste(segment, mappings):
+        elif name == "OBX" and is_waste(segment, mappings):
             waste += _check_waste(segment)
     if waste > 1:  # several discards: their units must agree, which the reader checks
         raise _Doubt
@@ -224,19 +225,6 @@ def _rate(rxa: Segment) -> None:
     if match is None:
         raise _Doubt
     _number(match.group(1))
-
-
-def _is_waste(obx: Segment, mappings: Mappings) -> bool:
-    codes = mappings.observation_codes
-    for component in (1, 4):
-        code = obx.get(3, component).strip()
-        if code and (
-            code.upper() == "WASTE"
-            or codes.get(code) == DISCARDED_AMOUNT
-            or codes.get(code.upper()) == DISCARDED_AMOUNT
-        ):
-            return True
-    return False
 
 
 def _check_waste(obx: Segment) -> int:

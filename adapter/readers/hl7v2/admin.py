@@ -271,7 +271,7 @@ def _waste(tail: Iterable[Segment], mappings: Mappings) -> Quantity | None:
     """Documented discard (D17): OBX after the RXA whose OBX-3 means discarded amount."""
     total: Quantity | None = None
     for obx in tail:
-        if obx.name != "OBX" or not _is_waste(obx, mappings):
+        if obx.name != "OBX" or not is_waste(obx, mappings):
             continue
         if obx.get(11).strip().upper() in ("W", "D", "X"):  # wrong, deleted, cannot obtain
             continue
@@ -284,7 +284,11 @@ def _waste(tail: Iterable[Segment], mappings: Mappings) -> Quantity | None:
     return total
 
 
-def _is_waste(obx: Segment, mappings: Mappings) -> bool:
+def is_waste(obx: Segment, mappings: Mappings) -> bool:
+    """An OBX that documents the discarded amount (JW): coded WASTE or mapped to it.
+
+    Shared with the hot-path frame check (readers/hl7v2_hot.py), which must see waste exactly
+    as the full read does."""
     codes = mappings.observation_codes
     for component in (1, 4):
         code = obx.get(3, component).strip()
