@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from adapter.config import Settings, load_settings, unknown_variables
+from adapter.core.refusals import RefusalReason
 from adapter.errors import SettingsError
 from adapter.logs import configure
-from adapter.service.refusals import RefusalReason
 from adapter.store.base import Store
 
 EXIT_OK = 0

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from adapter.core.model import SegmentLocation
+from adapter.core.refusals import Refusal, RefusalReason, hl7_location
 from adapter.hl7.ack import AckCode
-from adapter.service.refusals import Refusal, RefusalReason, hl7_location
 
 __all__ = [
     "AdapterError",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapter.service.claim_diff import diff_claims, same_billing
+from adapter.core.claim_diff import diff_claims, same_billing
 
 
 def item(code: str, units: int = 1, day: str = "2026-01-23", mods: tuple[str, ...] = ()) -> Any:

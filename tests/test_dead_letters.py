@@ -22,11 +22,11 @@ from yarl import URL
 
 from adapter.config import Settings
 from adapter.core.model import SegmentLocation
+from adapter.core.refusals import RefusalReason, hl7_location
 from adapter.hl7.ack import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.fhir import read_fhir
 from adapter.service.ingest import refusal_for
-from adapter.service.refusals import RefusalReason, hl7_location
 from tests.mllp_client import connect
 from tests.service_fixtures import (
     FHIR_JSON,

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapter.core.model import SegmentLocation
+from adapter.core.refusals import RefusalReason
 from adapter.errors import (
     EXIT_CONFIG,
     AdapterError,
@@ -38,7 +39,6 @@ from adapter.service.hl7_answers import HandlerResult, ack_for
 from adapter.service.ingest import Hl7Result
 from adapter.service.mllp import MllpServer, PeerInfo
 from adapter.service.operation_outcome import error_middleware
-from adapter.service.refusals import RefusalReason
 from tests.mllp_client import send_messages
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)

@@ -380,7 +380,7 @@ async def test_a_dry_run_prints_the_change_per_encounter_and_writes_nothing(
     assert done.coded == 1
     (after,) = await claims(settings)
     assert after["status"] == "active"
-    from adapter.service.claim_diff import diff_claims
+    from adapter.core.claim_diff import diff_claims
 
     announced = [ln.removeprefix("  ") for ln in text if ln.startswith(("  +", "  -", "  ~"))]
     assert announced == diff_claims(before_claim, after).lines()

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapter.core.model import SegmentLocation, Unsupported
+from adapter.core.refusals import RefusalReason
 from adapter.hl7.ack import AckCode, acks_for, read_msa, read_msh
 from adapter.hl7.er7 import Er7Error, parse_message
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ingest import refusal_for
-from adapter.service.refusals import RefusalReason
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 NY = ZoneInfo("America/New_York")

@@ -22,8 +22,8 @@ from typing import Any
 from adapter.config import Settings
 from adapter.core.ids import claim_id
 from adapter.core.mappings import Mappings
+from adapter.core.refusals import Refusal, RefusalReason, reason_of
 from adapter.service.labels import control_id_label, message_kind_label
-from adapter.service.refusals import Refusal, RefusalReason, reason_of
 from adapter.service.replay import coder_for
 from adapter.store.base import MessageStatus, Store, StoredMessage
 from adapter.usecases.replay import MessageReader, Replayer, ReplaySelection

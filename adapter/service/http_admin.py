@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 from multidict import MultiMapping
 
+from adapter.core.refusals import RefusalReason
 from adapter.service import dead_letters
 from adapter.service.operation_outcome import FHIR_JSON, ApiError, Issue
-from adapter.service.refusals import RefusalReason
 from adapter.service.security import principal_of
 from adapter.service.state import STATE
 

@@ -32,6 +32,7 @@ from multidict import MultiMapping
 
 from adapter.core.ids import is_fhir_id
 from adapter.core.model import InputError
+from adapter.core.refusals import Refusal, RefusalReason
 from adapter.core.time_range import RANGE_TEXT, year_in_range
 from adapter.readers.fhir import load_json, read_fhir
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
@@ -47,7 +48,6 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.refusals import Refusal, RefusalReason
 from adapter.service.state import STATE, AppState
 from adapter.store.base import ResourceRow, SearchQuery
 

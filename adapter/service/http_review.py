@@ -29,9 +29,10 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
+from adapter.core.claim_diff import diff_claims
 from adapter.core.fhir_output import HOLD_REASON
 from adapter.core.ids import claim_id, task_id
-from adapter.service.claim_diff import diff_claims
+from adapter.core.review_decision import is_override
 from adapter.service.http_fhir import parse_json
 from adapter.service.operation_outcome import (
     FHIR_JSON_TYPES,
@@ -40,7 +41,6 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.review_decision import is_override
 from adapter.service.security import principal_of
 from adapter.service.state import STATE, AppState
 from adapter.store.ports import EncounterRow, EncounterState, Resources

@@ -21,6 +21,7 @@ import structlog
 
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError, SegmentLocation, Unsupported
+from adapter.core.refusals import Refusal, RefusalReason
 from adapter.errors import (
     Hl7Refused,
     NoHl7Message,
@@ -36,7 +37,6 @@ from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
 from adapter.service.labels import control_id_label, message_kind_label
 from adapter.service.links import checked_links, links_for, patient_key
 from adapter.service.metrics import Metrics
-from adapter.service.refusals import Refusal, RefusalReason
 from adapter.store.base import AddResult, Link, NewMessage, Store
 
 log = structlog.get_logger()

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from adapter.core.refusals import Refusal, RefusalReason
 from adapter.errors import AdapterError, Disposition
 from adapter.hl7.ack import AckCode
-from adapter.service.refusals import Refusal, RefusalReason
 
 log = structlog.get_logger()
 

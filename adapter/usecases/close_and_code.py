@@ -23,17 +23,17 @@ import structlog
 
 from adapter.core.assembly import Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, Outcome
+from adapter.core.claim_diff import ClaimDiff, diff_claims
 from adapter.core.coder import CodingContext, code_encounter
 from adapter.core.feed import collect
 from adapter.core.fhir_output import OutputOptions, encounter_resources
 from adapter.core.ids import claim_id, task_id
 from adapter.core.model import InboundMessage
+from adapter.core.review_decision import apply_override, standing_override
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.claim_diff import ClaimDiff, diff_claims
 from adapter.service.dft_queue import DftQueue
 from adapter.service.metrics import Metrics
-from adapter.service.review_decision import apply_override, standing_override
 from adapter.store.ports import (
     CodingResult,
     DftPostings,

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from adapter.core.claim_diff import ClaimDiff, diff_claims
 from adapter.core.ids import claim_id, task_id
-from adapter.service.claim_diff import ClaimDiff, diff_claims
-from adapter.service.review_decision import open_holds
+from adapter.core.review_decision import open_holds
 from adapter.store._common import is_patient_key
 from adapter.store.ports import (
     EncounterRow,

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from adapter.core.ids import claim_id, is_fhir_id, task_id
-from adapter.service.review_decision import claim_overridden, task_completed, without_meta
+from adapter.core.review_decision import claim_overridden, task_completed, without_meta
 from adapter.store.ports import (
     AuditEntry,
     EncounterRow,

@@ -1,7 +1,7 @@
 """The Claim's version history, as a biller reads it: each version, when, its status, and
 what it changed against the one before (lines added, removed, changed; diagnoses).
 
-The diff is `adapter.service.claim_diff`, the same definition of "the same lines" the
+The diff is `adapter.core.claim_diff`, the same definition of "the same lines" the
 re-code after an override uses.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from adapter.service.claim_diff import diff_claims
-from adapter.service.review_decision import is_override
+from adapter.core.claim_diff import diff_claims
+from adapter.core.review_decision import is_override
 from adapter.store.base import ResourceRow
 
 

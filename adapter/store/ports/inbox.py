@@ -32,7 +32,7 @@ class NewMessage:
     patient_key: str = ""  # patient id from the message, "" when unknown
     control_id: str = ""  # MSH-10 or FHIR id, for logs (never PHI)
     truncated: bool = False  # only the head was kept (oversize frame): a dead letter forever
-    reason: str = ""  # a dead letter's refusal code (adapter.service.refusals.RefusalReason)
+    reason: str = ""  # a dead letter's refusal code (adapter.core.refusals.RefusalReason)
     error_location: str = ""  # where: "RXA #1 field RXA-3", a JSON path; never PHI
     control_key: str = ""  # HL7 `hl7:<sender>:<MSH-10>`: checked for reuse in the commit
 

@@ -1,4 +1,4 @@
--- A dead letter says why it was refused as a code (adapter.service.refusals.RefusalReason)
+-- A dead letter says why it was refused as a code (adapter.core.refusals.RefusalReason)
 -- and where (segment/field or JSON path): the worklist shows these, never the error text,
 -- which may quote the refused value. Dead letters kept before this migration show ''.
 ALTER TABLE messages ADD COLUMN reason TEXT NOT NULL DEFAULT '';
