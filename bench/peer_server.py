@@ -13,13 +13,11 @@ Prints `port=N` on stdout once listening; stops on SIGTERM/SIGINT or after
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import signal
 
 import hl7
 import hl7.mllp
+from harness import server_main
 
 
 async def serve(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
@@ -34,25 +32,12 @@ async def serve(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWrit
         writer.close()
 
 
-async def main_async(host: str, port: int, max_seconds: float) -> None:
-    server = await hl7.mllp.start_hl7_server(serve, host, port)
-    print(f"port={server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max_seconds)
-    server.close()
+async def start(host: str, port: int) -> asyncio.Server:
+    return await hl7.mllp.start_hl7_server(serve, host, port)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--max-seconds", type=float, default=900.0)
-    ns = parser.parse_args()
-    asyncio.run(main_async(ns.host, ns.port, ns.max_seconds))
+    server_main.main(start, __doc__ or "")
 
 
 if __name__ == "__main__":

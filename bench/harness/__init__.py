@@ -6,6 +6,7 @@
 - `proc`: the adapter under test and the other processes (start on free ports, /readyz,
   CPU time and RSS from /proc, stop by pid).
 - `pg`: PostgreSQL schemas per run, a freezable proxy for partitions.
+- `server_main`: the command line of the stand-in servers (baseline, peer).
 - `report`: the table, `key=value` lines, medians, verdicts against targets.
 - `verify`: the store read back and compared with the batch coder (crash tests).
 
