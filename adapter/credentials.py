@@ -1,6 +1,6 @@
 """TLS context and API tokens, loaded from the security settings: once, at start-up.
 
-Why apart from `adapter.service.security` (the aiohttp side: the app keys, the middleware,
+Why apart from `adapter.web.security` (the aiohttp side: the app keys, the middleware,
 the posture log line): `adapter.config` validates these settings by loading them, and keeps
 what it loaded (`Credentials`) for start-up to use, so no file is read twice. It must not
 import the service to do so. This module knows the settings only as the `SecuritySettings`

@@ -18,7 +18,7 @@ from adapter.config import CheckedSettings, Settings
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
 from adapter.mappings_loader import MappingError, load_mappings
-from adapter.service.startup import EXIT_CONFIG, StartupError
+from adapter.startup import EXIT_CONFIG, StartupError
 
 __all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]
 

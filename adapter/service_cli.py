@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from adapter.config import CheckedSettings, Settings, load_checked, unknown_variables
 from adapter.errors import SettingsError
 from adapter.logs import configure
-from adapter.service.startup import EXIT_CONFIG, StartupError, listen_error
+from adapter.startup import EXIT_CONFIG, StartupError, listen_error
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -102,9 +102,9 @@ def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
 
         return supervise(settings, config_file)
     from adapter.runtime import load_runtime, tune_gc
-    from adapter.service.app import create_app
-    from adapter.service.security import server_tls_of
-    from adapter.service.serving import run_app
+    from adapter.web.app import create_app
+    from adapter.web.security import server_tls_of
+    from adapter.web.serving import run_app
 
     try:
         runtime = load_runtime(checked)  # the mapping tables; TLS and tokens came checked
@@ -133,7 +133,7 @@ def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
 
 async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
     """SIGHUP reloads the mapping tables (the old ones stay when the new ones fail)."""
-    from adapter.service.state import STATE
+    from adapter.web.state import STATE
 
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[object]] = set()

@@ -56,7 +56,7 @@ from types import FrameType
 import structlog
 
 from adapter.config import Settings
-from adapter.service.startup import StartupError, listen_error
+from adapter.startup import StartupError, listen_error
 from adapter.worker_role import READY_FD_ENV, WORKER_ENV
 
 log = structlog.get_logger()

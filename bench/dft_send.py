@@ -1,6 +1,6 @@
 """Charges out: DFT^P03 messages per second delivered to a receiver that ACKs at once.
 
-In-process, the way `serve` wires it (`adapter.service.app.start_state` with
+In-process, the way `serve` wires it (`adapter.web.app.start_state` with
 `ADAPTER_DFT_URL` set): a backlog of `--encounters` closed visits is ingested and coded
 (each coded version queues its DFT in the outbox), the background workers paused; then
 the outbox worker (`Deliverer.run_once`, the DFT^P03 MLLP sink) is timed from its first
@@ -82,7 +82,7 @@ async def _answer_aa(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
 
 async def _send_store(store: str, encounters: int, workdir: Path, port: int) -> dict[str, float]:
     from adapter.config import Settings
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
 
     schema = new_schema("dftsend") if store == "postgres" else ""
     url = PG_URL if schema else f"sqlite:///{workdir / 'dft.db'}"

@@ -1,6 +1,6 @@
 """Processing: how fast the coder drains a backlog of closed encounters.
 
-In-process, the way `serve` wires it: `adapter.service.app.start_state` (store,
+In-process, the way `serve` wires it: `adapter.web.app.start_state` (store,
 mappings, MLLP listener on a free port, coder) with
 `ADAPTER_CLOSE_CHECK_SECONDS=3600`; the background coder task is cancelled
 before its first pass (`common.pause_background_coder`), otherwise that pass
@@ -74,8 +74,8 @@ async def drain_store(
     store: str, encounters: int, workdir: Path, breakdown: bool = True, keep_schema: bool = False
 ) -> dict[str, Any]:
     from adapter.config import Settings
-    from adapter.service.app import start_state, stop_state
     from adapter.usecases import close_and_code
+    from adapter.web.app import start_state, stop_state
 
     schema = new_schema("drain") if store == "postgres" else ""
     url = PG_URL if schema else f"sqlite:///{workdir / 'drain.db'}"

@@ -44,9 +44,9 @@ with atheris.instrument_imports():
     from adapter.mappings_loader import load_mappings
     from adapter.readers.fhir import read_fhir
     from adapter.readers.hl7v2 import read_hl7
-    from adapter.service.http_fhir import parse_search
     from adapter.service.links import links_for
-    from adapter.service.operation_outcome import ApiError
+    from adapter.web.outcome import ApiError
+    from adapter.web.routes.fhir import parse_search
 
 ROOT = Path(__file__).resolve().parent.parent
 NY = ZoneInfo("America/New_York")

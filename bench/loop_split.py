@@ -45,8 +45,9 @@ def wrap(module: Any, name: str, label: str) -> None:
 
 async def run(visits: int) -> tuple[float, int]:
     from adapter.config import Settings
-    from adapter.service import app, ingest
-    from adapter.service.app import start_state, stop_state
+    from adapter.service import ingest
+    from adapter.web import app
+    from adapter.web.app import start_state, stop_state
 
     wrap(ingest, "read_hl7", "read_hl7 (parse)")
     wrap(ingest, "links_for", "links_for")

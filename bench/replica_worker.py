@@ -1,6 +1,6 @@
 """One adapter replica for `replicas.py`: start as `serve` does, wait for "go", drain, report.
 
-Runs `adapter.service.app.start_state` (PostgreSQL store, mappings, MLLP
+Runs `adapter.web.app.start_state` (PostgreSQL store, mappings, MLLP
 listener on a free port, the coder; its background task is cancelled before
 its first pass, which would otherwise start on the backlog), prints `ready`,
 waits for a `go` line on stdin (so that every replica starts coding at the
@@ -29,7 +29,7 @@ from harness.proc import pause_background_coder
 
 async def run(ns: argparse.Namespace) -> dict[str, object]:
     from adapter.config import Settings
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
 
     settings = replace(
         Settings(),

@@ -39,7 +39,7 @@ from harness.report import median, print_keys, print_table
 
 async def load_backlog(schema: str, encounters: int) -> None:
     from adapter.config import Settings
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
 
     settings = replace(
         Settings(),

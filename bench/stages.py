@@ -356,7 +356,7 @@ async def end_to_end(
     from dataclasses import replace
 
     from adapter.logs import configure
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
 
     configure("json", "warning")
     settings = replace(

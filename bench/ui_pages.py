@@ -35,10 +35,10 @@ from harness.pg import PG_URL, adrop_schema, new_schema, pg_available  # noqa: E
 from adapter.config import Settings  # noqa: E402
 from adapter.core.fhir_output import EXT_HOLD_REASON  # noqa: E402
 from adapter.logs import configure as configure_logs  # noqa: E402
-from adapter.service.app import create_app  # noqa: E402
-from adapter.service.state import STATE  # noqa: E402
 from adapter.store import open_store  # noqa: E402
 from adapter.store.base import CodingResult, EncounterState, Link, NewMessage  # noqa: E402
+from adapter.web.app import create_app  # noqa: E402
+from adapter.web.state import STATE  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 REASONS = (

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.service.app import create_app
+from adapter.web.app import create_app
 from tests.service_fixtures import HL7_TYPE
 
 CHROMIUM = Path("/usr/bin/chromium")

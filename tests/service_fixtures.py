@@ -21,8 +21,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapter.config import Settings
-from adapter.service.app import create_app
-from adapter.service.state import STATE, AppState
+from adapter.web.app import create_app
+from adapter.web.state import STATE, AppState
 from tests.store_fixtures import PG_URL, require_postgres
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from adapter.service.app import start_state, stop_state
-from adapter.service.state import AppState
 from adapter.store.base import CodingResult, EncounterState, SaveResult
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.mllp_client import send_messages
 from tests.service_fixtures import Clock
 from tests.test_service_e2e import SCENARIOS, hl7_messages, quiet_settings

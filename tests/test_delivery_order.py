@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapter.service.app import start_state, stop_state
 from adapter.service.delivery import claim_references
-from adapter.service.state import AppState
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.service_fixtures import Clock, make_settings
 from tests.store_fixtures import PG_URL
 from tests.test_service_e2e import _pg_available, hl7_messages, send_messages

@@ -18,11 +18,11 @@ import pytest
 
 from adapter.core.charges import CodedEncounter
 from adapter.outbox.dft_posting import posting_json, posting_of
-from adapter.service.app import start_state, stop_state
 from adapter.service.dft_queue import DftQueue
-from adapter.service.state import AppState
 from adapter.store.base import SearchQuery
 from adapter.store.sqlite import SqliteStore
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.dft_support import field, ft1s, mappings, only_encounter, profile, repetitions
 from tests.service_fixtures import Clock, make_settings
 from tests.test_dft_sink import Receiver, receiving, strict_dft_p03

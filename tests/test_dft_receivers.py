@@ -11,7 +11,7 @@ import pytest
 from adapter.config import load_settings
 from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
 from adapter.errors import SettingsError
-from adapter.service.app import start_state, stop_state
+from adapter.web.app import start_state, stop_state
 from tests.dft_support import field, ft1s, parse, repetitions
 from tests.service_fixtures import Clock, make_settings
 from tests.test_dft import strict

@@ -16,8 +16,8 @@ from typing import Any
 import hl7
 
 from adapter.hl7.dft import control_id
-from adapter.service.app import start_state, stop_state
-from adapter.service.state import AppState
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.dft_support import field, ft1s
 from tests.service_fixtures import Clock, make_settings, running_client, state_of
 from tests.test_dft import strict

@@ -38,7 +38,7 @@ from adapter.hl7.er7 import parse_message, split_messages
 from adapter.service.hl7_answers import HandlerResult, ack_for
 from adapter.service.ingest import Hl7Result
 from adapter.service.mllp import MllpServer, PeerInfo
-from adapter.service.operation_outcome import error_middleware
+from adapter.web.outcome import error_middleware
 from tests.mllp_client import send_messages
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)

@@ -69,9 +69,9 @@ from adapter.hl7.mllp_framing import (
 )
 from adapter.mappings_loader import load_mappings
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.app import create_app
-from adapter.service.state import STATE, AppState
 from adapter.store.base import MessageStatus
+from adapter.web.app import create_app
+from adapter.web.state import STATE, AppState
 from tests.mllp_client import hl7_message
 from tests.service_fixtures import (
     FHIR_JSON,

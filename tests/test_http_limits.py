@@ -24,11 +24,11 @@ import structlog
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.service.app import create_app
 from adapter.service.listener import Descriptors
-from adapter.service.operation_outcome import BODY_LIMITS
-from adapter.service.serving import EVICT_IDLE_S, HTTP_RESERVE_SHARE, start_site
-from adapter.service.state import STATE
+from adapter.web.app import create_app
+from adapter.web.outcome import BODY_LIMITS
+from adapter.web.serving import EVICT_IDLE_S, HTTP_RESERVE_SHARE, start_site
+from adapter.web.state import STATE
 from tests.mllp_client import hl7_message
 from tests.service_fixtures import HL7_TYPE, Clock, make_settings
 

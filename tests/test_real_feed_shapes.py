@@ -543,8 +543,8 @@ async def test_batch_and_service_code_the_same_multi_patient_file_into_as_many_c
 ) -> None:
     """The same file through `charge-adapter code` and through the running service (MLLP)."""
     from adapter.cli import main
-    from adapter.service.app import start_state, stop_state
     from adapter.store.base import SearchQuery
+    from adapter.web.app import start_state, stop_state
     from tests.mllp_client import send_messages
     from tests.service_fixtures import Clock, make_settings
 
@@ -809,7 +809,7 @@ async def test_service_logs_a_correction_that_matched_nothing_counted_without_ph
     """In the service the batch's warning is a structured log line of the coder."""
     from structlog.testing import capture_logs
 
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
     from tests.mllp_client import send_messages
     from tests.service_fixtures import Clock, make_settings
 

@@ -18,9 +18,7 @@ import pytest
 
 from adapter.config import Settings
 from adapter.hl7.ack import read_msa
-from adapter.service.app import start_state, stop_state
 from adapter.service.replay import ReplaySelection, replay
-from adapter.service.state import AppState
 from adapter.store import open_store
 from adapter.store.base import (
     Link,
@@ -31,6 +29,8 @@ from adapter.store.base import (
     StoredMessage,
     TruncatedMessageError,
 )
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.mllp_client import connect
 from tests.service_fixtures import Clock, make_settings
 from tests.store_fixtures import PG_URL, require_postgres

@@ -29,9 +29,9 @@ from aiohttp.test_utils import TestClient
 
 from adapter.config import Settings, load_settings
 from adapter.errors import SettingsError
-from adapter.service.app import create_app
-from adapter.service.security import server_tls_of
-from adapter.service.state import STATE, AppState
+from adapter.web.app import create_app
+from adapter.web.security import server_tls_of
+from adapter.web.state import STATE, AppState
 from tests.mllp_client import MllpClient, hl7_message
 from tests.service_fixtures import (
     FHIR_JSON,
@@ -182,7 +182,7 @@ async def test_plain_mllp_to_the_tls_port_gets_no_ack(tmp_path: Path, pki: Pki) 
 
 async def test_start_state_alone_also_speaks_tls_on_mllp(tmp_path: Path, pki: Pki) -> None:
     """A caller that skips create_app (replay tools, tests) cannot get a plain listener."""
-    from adapter.service.app import start_state, stop_state
+    from adapter.web.app import start_state, stop_state
 
     state = await start_state(tls_settings(tmp_path, pki), Clock())
     try:

@@ -22,9 +22,9 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.hl7.ack import read_msa, read_msh
 from adapter.hl7.er7 import split_messages
-from adapter.service.app import start_state, stop_state
-from adapter.service.state import AppState
 from adapter.store.base import SearchQuery
+from adapter.web.app import start_state, stop_state
+from adapter.web.state import AppState
 from tests.mllp_client import send_messages
 from tests.service_fixtures import Clock, make_settings
 

@@ -22,8 +22,8 @@ import pytest
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.service.app import create_app, start_state, stop_state
-from adapter.service.startup import EXIT_STARTUP, StartupError
+from adapter.startup import EXIT_STARTUP, StartupError
+from adapter.web.app import create_app, start_state, stop_state
 from tests.service_fixtures import Clock, make_settings
 from tests.store_fixtures import PG_URL, require_postgres
 from tests.test_operating import adapter, assert_one_line_error, service_env

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
-from adapter.service.app import create_app
-from adapter.service.startup import StartupError
+from adapter.startup import StartupError
+from adapter.web.app import create_app
 from adapter.web.rule_statements import (
     RULE_ID,
     RuleStatementError,

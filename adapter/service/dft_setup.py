@@ -24,7 +24,7 @@ from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, loa
 from adapter.mappings_loader import MappingError
 from adapter.outbox.dft_mllp import DftMllpSink, MllpEndpoint, destination_for
 from adapter.service.dft_queue import DftQueue
-from adapter.service.startup import EXIT_CONFIG, StartupError
+from adapter.startup import EXIT_CONFIG, StartupError
 from adapter.store.base import Store
 
 RECEIVERS_SETTING = "ADAPTER_DFT_RECEIVERS_FILE"

@@ -9,7 +9,7 @@ ChargeItems billable and the Task completed, each as a new version queued for de
 Each decision is ONE store transaction with its audit entry (`Review.apply_review`): the
 state change, the new versions and the audit row commit together or not at all, and the
 store re-checks, inside that transaction, that the encounter is still held. The HTTP API
-(`service/http_review.py`) and the workbench (`web/routes/encounter.py`) are thin edges
+(`web/routes/review.py`) and the workbench (`web/routes/encounter.py`) are thin edges
 over `release`; nothing here knows about requests.
 """
 

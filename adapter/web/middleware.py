@@ -11,8 +11,7 @@ import hmac
 
 from aiohttp import web
 
-from adapter.service.operation_outcome import route_name
-from adapter.service.security import AUTH, Handler
+from adapter.web.outcome import route_name
 from adapter.web.pages import (
     COOKIE,
     PREFIX,
@@ -24,6 +23,7 @@ from adapter.web.pages import (
     refused,
     see_other,
 )
+from adapter.web.security import AUTH, Handler
 from adapter.web.sessions import Session
 
 CSP = (

@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from adapter.service.security import AUTH, log_refusal
-from adapter.service.state import STATE, AppState
 from adapter.web.claim_view import patient_reference
+from adapter.web.security import AUTH, log_refusal
 from adapter.web.sessions import LoginLimiter, Session, Sessions
+from adapter.web.state import STATE, AppState
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/ui"

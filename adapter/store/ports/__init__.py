@@ -9,7 +9,7 @@
 - `Lifecycle` (lifecycle.py): migrate, ping, close, counts.
 
 Use cases and handlers type against the small port they need; only the composition root
-(service/app.py, the CLIs) holds a whole `Store`. Both adapters (store/sqlite/,
+(web/app.py, the CLIs) holds a whole `Store`. Both adapters (store/sqlite/,
 store/postgres/) implement every port; the value types live beside their port.
 """
 

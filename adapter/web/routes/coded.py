@@ -18,11 +18,11 @@ import structlog
 from aiohttp import web
 
 from adapter.core.ids import is_fhir_id
-from adapter.service.state import STATE
 from adapter.store.base import ResourceRow, SearchQuery, Store
 from adapter.web import claim_view
 from adapter.web.pages import render, visible_patient
 from adapter.web.routes.worklist import is_date
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

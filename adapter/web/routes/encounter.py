@@ -1,6 +1,6 @@
 """`/ui/encounters/{claim id}`: one encounter, and its release (code again / bill as coded).
 
-The release reuses the review API's use cases (`adapter.service.http_review`): the same
+The release reuses the review API's use cases (`adapter.web.routes.review`): the same
 held-encounter check, the same re-code and override, the same audit entry; only the
 rendering is here. Read-only clients are refused (403) before anything is read.
 """
@@ -17,13 +17,10 @@ from aiohttp import web
 
 from adapter.core import timeline
 from adapter.core.ids import is_fhir_id
-from adapter.service import http_review
-from adapter.service.operation_outcome import ApiError
-from adapter.service.security import AUTH
-from adapter.service.state import STATE
 from adapter.store.base import EncounterRow, EncounterState
 from adapter.web import claim_view
 from adapter.web.history_view import claim_history
+from adapter.web.outcome import ApiError
 from adapter.web.pages import (
     PREFIX,
     RULES,
@@ -37,7 +34,10 @@ from adapter.web.pages import (
     visible_patient,
 )
 from adapter.web.payment_view import expected_payment
+from adapter.web.routes import review
+from adapter.web.security import AUTH
 from adapter.web.sources_view import read_sources, source_label
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 
@@ -94,7 +94,7 @@ async def _encounter(request: web.Request, error: str, status: int) -> web.Strea
             "payment": expected_payment(claim, state.mappings.prices),
             "diagnoses": diagnoses,
             "reasons": _with_details(
-                await http_review.hold_reasons(state.store, row) if held else [],
+                await review.hold_reasons(state.store, row) if held else [],
                 reason_texts(state),
             ),
             "history": [
@@ -153,7 +153,7 @@ async def encounter_action(request: web.Request) -> web.StreamResponse:
     shows the page again with the reason (422), as the API would refuse it.
     """
     action = request.match_info["action"]
-    if action not in http_review.ACTIONS:
+    if action not in review.ACTIONS:
         return not_found(request, "No such action.")
     session = request[SESSION]
     if session.read_only:
@@ -163,12 +163,12 @@ async def encounter_action(request: web.Request) -> web.StreamResponse:
     fields = {name: str(form.get(name, "")) for name in ("note", "actor")}
     state, cid = request.app[STATE], request.match_info["claim_id"]
     try:
-        body = http_review.release_body(
+        body = review.release_body(
             {"action": action, **fields}, actor_required=session.client is None
         )
-        actor = http_review.audit_actor(session.client, body["actor"])
-        lock = request.app[http_review.RELEASE_LOCK]
-        answer = await http_review.release_held(state, lock, cid, action, actor, body["note"])
+        actor = review.audit_actor(session.client, body["actor"])
+        lock = request.app[review.RELEASE_LOCK]
+        answer = await review.release_held(state, lock, cid, action, actor, body["note"])
     except ApiError as exc:
         text = exc.issues[0].diagnostics if exc.issues else "refused"
         return await _encounter(request, error=text, status=exc.status)

@@ -12,8 +12,8 @@ from datetime import timedelta
 import structlog
 from aiohttp import web
 
-from adapter.service.security import AUTH
 from adapter.web.pages import LIMITER, PREFIX, SESSION, SESSIONS, now, refused, render, see_other
+from adapter.web.security import AUTH
 
 log = structlog.get_logger()
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from adapter.service.state import STATE
 from adapter.store.base import Delivery
 from adapter.web.pages import render
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

@@ -21,9 +21,9 @@ from aiohttp import web
 from adapter.core.mappings import Setting
 from adapter.core.report_rows import ReportFilter
 from adapter.core.report_table import csv_text
-from adapter.service.state import STATE
 from adapter.web.pages import PREFIX, not_found, render
 from adapter.web.reports_view import CSV_OF, REPORTS, Report, Rows, Section, Source
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

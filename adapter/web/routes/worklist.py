@@ -18,11 +18,11 @@ import structlog
 from aiohttp import web
 
 from adapter.core.ids import claim_id
-from adapter.service.state import STATE
 from adapter.store.base import HeldItem, HeldQuery
 from adapter.web import claim_view
 from adapter.web.claim_view import SETTING_CODES
 from adapter.web.pages import PREFIX, reason_texts, render, visible_patient
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from adapter.config import Settings
 from adapter.credentials import BEARER_TOKEN, AuthPolicy, Credentials
-from adapter.service.operation_outcome import ApiError, Issue, route_name
+from adapter.web.outcome import ApiError, Issue, route_name
 
 log = structlog.get_logger()
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import MultiMapping
 
-from adapter.service.operation_outcome import ApiError
-from adapter.service.state import STATE
 from adapter.store.base import Delivery
+from adapter.web.outcome import ApiError
+from adapter.web.state import STATE
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500

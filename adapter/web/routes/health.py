@@ -13,9 +13,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from adapter.service.operation_outcome import ApiError
-from adapter.service.state import STATE, AppState
 from adapter.store.base import EncounterState
+from adapter.web.outcome import ApiError
+from adapter.web.state import STATE, AppState
 
 log = structlog.get_logger()
 

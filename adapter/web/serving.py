@@ -8,7 +8,7 @@ refused client reads a canned 503), and:
 - `http_header_timeout_seconds` is aiohttp's keep-alive timeout, which closes a connection
   whose request head has not come complete that long after it connected (or after its
   previous response), however slowly bytes trickle in; the body has its own deadline
-  (`operation_outcome.read_body`);
+  (`outcome.read_body`);
 - aiohttp's own error responses (a malformed request line, an over-long header) say
   `Server: charge-adapter` too, not the Python and aiohttp versions.
 """
@@ -28,9 +28,9 @@ from aiohttp.web_protocol import RequestHandler
 from adapter import worker_role
 from adapter.config import Settings
 from adapter.service.allocator import large_buffers_to_the_os
-from adapter.service.app import SERVER_HEADER
 from adapter.service.listener import Descriptors, Limits, Listener, RateLimitedLog
-from adapter.service.state import STATE
+from adapter.web.app import SERVER_HEADER
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

@@ -36,7 +36,8 @@ from adapter.core.refusals import Refusal, RefusalReason
 from adapter.core.time_range import RANGE_TEXT, year_in_range
 from adapter.readers.fhir import load_json, read_fhir
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
-from adapter.service.operation_outcome import (
+from adapter.store.base import ResourceRow, SearchQuery
+from adapter.web.outcome import (
     FHIR_JSON_TYPES,
     JSON,
     ApiError,
@@ -48,8 +49,7 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.state import STATE, AppState
-from adapter.store.base import ResourceRow, SearchQuery
+from adapter.web.state import STATE, AppState
 
 log = structlog.get_logger()
 

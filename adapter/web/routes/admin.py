@@ -19,9 +19,9 @@ from multidict import MultiMapping
 
 from adapter.core.refusals import RefusalReason
 from adapter.service import dead_letters
-from adapter.service.operation_outcome import FHIR_JSON, ApiError, Issue
-from adapter.service.security import principal_of
-from adapter.service.state import STATE
+from adapter.web.outcome import FHIR_JSON, ApiError, Issue
+from adapter.web.security import principal_of
+from adapter.web.state import STATE
 
 log = structlog.get_logger()
 

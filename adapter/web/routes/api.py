@@ -8,12 +8,12 @@
 | `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (inbound types too) |
 | `GET /fhir/metadata` | the CapabilityStatement |
 | `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
-| `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see http_review) |
-| `POST /admin/reload-mappings` | load the site tables again (see http_admin) |
+| `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see routes/review.py) |
+| `POST /admin/reload-mappings` | load the site tables again (see routes/admin.py) |
 | `GET /admin/dead-letters[/{id}/raw]` | the dead-letter worklist; one raw as received |
 | `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus |
 
-Every error answers an OperationOutcome (operation_outcome.error_middleware). The
+Every error answers an OperationOutcome (web/outcome.py: error_middleware). The
 CapabilityStatement is built from the same constants as the routes, so it cannot
 promise an interaction that is not registered.
 
@@ -31,24 +31,8 @@ from aiohttp import web
 from adapter import __version__
 from adapter.core.time_range import RANGE_TEXT
 from adapter.logs import redact_library_logs
-from adapter.service import (
-    http_admin,
-    http_fhir,
-    http_health,
-    http_outbox,
-    http_review,
-    security,
-)
-from adapter.service.http_fhir import (
-    DEFAULT_COUNT,
-    INBOUND_TYPES,
-    MAX_COUNT,
-    MAX_OFFSET,
-    OUTPUT_TYPES,
-    fhir_base,
-    refusals_kept,
-)
-from adapter.service.operation_outcome import (
+from adapter.web import security
+from adapter.web.outcome import (
     JSON,
     ApiError,
     Issue,
@@ -58,7 +42,17 @@ from adapter.service.operation_outcome import (
     read_body,
     require_content_type,
 )
-from adapter.service.state import STATE
+from adapter.web.routes import admin, fhir, health, outbox, review
+from adapter.web.routes.fhir import (
+    DEFAULT_COUNT,
+    INBOUND_TYPES,
+    MAX_COUNT,
+    MAX_OFFSET,
+    OUTPUT_TYPES,
+    fhir_base,
+    refusals_kept,
+)
+from adapter.web.state import STATE
 
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 HL7_TYPES = frozenset(
@@ -80,27 +74,27 @@ def setup_routes(app: web.Application) -> None:
     app.middlewares.append(error_middleware)
     app.middlewares.append(body_budget_middleware)
     app.middlewares.append(security.auth_middleware)
-    http_review.setup_review(app)
+    review.setup_review(app)
     router = app.router
-    router.add_get("/healthz", http_health.healthz)
-    router.add_get("/readyz", http_health.readyz)
-    router.add_get("/metrics", http_health.metrics)
+    router.add_get("/healthz", health.healthz)
+    router.add_get("/readyz", health.readyz)
+    router.add_get("/metrics", health.metrics)
     router.add_post("/hl7", post_hl7)
-    router.add_get("/review", http_review.list_review)
-    router.add_post("/review/{claim_id}/release", http_review.release)
-    router.add_post("/admin/reload-mappings", http_admin.reload_mappings)
-    router.add_get("/admin/dead-letters", http_admin.list_dead_letters)
-    router.add_get("/admin/dead-letters/{id}/raw", http_admin.dead_letter_raw)
-    router.add_get("/admin/outbox", http_outbox.list_outbox)
+    router.add_get("/review", review.list_review)
+    router.add_post("/review/{claim_id}/release", review.release)
+    router.add_post("/admin/reload-mappings", admin.reload_mappings)
+    router.add_get("/admin/dead-letters", admin.list_dead_letters)
+    router.add_get("/admin/dead-letters/{id}/raw", admin.dead_letter_raw)
+    router.add_get("/admin/outbox", outbox.list_outbox)
     router.add_get("/fhir/metadata", metadata)
-    router.add_post("/fhir", http_fhir.post_bundle)
-    router.add_post(f"/fhir/{_IN}", http_fhir.create)
-    router.add_put(f"/fhir/{_IN}/{{id}}", http_fhir.update)
-    router.add_get(f"/fhir/{_OUT}", http_fhir.search)
+    router.add_post("/fhir", fhir.post_bundle)
+    router.add_post(f"/fhir/{_IN}", fhir.create)
+    router.add_put(f"/fhir/{_IN}/{{id}}", fhir.update)
+    router.add_get(f"/fhir/{_OUT}", fhir.search)
     for types in (_OUT, _IN):  # inbound resources are read back as they were kept
-        router.add_get(f"/fhir/{types}/{{id}}", http_fhir.read)
-        router.add_get(f"/fhir/{types}/{{id}}/_history", http_fhir.history)
-        router.add_get(f"/fhir/{types}/{{id}}/_history/{{vid}}", http_fhir.vread)
+        router.add_get(f"/fhir/{types}/{{id}}", fhir.read)
+        router.add_get(f"/fhir/{types}/{{id}}/_history", fhir.history)
+        router.add_get(f"/fhir/{types}/{{id}}/_history/{{vid}}", fhir.vread)
     for path, level in _FALLBACKS:
         router.add_route("*", path, _unsupported(level))
 

@@ -33,19 +33,19 @@ from adapter.runtime import Runtime, load_mappings_checked
 from adapter.service.delivery import Deliverer, DeliveryConfig
 from adapter.service.dft_setup import dft_receivers
 from adapter.service.hl7_answers import HandlerResult
-from adapter.service.http_api import setup_routes
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
 from adapter.service.mllp import MllpServer, PeerInfo
-from adapter.service.operation_outcome import BODY_LIMITS, BodyBudget, BodyLimits
-from adapter.service.security import install
-from adapter.service.startup import database_error, listen_error
-from adapter.service.state import STATE, AppState
+from adapter.startup import database_error, listen_error
 from adapter.store import open_store
 from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder, CoderConfig
 from adapter.usecases.context import service_coding_context
 from adapter.web.app_ui import setup_ui
+from adapter.web.outcome import BODY_LIMITS, BodyBudget, BodyLimits
+from adapter.web.routes.api import setup_routes
+from adapter.web.security import install
+from adapter.web.state import STATE, AppState
 
 log = structlog.get_logger()
 

@@ -1,7 +1,7 @@
 """The running service's state and its app key: what every HTTP handler reads.
 
 Why its own module: the HTTP route modules need `STATE`/`AppState`, and the app factory
-(`adapter.service.app`) imports the routes; with the key in the factory they imported each
+(`adapter.web.app`) imports the routes; with the key in the factory they imported each
 other. Here it depends on the workers it holds, never on the app or the routes.
 """
 

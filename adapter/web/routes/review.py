@@ -33,19 +33,19 @@ from adapter.core.claim_diff import diff_claims
 from adapter.core.fhir_output import HOLD_REASON
 from adapter.core.ids import claim_id, task_id
 from adapter.core.review_decision import is_override
-from adapter.service.http_fhir import parse_json
-from adapter.service.operation_outcome import (
+from adapter.store.ports import EncounterRow, EncounterState, Resources
+from adapter.usecases import review
+from adapter.usecases.review import ReleaseAction, Released
+from adapter.web.outcome import (
     FHIR_JSON_TYPES,
     JSON,
     ApiError,
     read_body,
     require_content_type,
 )
-from adapter.service.security import principal_of
-from adapter.service.state import STATE, AppState
-from adapter.store.ports import EncounterRow, EncounterState, Resources
-from adapter.usecases import review
-from adapter.usecases.review import ReleaseAction, Released
+from adapter.web.routes.fhir import parse_json
+from adapter.web.security import principal_of
+from adapter.web.state import STATE, AppState
 
 log = structlog.get_logger()
 

@@ -72,7 +72,7 @@ class ApiError(AdapterError):
 
     `refusal`, when set, says the body is refused by the HTTP contract (content type, not one
     JSON document, the wrong shape for the URL) and is kept as a dead letter with that code
-    and place (`http_fhir.refusals_kept`): set where the check fails, never inferred later.
+    and place (`routes.fhir.refusals_kept`): set where the check fails, never inferred later.
     """
 
     status: int
