@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,34 @@ def browser_or_skip() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(text)
     pytest.skip(text)
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """One headless Debian Chromium, closed on the way out (skips or fails as above).
+
+    Browser modules hold it in a module-scoped fixture, not a session one: while
+    Playwright's sync API is alive its event loop is the thread's running loop, and the
+    async tests after a browser module could not start theirs."""
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def log_in(page: Any, token: str) -> None:
+    """Log in through the form, as a biller does, and wait for the worklist."""
+    page.goto("/ui/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]:has-text('Log in')")
+    page.wait_for_url(re.compile(r"/ui$"))
 
 
 @dataclass

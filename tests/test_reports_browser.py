@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Served,
     axe_violations,
-    browser_or_skip,
     held_items,
+    launched_chromium,
+    log_in,
     post_hl7,
     screenshot,
     serve_in_thread,
@@ -54,15 +53,8 @@ def unknown_drug_visit() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +83,6 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     wait_until_coded(opened)
     yield opened
     context.close()
-
-
-def log_in(page: Any, token: str) -> None:
-    page.goto("/ui/login")
-    page.fill("input[name=token]", token)
-    page.click("button[type=submit]:has-text('Log in')")
-    page.wait_for_url(re.compile(r"/ui$"))
 
 
 def wait_until_coded(page: Any) -> None:

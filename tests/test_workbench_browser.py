@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Served,
     axe_violations,
-    browser_or_skip,
     held_items,
     http,
+    launched_chromium,
+    log_in,
     post_hl7,
     screenshot,
     serve_in_thread,
@@ -42,18 +41,8 @@ NOTE = "Stop time confirmed with the charge nurse: 11:00."
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the module (the only browser module). Not session-scoped: while
-    Playwright's sync API is alive its event loop is the thread's running loop, and the
-    async tests after this module (the PHI check runs last) could not start theirs."""
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +101,6 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
 def claim_id(served: Served) -> str:
     items = held_items(served.base, BILLER)
     return str(items[0]["claimId"]) if items else ""
-
-
-def log_in(page: Any, token: str) -> None:
-    page.goto("/ui/login")
-    page.fill("input[name=token]", token)
-    page.click("button[type=submit]:has-text('Log in')")
-    page.wait_for_url(re.compile(r"/ui$"))
 
 
 def assert_accessible(page: Any) -> None:
