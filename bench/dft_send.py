@@ -29,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
+from harness.inprocess import paused_service
 from harness.load import ingest_backlog
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
-from harness.proc import PYTHON, pause_background_coder
+from harness.proc import PYTHON
 from harness.report import print_keys
 
 RECEIVER = Path(__file__).with_name("dft_receiver.py")
@@ -81,45 +81,36 @@ async def _answer_aa(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
 
 
 async def _send_store(store: str, encounters: int, workdir: Path, port: int) -> dict[str, float]:
-    from adapter.config import Settings
-    from adapter.web.app import start_state, stop_state
-
     schema = new_schema("dftsend") if store == "postgres" else ""
     url = PG_URL if schema else f"sqlite:///{workdir / 'dft.db'}"
-    settings = replace(
-        Settings(),
-        database_url=url,
+    service = paused_service(
+        url,
         database_schema=schema or "public",
-        mllp_port=0,
-        http_port=0,
-        close_check_seconds=3600.0,
         replica_id=f"bench-dft-{store}",
         dft_url=f"mllp://127.0.0.1:{port}",
         log_level="warning",
     )
-    state = await start_state(settings)
-    pause_background_coder(state)  # no await before this: the workers never run
     try:
-        accepted = await ingest_backlog(state, encounters, f"F{store[0].upper()}")
-        if accepted != 3 * encounters:
-            raise RuntimeError(f"{store}: {accepted} of {3 * encounters} messages accepted")
-        await state.coder.run_once()
-        queued = (await state.store.counts()).outbox_pending
-        deliverer = state.deliverer
-        assert deliverer is not None
-        t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        delivered = 0
-        while True:
-            done = await deliverer.run_once()
-            delivered += done
-            if not done:
-                break
-        seconds = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
-        left = (await state.store.counts()).outbox_pending
+        async with service as state:
+            accepted = await ingest_backlog(state, encounters, f"F{store[0].upper()}")
+            if accepted != 3 * encounters:
+                raise RuntimeError(f"{store}: {accepted} of {3 * encounters} messages accepted")
+            await state.coder.run_once()
+            queued = (await state.store.counts()).outbox_pending
+            deliverer = state.deliverer
+            assert deliverer is not None
+            t0 = time.perf_counter()
+            cpu0 = time.process_time()
+            delivered = 0
+            while True:
+                done = await deliverer.run_once()
+                delivered += done
+                if not done:
+                    break
+            seconds = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
+            left = (await state.store.counts()).outbox_pending
     finally:
-        await stop_state(state)
         if schema:
             await adrop_schema(schema)
     if left:

@@ -3,7 +3,7 @@
 In-process, the way `serve` wires it: `adapter.web.app.start_state` (store,
 mappings, MLLP listener on a free port, coder) with
 `ADAPTER_CLOSE_CHECK_SECONDS=3600`; the background coder task is cancelled
-before its first pass (`common.pause_background_coder`), otherwise that pass
+before its first pass (`harness/inprocess.py`), otherwise that pass
 would run concurrently with the backlog ingest and code part of it. A backlog
 of `--encounters` visits is ingested through `AppState.handle_hl7` (A04, RAS
 with 5 administrations, A03 each: every encounter is closed and ready), then
@@ -30,13 +30,12 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.inprocess import paused_service
 from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
-from harness.proc import pause_background_coder
 from harness.report import print_keys, print_table, ratio
 
 
@@ -73,91 +72,84 @@ class Timers:
 async def drain_store(
     store: str, encounters: int, workdir: Path, breakdown: bool = True, keep_schema: bool = False
 ) -> dict[str, Any]:
-    from adapter.config import Settings
     from adapter.usecases import close_and_code
-    from adapter.web.app import start_state, stop_state
 
     schema = new_schema("drain") if store == "postgres" else ""
     url = PG_URL if schema else f"sqlite:///{workdir / 'drain.db'}"
-    settings = replace(
-        Settings(),
-        database_url=url,
-        database_schema=schema or "public",
-        mllp_port=0,
-        http_port=0,
-        close_check_seconds=3600.0,
-        replica_id=f"bench-drain-{store}",
+    service = paused_service(
+        url, database_schema=schema or "public", replica_id=f"bench-drain-{store}"
     )
-    state = await start_state(settings)
-    pause_background_coder(state)  # no await before this: the task never runs
     out: dict[str, Any] = {"store": store, "encounters": encounters}
     try:
-        t0 = time.perf_counter()
-        accepted = await ingest_backlog(state, encounters, f"D{store[0].upper()}")
-        out["ingest_s"] = time.perf_counter() - t0
-        out["accepted"] = accepted
-        if accepted != 3 * encounters:
-            raise RuntimeError(f"{store}: {accepted} of {3 * encounters} messages accepted")
-        timers = Timers()
-        coder = state.coder
-        patched: list[tuple[Any, str, Any]] = []
-        if breakdown:
-            for name in (
-                "lease_ready",
-                "messages_for_encounters",
-                "save_codings",
-                "release_lease",
-            ):
-                original = getattr(state.store, name)
-                patched.append((state.store, name, original))
-                setattr(state.store, name, timers.wrap_async(f"store.{name}", original))
-            patched.append((coder, "code_messages", coder.code_messages))
-            coder.code_messages = timers.wrap("code_messages", coder.code_messages)  # type: ignore[method-assign]
-            module = close_and_code
-            for name in ("encounter_resources", "_dumps"):  # _dumps: before the store took dicts
-                if not hasattr(module, name):
-                    continue
-                original = getattr(module, name)
-                patched.append((module, name, original))
-                setattr(module, name, timers.wrap(name, original))
-            # inside save_coding, on the store's side: serialise with meta, hash, compare
-            store_module = sys.modules[type(state.store).__module__]
-            for name, label in (
-                ("prepare_codings", "  of which prepare_codings (serialise, hash)"),
-                ("plan_coding", "  of which plan_coding (compare, meta)"),
-            ):
-                original = getattr(store_module, name)
-                patched.append((store_module, name, original))
-                setattr(store_module, name, timers.wrap(label, original))
-        t0 = time.perf_counter()
-        coded = await coder.run_once()
-        seconds = time.perf_counter() - t0
-        for obj, name, original in patched:
-            if obj is coder:
-                del coder.code_messages  # back to the class attribute
-            else:
-                setattr(obj, name, original)
-        counts = await state.store.counts()
-        out.update(
-            coded=coded,
-            seconds=seconds,
-            admin_per_s=coded * ADMINS_PER_DRAIN_VISIT / seconds,
-            encounters_per_s=coded / seconds,
-            states=dict(counts.encounters_by_state),
-            timers={k: (v, timers.calls[k]) for k, v in timers.seconds.items()},
-        )
-        ready_left = await state.store.lease_ready(
-            state.clock(),
-            state.clock() - coder.config.quiet_period,
-            "bench-check",
-            1,
-            10,
-        )
-        out["ready_left"] = len(ready_left)
-        for lease in ready_left:
-            await state.store.release_lease(lease)
+        async with service as state:
+            t0 = time.perf_counter()
+            accepted = await ingest_backlog(state, encounters, f"D{store[0].upper()}")
+            out["ingest_s"] = time.perf_counter() - t0
+            out["accepted"] = accepted
+            if accepted != 3 * encounters:
+                raise RuntimeError(f"{store}: {accepted} of {3 * encounters} messages accepted")
+            timers = Timers()
+            coder = state.coder
+            patched: list[tuple[Any, str, Any]] = []
+            if breakdown:
+                for name in (
+                    "lease_ready",
+                    "messages_for_encounters",
+                    "save_codings",
+                    "release_lease",
+                ):
+                    original = getattr(state.store, name)
+                    patched.append((state.store, name, original))
+                    setattr(state.store, name, timers.wrap_async(f"store.{name}", original))
+                patched.append((coder, "code_messages", coder.code_messages))
+                coder.code_messages = timers.wrap("code_messages", coder.code_messages)  # type: ignore[method-assign]
+                module = close_and_code
+                # _dumps: before the store took dicts
+                for name in ("encounter_resources", "_dumps"):
+                    if not hasattr(module, name):
+                        continue
+                    original = getattr(module, name)
+                    patched.append((module, name, original))
+                    setattr(module, name, timers.wrap(name, original))
+                # inside save_coding, on the store's side: serialise with meta, hash, compare
+                # (the module of the encounters port's adapter, which imports them by name)
+                saver = type(state.store).save_codings
+                store_module = sys.modules[saver.__module__]
+                for name, label in (
+                    ("prepare_codings", "  of which prepare_codings (serialise, hash)"),
+                    ("plan_coding", "  of which plan_coding (compare, meta)"),
+                ):
+                    original = getattr(store_module, name)
+                    patched.append((store_module, name, original))
+                    setattr(store_module, name, timers.wrap(label, original))
+            t0 = time.perf_counter()
+            coded = await coder.run_once()
+            seconds = time.perf_counter() - t0
+            for obj, name, original in patched:
+                if obj is coder:
+                    del coder.code_messages  # back to the class attribute
+                else:
+                    setattr(obj, name, original)
+            counts = await state.store.counts()
+            out.update(
+                coded=coded,
+                seconds=seconds,
+                admin_per_s=coded * ADMINS_PER_DRAIN_VISIT / seconds,
+                encounters_per_s=coded / seconds,
+                states=dict(counts.encounters_by_state),
+                timers={k: (v, timers.calls[k]) for k, v in timers.seconds.items()},
+            )
+            ready_left = await state.store.lease_ready(
+                state.clock(),
+                state.clock() - coder.config.quiet_period,
+                "bench-check",
+                1,
+                10,
+            )
+            out["ready_left"] = len(ready_left)
+            for lease in ready_left:
+                await state.store.release_lease(lease)
     finally:
-        await stop_state(state)
         if schema and keep_schema:
             print(f"kept PostgreSQL schema {schema} (drop it when done)", file=sys.stderr)
         elif schema:

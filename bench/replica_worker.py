@@ -21,28 +21,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
+from harness.inprocess import paused_service
 from harness.pg import PG_URL
-from harness.proc import pause_background_coder
 
 
 async def run(ns: argparse.Namespace) -> dict[str, object]:
-    from adapter.config import Settings
-    from adapter.web.app import start_state, stop_state
-
-    settings = replace(
-        Settings(),
-        database_url=ns.dsn,
-        database_schema=ns.schema,
-        mllp_port=0,
-        http_port=0,
-        close_check_seconds=3600.0,
-        replica_id=ns.replica_id,
-    )
-    state = await start_state(settings)
-    pause_background_coder(state)  # no await before this: the task never runs
-    try:
+    async with paused_service(ns.dsn, database_schema=ns.schema, replica_id=ns.replica_id) as state:
         print("ready", flush=True)
         loop = asyncio.get_running_loop()
         line = await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), ns.wait)
@@ -60,8 +45,6 @@ async def run(ns: argparse.Namespace) -> dict[str, object]:
             "end": end,
             "cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 3),
         }
-    finally:
-        await stop_state(state)
 
 
 def main() -> None:

@@ -28,34 +28,18 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
+from harness.inprocess import paused_service
 from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 from harness.pg import PG_URL, drop_schema, new_schema, pg_available, pg_fetch
-from harness.proc import BENCH, PYTHON, machine_cpu, pause_background_coder
+from harness.proc import BENCH, PYTHON, machine_cpu
 from harness.report import median, print_keys, print_table
 
 
 async def load_backlog(schema: str, encounters: int) -> None:
-    from adapter.config import Settings
-    from adapter.web.app import start_state, stop_state
-
-    settings = replace(
-        Settings(),
-        database_url=PG_URL,
-        database_schema=schema,
-        mllp_port=0,
-        http_port=0,
-        close_check_seconds=3600.0,
-        replica_id="bench-loader",
-    )
-    state = await start_state(settings)
-    pause_background_coder(state)  # no await before this: the task never runs
-    try:
+    async with paused_service(PG_URL, database_schema=schema, replica_id="bench-loader") as state:
         accepted = await ingest_backlog(state, encounters, "R")
-    finally:
-        await stop_state(state)
     if accepted != 3 * encounters:
         raise RuntimeError(f"backlog: {accepted} of {3 * encounters} messages accepted")
 

@@ -5,6 +5,8 @@
   of the crash tests, in-process ingest).
 - `proc`: the adapter under test and the other processes (start on free ports, /readyz,
   CPU time and RSS from /proc, stop by pid).
+- `inprocess`: the service in the bench's own process (`start_state`), workers paused, so
+  the bench's own pass is the only one.
 - `pg`: PostgreSQL schemas per run, a freezable proxy for partitions.
 - `server_main`: the command line of the stand-in servers (baseline, peer).
 - `report`: the table, `key=value` lines, medians, verdicts against targets.

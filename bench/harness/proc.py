@@ -398,14 +398,3 @@ def run_script(
     if proc.returncode != 0:
         keys.setdefault(f"{Path(script).stem}_exit_status", str(proc.returncode))
     return keys, proc.stdout
-
-
-def pause_background_coder(state: object) -> None:
-    """Cancel the workers `start_state` just created, before their first pass runs.
-
-    Call it right after `await start_state(...)`, with no await in between: the
-    coder task has been created but not started, so it never leases anything and
-    the benchmark's own `coder.run_once()` is the only coding pass.
-    """
-    for task in state.tasks:  # type: ignore[attr-defined]
-        task.cancel()
