@@ -46,7 +46,7 @@ with atheris.instrument_imports():
     from adapter.readers.hl7v2 import read_hl7
     from adapter.service.links import links_for
     from adapter.web.outcome import ApiError
-    from adapter.web.routes.fhir import parse_search
+    from adapter.web.routes.fhir_search import parse_search
 
 ROOT = Path(__file__).resolve().parent.parent
 NY = ZoneInfo("America/New_York")

@@ -595,7 +595,7 @@ def test_last_updated_prefixes_cover_the_whole_precision_of_the_value() -> None:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from adapter.web.routes.fhir import date_bounds
+    from adapter.web.routes.fhir_search import date_bounds
 
     ny = ZoneInfo("America/New_York")
     start = datetime(2026, 1, 1, tzinfo=ny)

@@ -29,7 +29,7 @@ from adapter.mappings_loader import load_mappings
 from adapter.readers.fhir import read_fhir
 from adapter.readers.fhir_json import ReadError, parse_datetime
 from adapter.store.base import MessageStatus, StoredMessage
-from adapter.web.routes.fhir import MAX_OFFSET
+from adapter.web.routes.fhir_search import MAX_OFFSET
 from tests.coding_support import admin
 from tests.mllp_client import hl7_message
 from tests.service_fixtures import (

@@ -22,7 +22,7 @@ import pytest
 
 from adapter.hl7.ack import read_msa
 from adapter.mllp_send import messages_in, send
-from adapter.web.routes.fhir import INBOUND_TYPES
+from adapter.web.routes.fhir_resource import INBOUND_TYPES
 from tests.service_fixtures import (
     SCENARIOS,
     Clock,

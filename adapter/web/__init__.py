@@ -1,1 +1,2 @@
-"""The workbench: server-rendered pages for billers, served by the service's own aiohttp app."""
+"""The HTTP edge: the aiohttp app (`app`, `state`, `security`, `serving`, `outcome`), the
+API routes and the workbench pages (`routes/`)."""

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from adapter.core.model import InputError
 from adapter.core.refusals import Refusal, RefusalReason
 from adapter.errors import AdapterError, Disposition
 from adapter.hl7.ack import AckCode
@@ -72,7 +73,7 @@ class ApiError(AdapterError):
 
     `refusal`, when set, says the body is refused by the HTTP contract (content type, not one
     JSON document, the wrong shape for the URL) and is kept as a dead letter with that code
-    and place (`routes.fhir.refusals_kept`): set where the check fails, never inferred later.
+    and place (`bodies.refusals_kept`): set where the check fails, never inferred later.
     """
 
     status: int
@@ -111,6 +112,14 @@ def api_error(error: AdapterError) -> ApiError:
     status = error.disposition.http_status
     code = _CODE_FOR_STATUS.get(status, "exception" if status >= 500 else "invalid")
     return ApiError(status, (Issue(code, error.message),))
+
+
+def input_issue(error: InputError) -> Issue:
+    """A reader's error: its JSON path as `expression` (typed: `InputError.path`), else its
+    location. One translation for the single-resource routes and the Bundle entries alike."""
+    if error.path:
+        return Issue("invalid", f"{error.path}: {error.message}", error.path)
+    return Issue("structure", f"{error.location}: {error.message}")
 
 
 def operation_outcome(issues: Sequence[Issue]) -> JSON:

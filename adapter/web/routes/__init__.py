@@ -1,1 +1,3 @@
-"""The workbench's pages, one module per page (wired by `adapter.web.app_ui`)."""
+"""One module per route or page. The HTTP API is wired by `api` (the route table: `fhir_*`,
+`hl7`, `review`, `admin`, `outbox`, `health`); the workbench pages by `adapter.web.app_ui`
+(`login`, `worklist`, `encounter`, `coded`, `refused`, `reports`)."""

@@ -1,21 +1,22 @@
-"""The HTTP interface, in one place: every route, and the CapabilityStatement that lists them.
+"""The HTTP API, in one place: every route, and the CapabilityStatement that lists them.
 
-| route | answer |
-|---|---|
-| `POST /fhir` | batch/transaction/collection Bundle in → batch-/transaction-response |
-| `POST /fhir/{type}`, `PUT /fhir/{type}/{id}` | one inbound resource → 201/200 + Location |
-| `GET /fhir/{Claim,ChargeItem,Task}` | search (strict: unknown parameter → 400) |
-| `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (inbound types too) |
-| `GET /fhir/metadata` | the CapabilityStatement |
-| `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) |
-| `GET /review`, `POST /review/{claim_id}/release` | the review worklist (see routes/review.py) |
-| `POST /admin/reload-mappings` | load the site tables again (see routes/admin.py) |
-| `GET /admin/dead-letters[/{id}/raw]` | the dead-letter worklist; one raw as received |
-| `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus |
+| route | answer | module (`web/routes/`) |
+|---|---|---|
+| `POST /fhir` | batch/transaction/collection Bundle → its response Bundle | `fhir_bundle` |
+| `POST /fhir/{type}`, `PUT .../{id}` | one resource → 201/200, Location | `fhir_resource` |
+| `GET /fhir/{Claim,ChargeItem,Task}` | search (strict: unknown parameter → 400) | `fhir_search` |
+| `GET /fhir/{type}/{id}[/_history[/{vid}]]` | read, history, vread (inbound too) | `fhir_read` |
+| `GET /fhir/metadata` | the CapabilityStatement | here |
+| `POST /hl7` | one HL7 v2 message → its ACK (`x-application/hl7-v2+er7`) | `hl7` |
+| `GET /review`, `POST /review/{claim_id}/release` | the review worklist, release | `review` |
+| `POST /admin/reload-mappings` | load the site tables again | `admin` |
+| `GET /admin/dead-letters[/{id}/raw]` | the dead-letter worklist; one raw as received | `admin` |
+| `GET /admin/outbox` | outbound versions by delivery state | `outbox` |
+| `GET /healthz`, `/readyz`, `/metrics` | probes, Prometheus | `health` |
 
-Every error answers an OperationOutcome (web/outcome.py: error_middleware). The
-CapabilityStatement is built from the same constants as the routes, so it cannot
-promise an interaction that is not registered.
+The workbench pages (`/ui/...`) are wired apart, by `web/app_ui.py`. Every error answers an
+OperationOutcome (`web/outcome.py`: `error_middleware`). The CapabilityStatement is built from
+the same constants as the routes, so it cannot promise an interaction that is not registered.
 
 Access logs: request paths and query strings can carry patient ids (`?patient=`,
 `/fhir/Patient/<id>`); whoever runs the app must not log them (no aiohttp access log,
@@ -39,25 +40,23 @@ from adapter.web.outcome import (
     body_budget_middleware,
     error_middleware,
     fhir_response,
-    read_body,
-    require_content_type,
 )
-from adapter.web.routes import admin, fhir, health, outbox, review
-from adapter.web.routes.fhir import (
-    DEFAULT_COUNT,
-    INBOUND_TYPES,
-    MAX_COUNT,
-    MAX_OFFSET,
-    OUTPUT_TYPES,
-    fhir_base,
-    refusals_kept,
+from adapter.web.routes import (
+    admin,
+    fhir_bundle,
+    fhir_read,
+    fhir_resource,
+    fhir_search,
+    health,
+    hl7,
+    outbox,
+    review,
 )
+from adapter.web.routes.fhir_read import OUTPUT_TYPES, fhir_base
+from adapter.web.routes.fhir_resource import INBOUND_TYPES
+from adapter.web.routes.fhir_search import DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET
 from adapter.web.state import STATE
 
-HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
-HL7_TYPES = frozenset(
-    {HL7_CONTENT_TYPE, "application/hl7-v2+er7", "application/hl7-v2", "text/plain"}
-)
 FHIR_VERSION = "4.0.1"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _OUT = "{type:" + "|".join(OUTPUT_TYPES) + "}"
@@ -79,7 +78,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/healthz", health.healthz)
     router.add_get("/readyz", health.readyz)
     router.add_get("/metrics", health.metrics)
-    router.add_post("/hl7", post_hl7)
+    router.add_post("/hl7", hl7.post_hl7)
     router.add_get("/review", review.list_review)
     router.add_post("/review/{claim_id}/release", review.release)
     router.add_post("/admin/reload-mappings", admin.reload_mappings)
@@ -87,34 +86,16 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/admin/dead-letters/{id}/raw", admin.dead_letter_raw)
     router.add_get("/admin/outbox", outbox.list_outbox)
     router.add_get("/fhir/metadata", metadata)
-    router.add_post("/fhir", fhir.post_bundle)
-    router.add_post(f"/fhir/{_IN}", fhir.create)
-    router.add_put(f"/fhir/{_IN}/{{id}}", fhir.update)
-    router.add_get(f"/fhir/{_OUT}", fhir.search)
+    router.add_post("/fhir", fhir_bundle.post_bundle)
+    router.add_post(f"/fhir/{_IN}", fhir_resource.create)
+    router.add_put(f"/fhir/{_IN}/{{id}}", fhir_resource.update)
+    router.add_get(f"/fhir/{_OUT}", fhir_search.search)
     for types in (_OUT, _IN):  # inbound resources are read back as they were kept
-        router.add_get(f"/fhir/{types}/{{id}}", fhir.read)
-        router.add_get(f"/fhir/{types}/{{id}}/_history", fhir.history)
-        router.add_get(f"/fhir/{types}/{{id}}/_history/{{vid}}", fhir.vread)
+        router.add_get(f"/fhir/{types}/{{id}}", fhir_read.read)
+        router.add_get(f"/fhir/{types}/{{id}}/_history", fhir_read.history)
+        router.add_get(f"/fhir/{types}/{{id}}/_history/{{vid}}", fhir_read.vread)
     for path, level in _FALLBACKS:
         router.add_route("*", path, _unsupported(level))
-
-
-async def post_hl7(request: web.Request) -> web.Response:
-    """One HL7 v2 message over HTTP: kept like an MLLP frame, answered with its ACK (200).
-
-    The ACK code (AA/AE/AR) is the outcome; the HTTP status says only that an ACK came.
-    One request gets one answer: in enhanced mode the application acknowledgement when
-    MSH-16 asks for one, else the accept acknowledgement; 204 when MSH-15/16 ask for none.
-    A body refused for its Content-Type (415) is kept as a dead letter all the same.
-    """
-    raw = await read_body(request)
-    async with refusals_kept(request.app[STATE], raw, "hl7"):
-        require_content_type(request, HL7_TYPES, "POST /hl7")
-    result = await request.app[STATE].handle_hl7(raw, f"http {request.remote or ''}".strip())
-    acks = [ack for ack in (result.ack, *result.more_acks) if ack]
-    if not acks:  # enhanced mode, and the sender asked for no acknowledgement
-        return web.Response(status=204)
-    return web.Response(body=acks[-1], content_type=HL7_CONTENT_TYPE)
 
 
 _FALLBACKS = (

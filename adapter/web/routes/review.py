@@ -36,6 +36,7 @@ from adapter.core.review_decision import is_override
 from adapter.store.ports import EncounterRow, EncounterState, Resources
 from adapter.usecases import review
 from adapter.usecases.review import ReleaseAction, Released
+from adapter.web.bodies import parse_json
 from adapter.web.outcome import (
     FHIR_JSON_TYPES,
     JSON,
@@ -43,7 +44,6 @@ from adapter.web.outcome import (
     read_body,
     require_content_type,
 )
-from adapter.web.routes.fhir import parse_json
 from adapter.web.security import principal_of
 from adapter.web.state import STATE, AppState
 
