@@ -20,7 +20,7 @@ exception is still the natural type for "what went wrong", and raising one is al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from adapter.core.model import SegmentLocation
@@ -39,6 +39,7 @@ __all__ = [
     "ServerRefusal",
     "SettingsError",
     "SeveralHl7Messages",
+    "StartupError",
     "UnreadableHl7",
     "UnsupportedHl7Type",
     "UnsupportedHl7Version",
@@ -46,6 +47,7 @@ __all__ = [
 
 EXIT_FAILED = 1  # the CLI ran and the thing failed (a refused message, an error in a file)
 EXIT_CONFIG = 2  # the CLI could not run as asked (a setting, an argument, a file it needs)
+EXIT_STARTUP = 3  # `serve` could not start: the environment refused (a port, the database)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,29 @@ class SettingsError(AdapterError, ValueError):
     """A setting has a value the service cannot run with (checked at start-up)."""
 
     DISPOSITION = Disposition(AckCode.AE, 500, dead_letter=False, exit_code=EXIT_CONFIG)
+
+
+class StartupError(AdapterError):
+    """Start-up could not finish: `cause` in words, `setting` the variable to look at.
+
+    An operator whose port is taken or whose database is not there needs one line
+    ("cannot start: MLLP port 2575 on 127.0.0.1 is already in use (ADAPTER_MLLP_PORT)"),
+    not a 60-line traceback. The exit code is the instance's: `EXIT_STARTUP` when the
+    environment refused, `EXIT_CONFIG` when the fix is in a file a setting names (the
+    mapping tables, a DFT profile or receivers file).
+    """
+
+    DISPOSITION = Disposition(AckCode.AE, 503, dead_letter=False, exit_code=EXIT_STARTUP)
+
+    def __init__(self, cause: str, setting: str, exit_code: int = EXIT_STARTUP) -> None:
+        super().__init__(f"cannot start: {cause} ({setting})")
+        self.cause = cause
+        self.setting = setting
+        self.exit_code = exit_code
+
+    @property
+    def disposition(self) -> Disposition:
+        return replace(self.DISPOSITION, exit_code=self.exit_code)
 
 
 # --- HL7 v2 refusals: ingest's, kept as dead letters -------------------------------------

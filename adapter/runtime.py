@@ -3,8 +3,8 @@
 Why its own module: `charge-adapter serve` checks the settings (which loads the TLS files
 and the tokens, `config.CheckedSettings`), loads the mapping tables, and hands the one
 frozen `Runtime` to the app factory; nothing below reads a settings file again (SIGHUP's
-mapping reload is the one deliberate exception). Both the batch command (`adapter.cli`) and
-the service commands (`adapter.service_cli`, which `adapter.cli` dispatches to) call
+mapping reload is the one deliberate exception). Both the batch command (`adapter.cli.main`) and
+the service commands (`adapter.cli.service`, which `adapter.cli.main` dispatches to) call
 `tune_gc`; living in either one made them import each other.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 from adapter.config import CheckedSettings, Settings
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
+from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError, load_mappings
-from adapter.startup import EXIT_CONFIG, StartupError
 
 __all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]
 

@@ -2,10 +2,9 @@
 
 An operator whose port is taken or whose database is not there needs one line
 ("MLLP port 2575 on 127.0.0.1 is already in use (ADAPTER_MLLP_PORT)"), not the
-60-line traceback of asyncio or asyncpg. `StartupError` carries that sentence; the
-`serve` command prints it and exits with `EXIT_STARTUP` (or `EXIT_CONFIG` when the
-fix is in the configuration: the mapping tables). Nothing here logs the database URL
-itself: it may carry a password.
+60-line traceback of asyncio or asyncpg: these build that `StartupError` (adapter/errors.py)
+from the OSError or the driver's error; the CLI prints it and exits with its code. Nothing
+here logs the database URL itself: it may carry a password.
 """
 
 from __future__ import annotations
@@ -14,21 +13,7 @@ import errno
 import socket
 import sqlite3
 
-EXIT_CONFIG = 2  # a setting, or a file a setting names, is wrong: fix the configuration
-EXIT_STARTUP = 3  # the environment refused: a port in use, a database down or missing
-
-
-class StartupError(Exception):
-    """Start-up could not finish: `cause` in words, `setting` the variable to look at."""
-
-    def __init__(self, cause: str, setting: str, exit_code: int = EXIT_STARTUP) -> None:
-        super().__init__(cause, setting)
-        self.cause = cause
-        self.setting = setting
-        self.exit_code = exit_code
-
-    def __str__(self) -> str:
-        return f"{self.cause} ({self.setting})"
+from adapter.errors import StartupError
 
 
 def listen_error(exc: OSError, listener: str, host: str, port: int, setting: str) -> StartupError:

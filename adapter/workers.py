@@ -56,7 +56,7 @@ from types import FrameType
 import structlog
 
 from adapter.config import Settings
-from adapter.startup import StartupError, listen_error
+from adapter.startup import listen_error
 from adapter.worker_role import READY_FD_ENV, WORKER_ENV
 
 log = structlog.get_logger()
@@ -68,7 +68,7 @@ STOP_MARGIN_S = 10.0  # beyond shutdown_grace_seconds before a worker is killed
 EXIT_CRASH_LOOP = 1
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.1
-WORKER_CODE = "import sys; from adapter.cli import main; sys.exit(main(['serve']))"
+WORKER_CODE = "import sys; from adapter.cli.main import main; sys.exit(main(['serve']))"
 
 
 @dataclass
@@ -229,12 +229,10 @@ class Supervisor:
 
 
 def supervise(settings: Settings, config_file: str | None = None) -> int:
-    """Run `settings.workers` worker processes until SIGTERM/SIGINT; the exit status."""
-    try:
-        holders = reserve_ports(settings)
-    except StartupError as exc:
-        print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """Run `settings.workers` worker processes until SIGTERM/SIGINT; the exit status.
+
+    A port that cannot be held is a `StartupError`, raised to the CLI's edge."""
+    holders = reserve_ports(settings)
     metrics_dir = tempfile.mkdtemp(prefix="charge-adapter-metrics-")
     ports = (holders[0].getsockname()[1], holders[1].getsockname()[1])
     supervisor = Supervisor(settings, config_file, metrics_dir, ports)

@@ -86,7 +86,7 @@ async def _migrate(path: Path) -> None:
 def run_replay(path: Path, since: datetime | None) -> tuple[int, float, str]:
     """(peak RSS KiB, seconds, last stderr line) of one `replay --no-code` process."""
     env = dict(os.environ, ADAPTER_DATABASE_URL=f"sqlite:///{path}", ADAPTER_LOG_LEVEL="warning")
-    command = [sys.executable, "-m", "adapter.cli", "replay", "--no-code"]
+    command = [sys.executable, "-m", "adapter.cli.main", "replay", "--no-code"]
     if since is not None:
         command += ["--since", since.isoformat()]
     started = time.monotonic()

@@ -190,7 +190,6 @@ USECASE_FORBIDDEN = (
     "adapter.web",  # the HTTP edge: the app, its state, the API routes, the workbench
     "adapter.service.mllp",
     "adapter.cli",
-    "adapter.service_cli",
 )
 
 

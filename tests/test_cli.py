@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cli import main
+from adapter.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = [ROOT / "fixtures/scenarios" / n for n in ("S09.hl7", "S11.hl7", "S20.json", "S25.hl7")]
@@ -22,7 +22,7 @@ SAMPLES = sorted((ROOT / "fixtures/samples").rglob("*.hl7")) + sorted(
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """A real process through the console entry point (pays simple-icd-10-cm's 1.5 s import)."""
     return subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "code", *map(str, args)],
+        [sys.executable, "-m", "adapter.cli.main", "code", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,

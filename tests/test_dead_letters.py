@@ -212,7 +212,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "dead-letters", *args],
+        [sys.executable, "-m", "adapter.cli.main", "dead-letters", *args],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False,
     )  # fmt: skip
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cli import main
+from adapter.cli.main import main
 from adapter.core.holds import HoldReason
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_cli_help_says_where_the_rule_ids_are_explained(
 
 
 @pytest.mark.parametrize(
-    "path", ["README.md", "mappings/README.md", "mappings/hold_reasons.csv", "adapter/cli.py"]
+    "path", ["README.md", "mappings/README.md", "mappings/hold_reasons.csv", "adapter/cli/main.py"]
 )
 def test_what_users_read_cites_the_docs_not_the_team_reference(path: str) -> None:
     """The team's reference beside the checkout is not something a user of the repo has."""

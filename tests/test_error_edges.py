@@ -21,6 +21,7 @@ from adapter.core.model import SegmentLocation
 from adapter.core.refusals import RefusalReason
 from adapter.errors import (
     EXIT_CONFIG,
+    EXIT_STARTUP,
     AdapterError,
     HandlerFailed,
     Hl7Refused,
@@ -139,7 +140,7 @@ def test_every_error_of_the_tree_says_what_each_edge_does(cls: type[AdapterError
     disposition = cls.DISPOSITION
     assert disposition.ack in (AckCode.AE, AckCode.AR)  # the builder picks CE/CR itself
     assert 200 <= disposition.http_status < 600
-    assert disposition.exit_code in (1, EXIT_CONFIG)
+    assert disposition.exit_code in (1, EXIT_CONFIG, EXIT_STARTUP)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.cli import main
+from adapter.cli.main import main
 from adapter.core.explain import AdminSkip, Explanation, Fate, render
 from adapter.core.model import Administration
 from adapter.core.options import CodingOptions

@@ -56,7 +56,7 @@ def adapter(
     *args: str, env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "adapter.cli", *args],
+        [sys.executable, "-m", "adapter.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -83,7 +83,7 @@ def serving(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`charge-adapter serve` until its /healthz answers; SIGTERM and wait at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapter.cli", "serve"],
+        [sys.executable, "-m", "adapter.cli.main", "serve"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from adapter.cli.send import messages_in, send
 from adapter.hl7.ack import read_msa
-from adapter.mllp_send import messages_in, send
 from adapter.web.routes.fhir_resource import INBOUND_TYPES
 from tests.service_fixtures import (
     SCENARIOS,

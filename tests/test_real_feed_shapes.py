@@ -525,7 +525,7 @@ def test_one_patients_delete_never_removes_another_patients_administration(
 def test_batch_warns_about_reused_ids_on_stderr_without_patient_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from adapter.cli import main
+    from adapter.cli.main import main
 
     feed = tmp_path / "feed.hl7"
     feed.write_bytes(multi_patient_feed(20))
@@ -542,7 +542,7 @@ async def test_batch_and_service_code_the_same_multi_patient_file_into_as_many_c
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same file through `charge-adapter code` and through the running service (MLLP)."""
-    from adapter.cli import main
+    from adapter.cli.main import main
     from adapter.store.base import SearchQuery
     from adapter.web.app import start_state, stop_state
     from tests.mllp_client import send_messages

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from adapter.cli.replay import ReplaySelection, replay
 from adapter.config import Settings
 from adapter.hl7.ack import read_msa
-from adapter.service.replay import ReplaySelection, replay
 from adapter.store import open_store
 from adapter.store.base import (
     Link,
@@ -423,7 +423,7 @@ def test_replay_progress_shows_on_a_terminal_only(settings: Settings, tmp_path: 
     assert state
     env = dict(os.environ, ADAPTER_DATABASE_URL=settings.database_url,
                ADAPTER_DATABASE_SCHEMA=settings.database_schema, ADAPTER_LOG_FORMAT="json")  # fmt: skip
-    command = [sys.executable, "-m", "adapter.cli", "replay", "--no-code"]
+    command = [sys.executable, "-m", "adapter.cli.main", "replay", "--no-code"]
     piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0, piped.stderr
     assert piped.stderr.splitlines()[-1].startswith("replay: messages=3 ")
@@ -456,7 +456,9 @@ def test_replay_help_says_what_is_read() -> None:
     import sys
 
     shown = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "replay", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "adapter.cli.main", "replay", "--help"],
+        capture_output=True,
+        text=True,
     ).stdout
     for flag in ("--since", "--message", "--dead-letter", "--dry-run", "--no-code"):
         assert flag in shown

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.cli import main
+from adapter.cli.main import main
 from adapter.hl7.ack import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7

@@ -634,7 +634,7 @@ def test_serve_exits_2_naming_the_missing_key_file(tmp_path: Path, pki: Pki) -> 
         ),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "serve"],
+        [sys.executable, "-m", "adapter.cli.main", "serve"],
         capture_output=True,
         text=True,
         cwd=ROOT,

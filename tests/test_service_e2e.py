@@ -364,7 +364,7 @@ async def test_replay_after_a_mapping_fix_recodes_into_new_versions_not_duplicat
     """An unknown local drug code is held; the site adds it to the overlay; replay bills it."""
     import shutil
 
-    from adapter.service.replay import ReplaySelection, replay
+    from adapter.cli.replay import ReplaySelection, replay
 
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)
@@ -414,7 +414,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = dict(os.environ, ADAPTER_HTTP_PORT=str(http), ADAPTER_MLLP_PORT=str(free_port()),
                ADAPTER_DATABASE_URL=f"sqlite:///{tmp_path}/a.db", ADAPTER_LOG_FORMAT="json")  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapter.cli", "serve"], env=env, cwd=ROOT,
+        [sys.executable, "-m", "adapter.cli.main", "serve"], env=env, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -428,7 +428,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         else:
             pytest.fail("service did not start: " + proc.stderr.read1().decode())  # type: ignore[union-attr]
         probe = subprocess.run(
-            [sys.executable, "-m", "adapter.cli", "health"], env=env, cwd=ROOT, timeout=30,
+            [sys.executable, "-m", "adapter.cli.main", "health"], env=env, cwd=ROOT, timeout=30,
             capture_output=True, check=False,
         )  # fmt: skip
         assert probe.returncode == 0, probe.stderr  # the container HEALTHCHECK command

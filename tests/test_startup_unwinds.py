@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.startup import EXIT_STARTUP, StartupError
+from adapter.errors import EXIT_STARTUP, StartupError
 from adapter.web.app import create_app, start_state, stop_state
 from tests.service_fixtures import Clock, make_settings
 from tests.store_fixtures import PG_URL, require_postgres
@@ -81,7 +81,7 @@ async def test_a_busy_mllp_port_closes_the_sqlite_store_it_had_opened(
         with pytest.raises(StartupError) as refused:
             await STARTS[start](settings)
     assert str(refused.value) == (
-        f"MLLP port {port} on 127.0.0.1 is already in use (ADAPTER_MLLP_PORT)"
+        f"cannot start: MLLP port {port} on 127.0.0.1 is already in use (ADAPTER_MLLP_PORT)"
     )
     assert database.is_file()  # the store was opened and migrated before the listener
     assert open_descriptors_on(database) == []

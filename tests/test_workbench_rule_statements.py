@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cli import main
-from adapter.startup import StartupError
+from adapter.cli.main import main
+from adapter.errors import StartupError
 from adapter.web.app import create_app
 from adapter.web.rule_statements import (
     RULE_ID,

@@ -111,7 +111,7 @@ def workers(tmp_path: Path, count: int = 2, **overrides: str) -> Iterator[tuple[
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "adapter.cli", "serve"],
+            [sys.executable, "-m", "adapter.cli.main", "serve"],
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -252,7 +252,7 @@ def test_a_taken_mllp_port_stops_the_start_with_exit_3_naming_the_setting(tmp_pa
             tmp_path, ADAPTER_WORKERS="2", ADAPTER_MLLP_PORT=str(taken.getsockname()[1])
         )
         done = subprocess.run(
-            [sys.executable, "-m", "adapter.cli", "serve"],
+            [sys.executable, "-m", "adapter.cli.main", "serve"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     assert done.returncode == EXIT_STARTUP, done.stderr
@@ -268,7 +268,7 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_exit_status(tmp_p
     )
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "serve"],
+        [sys.executable, "-m", "adapter.cli.main", "serve"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == EXIT_STARTUP, done.stderr
@@ -280,7 +280,7 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_exit_status(tmp_p
 def test_adapter_workers_out_of_range_is_a_setting_error(tmp_path: Path, value: str) -> None:
     env = service_env(tmp_path, ADAPTER_WORKERS=value)
     done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "settings"],
+        [sys.executable, "-m", "adapter.cli.main", "settings"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == EXIT_CONFIG

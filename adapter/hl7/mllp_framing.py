@@ -6,7 +6,7 @@ bounded: a frame larger than the limit is never buffered whole, it becomes an
 `Oversize` item carrying its first bytes so the server can still answer MSH-10.
 
 Why no I/O here (h11's shape): the asyncio server (`adapter.service.mllp`), the `send`
-client (`adapter.mllp_send`) and the tests feed it bytes however they got them, cut
+client (`adapter.cli.send`) and the tests feed it bytes however they got them, cut
 anywhere; what it decides depends only on the bytes.
 """
 

@@ -18,11 +18,19 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from adapter.core.mappings import table_key
+from adapter.errors import EXIT_CONFIG, AdapterError, Disposition
+from adapter.hl7.ack import AckCode
 from adapter.mappings_loader.tables import COLUMNS, EARLIER_COLUMNS
 
 
-class MappingError(ValueError):
-    """A table in `mappings/` is wrong; the message names the file, the line and the fault."""
+class MappingError(AdapterError, ValueError):
+    """A table in `mappings/` is wrong; the message names the file, the line and the fault.
+
+    A configuration error wherever it is met (`charge-adapter code`, `dead-letters
+    reprocess`): exit 2. The service wraps it at start-up in a `StartupError` naming
+    ADAPTER_MAPPINGS_DIR; a reload keeps the old tables and answers it."""
+
+    DISPOSITION = Disposition(AckCode.AE, 500, dead_letter=False, exit_code=EXIT_CONFIG)
 
 
 E = TypeVar("E", bound=StrEnum)

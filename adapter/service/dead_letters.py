@@ -24,9 +24,9 @@ from adapter.core.ids import claim_id
 from adapter.core.mappings import Mappings
 from adapter.core.refusals import Refusal, RefusalReason, reason_of
 from adapter.service.labels import control_id_label, message_kind_label
-from adapter.service.replay import coder_for
+from adapter.service.metrics import Metrics
 from adapter.store.base import MessageStatus, Store, StoredMessage
-from adapter.usecases.replay import MessageReader, Replayer, ReplaySelection
+from adapter.usecases.replay import MessageReader, Replayer, ReplaySelection, replay_coder
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -146,7 +146,7 @@ async def reprocess(
     if outcome.error is not None:
         refusal = Refusal(reason_of(outcome.reason), outcome.error_location)
         return ReprocessResult(message_id, False, refusal)
-    coded = await coder_for(store, settings, mappings).run_once() if code else 0
+    coded = await replay_coder(store, settings, mappings, Metrics()).run_once() if code else 0
     keys = (await store.message_links([message_id])).get(message_id, [])
     return ReprocessResult(message_id, True, touched=await _touched(store, keys), coded=coded)
 

@@ -21,10 +21,10 @@ from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.dft_profiles_loader import load_dft_profile
 from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
+from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError
 from adapter.outbox.dft_mllp import DftMllpSink, MllpEndpoint, destination_for
 from adapter.service.dft_queue import DftQueue
-from adapter.startup import EXIT_CONFIG, StartupError
 from adapter.store.base import Store
 
 RECEIVERS_SETTING = "ADAPTER_DFT_RECEIVERS_FILE"

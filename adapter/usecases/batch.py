@@ -1,6 +1,6 @@
 """Batch code: read → collect → assemble → code → FHIR for a batch of files, in memory.
 
-The use case behind `charge-adapter code FILES` (cli.py reads the files and prints) and
+The use case behind `charge-adapter code FILES` (cli/main.py reads the files and prints) and
 the coding benchmarks. No store: every encounter is closed at the end of the batch. The
 service runs the same core steps around its store (usecases/close_and_code.py); this
 module only sequences the pure core and the readers, it opens no files itself.

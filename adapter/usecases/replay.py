@@ -25,16 +25,20 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from tqdm import tqdm
 
+from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ingest import refusal_for
 from adapter.service.links import links_for
-from adapter.store.ports import Inbox, MessageStatus, ReplayOutcome, StoredMessage
+from adapter.service.metrics import Metrics
+from adapter.store.ports import Inbox, MessageStatus, ReplayOutcome, Store, StoredMessage
+from adapter.usecases.close_and_code import Coder, CoderConfig
+from adapter.usecases.context import service_coding_context
 
 PAGE = 200  # messages read, and written in one transaction, at a time
 
@@ -204,3 +208,17 @@ async def replay_stored(
     read, relinked, dead = await replayer.run(selection)
     coded = await code_now() if code_now is not None and read else 0
     return ReplaySummary(read, relinked, dead, coded, tuple(replayer.refused))
+
+
+def replay_coder(store: Store, settings: Settings, mappings: Mappings, metrics: Metrics) -> Coder:
+    """The coder a replay, its dry run or a dead letter's reprocess uses: the service's
+    coder (same context, quiet period, lease, destination) under a replay owner, so its
+    leases are told apart from the running service's."""
+    config = CoderConfig(
+        owner=f"replay-{settings.replica_id}",
+        quiet_period=timedelta(minutes=settings.quiet_period_minutes),
+        lease_seconds=settings.lease_seconds,
+        destination=settings.fhir_base_url or None,
+    )
+    ctx = service_coding_context(settings, mappings)
+    return Coder(store, ctx, config, lambda: datetime.now(UTC), metrics)

@@ -28,7 +28,7 @@ import jinja2
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.startup import EXIT_CONFIG, StartupError
+from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.web.middleware import ui_middleware
 from adapter.web.pages import HERE, LIMITER, PREFIX, RULES, SESSIONS, is_ui
 from adapter.web.routes import coded, encounter, login, refused, reports, worklist

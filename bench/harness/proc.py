@@ -58,7 +58,7 @@ def adapter_command() -> list[str]:
     script = Path(PYTHON).parent / "charge-adapter"
     if script.exists():
         return [str(script)]
-    return [PYTHON, "-c", "import sys; from adapter.cli import main; sys.exit(main())"]
+    return [PYTHON, "-c", "import sys; from adapter.cli.main import main; sys.exit(main())"]
 
 
 def interrupt_on_signals() -> None:

@@ -1,10 +1,14 @@
-"""`charge-adapter`: the command line.
+"""`charge-adapter`: the command line's entry point, and its one error edge.
 
 `code` reads HL7 v2 and FHIR files in the order given as one feed, closes
 every encounter at the end, and prints one FHIR R4 Bundle of Claims,
 ChargeItems and review Tasks. A summary goes to stderr. Exit 0 when the
 input was read (holds included), 2 when any input could not be read (the
 rest is still coded and printed: one bad message never loses the others).
+
+Every other command is dispatched to its module. Whatever `AdapterError` a command raises
+(a setting, a mapping table, a start-up refusal) is translated here, once, by its
+`disposition`: one line on stderr and the disposition's exit code (`refuse`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapter.core.explain import render
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
-from adapter.mappings_loader import MappingError, default_mappings_dir, load_mappings
+from adapter.errors import AdapterError
+from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.runtime import tune_gc
 from adapter.usecases.batch import Pipeline, PipelineResult, code_files
 
@@ -42,6 +47,22 @@ class CodeArgs:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
+    try:
+        return _run(parser, ns)
+    except AdapterError as error:
+        return refuse(error)
+
+
+def refuse(error: AdapterError) -> int:
+    """The CLI edge of the error tree: the error's one line on stderr, its exit code.
+
+    Decided by the error's type (its `disposition`), never by its text; the text is the
+    error's `message`, a short sentence that names the setting or the file at fault."""
+    print(f"charge-adapter: {error.message}", file=sys.stderr)
+    return error.disposition.exit_code
+
+
+def _run(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> int:
     if ns.command == "code":
         return run_code(
             CodeArgs(
@@ -56,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if ns.command == "send":
-        from adapter.mllp_send import SendTls
-        from adapter.mllp_send import run as send
+        from adapter.cli.send import SendTls
+        from adapter.cli.send import run as send
 
         tls = SendTls(ns.ca, ns.cert, ns.key, ns.server_name) if ns.tls else None
         if not ns.tls and (ns.ca or ns.cert or ns.key or ns.server_name):
@@ -65,13 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         return send(ns.host, ns.port, [Path(p) for p in ns.paths], ns.timeout, tls)
     if ns.command == "dead-letters":
-        from adapter import dead_letters_cli
+        from adapter.cli import dead_letters
 
-        return dead_letters_cli.run(ns)
+        return dead_letters.run(ns)
     if ns.command in ("serve", "replay", "settings", "health"):
-        from adapter import service_cli
+        from adapter.cli import service
 
-        return service_cli.run(ns)
+        return service.run(ns)
     parser.print_help(sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -184,7 +205,7 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "added/removed/changed, holds opened/closed) and which messages would live or die",
     )
     _send_command(sub)
-    from adapter.dead_letters_cli import add_command
+    from adapter.cli.dead_letters import add_command
 
     add_command(sub)
     health = sub.add_parser(
@@ -261,11 +282,7 @@ def run_code(args: CodeArgs) -> int:
     except (ZoneInfoNotFoundError, ValueError):
         print(f"charge-adapter: unknown time zone '{args.site_tz}'", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        mappings = load_mappings(args.mappings)
-    except MappingError as exc:
-        print(f"charge-adapter: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    mappings = load_mappings(args.mappings)  # a MappingError: exit 2, through `refuse`
     options = CodingOptions(
         setting_override=args.setting, pump_code_g0498=args.pump_g0498, z_order=args.z_order
     )

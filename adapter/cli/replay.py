@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from adapter.config import Settings
-from adapter.core.mappings import Mappings
 from adapter.mappings_loader import load_mappings
 from adapter.service.metrics import Metrics
 from adapter.store import open_store
-from adapter.store.ports import Store
 from adapter.usecases import replay_dry_run
-from adapter.usecases.close_and_code import Coder, CoderConfig
-from adapter.usecases.context import service_coding_context
 from adapter.usecases.replay import (
     MessageReader,
     Refusal,
     Replayer,
     ReplaySelection,
     ReplaySummary,
+    replay_coder,
     replay_stored,
 )
 
@@ -56,7 +53,7 @@ async def replay(
             lambda: datetime.now(UTC),
             progress=sys.stderr.isatty() if progress is None else progress,
         )
-        coder = coder_for(store, settings, mappings)
+        coder = replay_coder(store, settings, mappings, Metrics())
         if dry_run:
             return await replay_dry_run.dry_run(
                 replayer, coder, store, selection, out or sys.stdout
@@ -64,18 +61,6 @@ async def replay(
         return await replay_stored(replayer, selection, coder.run_once if code else None)
     finally:
         await store.close()
-
-
-def coder_for(store: Store, settings: Settings, mappings: Mappings) -> Coder:
-    """The coder a replay (or its dry run) uses: the service's, under a replay owner."""
-    ctx = service_coding_context(settings, mappings)
-    config = CoderConfig(
-        owner=f"replay-{settings.replica_id}",
-        quiet_period=timedelta(minutes=settings.quiet_period_minutes),
-        lease_seconds=settings.lease_seconds,
-        destination=settings.fhir_base_url or None,
-    )
-    return Coder(store, ctx, config, lambda: datetime.now(UTC), Metrics())
 
 
 def print_refusals(refused: Sequence[Refusal], out: TextIO) -> None:

@@ -1,4 +1,8 @@
-"""`charge-adapter serve | replay | settings`: the service commands of the CLI."""
+"""`charge-adapter serve | replay | settings | health`: the service commands of the CLI.
+
+A setting that is wrong (`SettingsError`) or a start-up that is refused (`StartupError`) is
+raised to the CLI's one error edge (`adapter/cli/main.py:refuse`): one line, its exit code.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from adapter.config import CheckedSettings, Settings, load_checked, unknown_variables
-from adapter.errors import SettingsError
+from adapter.errors import EXIT_CONFIG
 from adapter.logs import configure
-from adapter.startup import EXIT_CONFIG, StartupError, listen_error
+from adapter.startup import listen_error
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -28,11 +32,7 @@ EXIT_REFUSED = 1  # replay: a named message was not replayed (unknown, dead, tru
 
 def run(ns: argparse.Namespace) -> int:
     strict = bool(getattr(ns, "strict", False))
-    try:
-        checked = load_checked(config_file=ns.config, strict=strict)  # loads TLS files, tokens
-    except SettingsError as exc:
-        print(f"charge-adapter: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    checked = load_checked(config_file=ns.config, strict=strict)  # loads TLS files, tokens
     settings = checked.settings
     for problem in unknown_variables(os.environ):  # not strict: said, and ignored
         print(f"charge-adapter: warning: {problem}", file=sys.stderr)
@@ -106,11 +106,7 @@ def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
     from adapter.web.security import server_tls_of
     from adapter.web.serving import run_app
 
-    try:
-        runtime = load_runtime(checked)  # the mapping tables; TLS and tokens came checked
-    except StartupError as exc:
-        print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
-        return exc.exit_code
+    runtime = load_runtime(checked)  # the mapping tables; TLS and tokens came checked
     app = create_app(runtime)
 
     async def freeze_startup_objects(_: web.Application) -> AsyncIterator[None]:
@@ -121,13 +117,9 @@ def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
     app.cleanup_ctx.append(_reload_on_sighup)
     try:
         run_app(app, settings, server_tls_of(app))  # web.run_app, with the HTTP limits
-    except StartupError as exc:
-        print(f"charge-adapter: cannot start: {exc}", file=sys.stderr)
-        return exc.exit_code
     except OSError as exc:  # the HTTP site binds last, after the MLLP listener
-        error = listen_error(exc, "HTTP", settings.host, settings.http_port, "ADAPTER_HTTP_PORT")
-        print(f"charge-adapter: cannot start: {error}", file=sys.stderr)
-        return error.exit_code
+        port = settings.http_port
+        raise listen_error(exc, "HTTP", settings.host, port, "ADAPTER_HTTP_PORT") from exc
     return EXIT_OK
 
 
@@ -159,7 +151,7 @@ def _since(text: str | None) -> datetime | None:
 async def _replay(settings: Settings, selection: ReplaySelection, code: bool, dry_run: bool) -> int:
     """Exit 0, or 1 when a named message could not be replayed (each said on stderr).
     A dry run prints what would change on stdout and writes nothing."""
-    from adapter.service.replay import print_refusals, replay
+    from adapter.cli.replay import print_refusals, replay
 
     summary = await replay(settings, selection, code=code, dry_run=dry_run, out=sys.stdout)
     print_refusals(summary.refused, sys.stderr)

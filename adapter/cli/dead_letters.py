@@ -1,7 +1,7 @@
 """`charge-adapter dead-letters [--since T] [--reason R] | show ID | reprocess ID`.
 
 The worklist of refused messages for the person who runs the interface (see
-adapter.service.dead_letters): the list has no PHI; `show` prints one raw as received (the
+adapter/service/dead_letters.py): the list has no PHI; `show` prints one raw as received (the
 CLI runs with the store's credentials, so whoever runs it may read the store anyway);
 `reprocess` reads one again after a mapping or feed fix and says what came of it.
 Exit 0; 1 when `show`/`reprocess` found no such dead letter or it is still refused;
@@ -19,13 +19,12 @@ from pathlib import Path
 
 from adapter.config import Settings, load_settings, unknown_variables
 from adapter.core.refusals import RefusalReason
-from adapter.errors import SettingsError
+from adapter.errors import EXIT_CONFIG
 from adapter.logs import configure
 from adapter.store.base import Store
 
 EXIT_OK = 0
 EXIT_NOT_DONE = 1
-EXIT_CONFIG = 2
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,11 +64,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run(ns: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(config_file=ns.config, strict=ns.strict)
-    except SettingsError as exc:
-        print(f"charge-adapter: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings = load_settings(config_file=ns.config, strict=ns.strict)  # SettingsError: exit 2
     for problem in unknown_variables(os.environ):
         print(f"charge-adapter: warning: {problem}", file=sys.stderr)
     configure(settings.log_format, "warning", cache_loggers=True)
@@ -135,14 +130,10 @@ async def _show(store: Store, message_id: int, exact: bool) -> int:
 
 
 async def _reprocess(store: Store, settings: Settings, message_id: int, code: bool) -> int:
-    from adapter.mappings_loader import MappingError, load_mappings
+    from adapter.mappings_loader import load_mappings
     from adapter.service.dead_letters import reprocess
 
-    try:
-        mappings = load_mappings(Path(settings.mappings_dir))
-    except MappingError as exc:
-        print(f"charge-adapter: mapping tables: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    mappings = load_mappings(Path(settings.mappings_dir))  # a MappingError: exit 2
     result = await reprocess(store, settings, mappings, message_id, code=code)
     for line in result.lines():
         print(line)
