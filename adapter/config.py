@@ -4,8 +4,8 @@ Read once at start-up and validated; a bad value stops the service with a
 message naming the variable (or TOML key) and what it accepts. Every field is
 documented in the README's settings table; `charge-adapter settings` prints the
 effective values (secrets masked). The check loads the TLS files and tokens the
-settings name; `load_checked` keeps them (`CheckedSettings`) so start-up does not
-load them again.
+settings name, and reads the DFT receivers file; `load_checked` keeps them all
+(`CheckedSettings`) so start-up does not load them again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.credentials import Credentials, loaded_or_problems
-from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
+from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
 from adapter.errors import SettingsError
 from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
 from adapter.store import database_url_problem
@@ -155,10 +155,12 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class CheckedSettings:
-    """Valid settings and the credentials their check loaded (the TLS context, the tokens)."""
+    """Valid settings and what their check loaded: the credentials (the TLS context, the
+    tokens) and the DFT receivers (the receivers file, read once, or `ADAPTER_DFT_URL`'s)."""
 
     settings: Settings
     credentials: Credentials
+    dft_receivers: tuple[DftReceiverSpec, ...] = ()
 
 
 def load_settings(
@@ -195,7 +197,7 @@ def load_checked(
         if raw is not None:
             values[f.name] = _convert(f.name, raw, f"{ENV_PREFIX}{f.name.upper()}")
     settings = replace(Settings(), **values)
-    return CheckedSettings(settings, _validate(settings))
+    return _validate(settings)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -261,8 +263,8 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
 }
 
 
-def _validate(s: Settings) -> Credentials:
-    """Every problem at once (SettingsError); else the credentials, loaded by the check."""
+def _validate(s: Settings) -> CheckedSettings:
+    """Every problem at once (SettingsError); else the settings with what the check loaded."""
     problems = []
     for name in ("mllp_port", "http_port"):
         port = getattr(s, name)
@@ -294,7 +296,8 @@ def _validate(s: Settings) -> Credentials:
         problems.append("fhir_base_url: must start with http:// or https://")
     if s.fhir_auth_header and ":" not in s.fhir_auth_header:
         problems.append("fhir_auth_header: 'Header-Name: value'")
-    problems += _dft_problems(s)
+    receivers, dft_problems = _dft_receivers(s)
+    problems += dft_problems
     if bool(s.health_client_cert_file) != bool(s.health_client_key_file):
         problems.append("health_client_cert_file and health_client_key_file: set both or neither")
     for name in ("health_client_cert_file", "health_client_key_file"):
@@ -309,7 +312,7 @@ def _validate(s: Settings) -> Credentials:
     problems += credential_problems
     if problems or credentials is None:
         raise SettingsError("invalid settings: " + "; ".join(problems))
-    return credentials
+    return CheckedSettings(s, credentials, receivers)
 
 
 _POSITIVE_LIMITS = (
@@ -329,22 +332,31 @@ _CAPS = (
 )
 
 
-def _dft_problems(s: Settings) -> list[str]:
+def dft_receivers_of(s: Settings) -> tuple[DftReceiverSpec, ...]:
+    """The DFT receivers of settings built directly (tests, tools), checked as `load_checked`
+    checks them: SettingsError naming the problem. `serve` keeps the check's instead."""
+    receivers, problems = _dft_receivers(s)
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return receivers
+
+
+def _dft_receivers(s: Settings) -> tuple[tuple[DftReceiverSpec, ...], list[str]]:
     """ADAPTER_DFT_*: a well-formed URL, its TLS files in pairs and present; or a receivers
-    file that loads (adapter/dft_receivers_loader.py), not both."""
+    file that loads (adapter/dft_receivers_loader.py), not both. The receivers (none when
+    no DFT is configured), or the problems."""
     if s.dft_receivers_file:
         if s.dft_url:
-            return ["dft_url and dft_receivers_file: set one, not both"]
+            return (), ["dft_url and dft_receivers_file: set one, not both"]
         try:
-            load_dft_receivers(Path(s.dft_receivers_file))
+            return load_dft_receivers(Path(s.dft_receivers_file)), []
         except DftReceiversError as exc:
-            return [f"dft_receivers_file: {exc}"]
-        return []
+            return (), [f"dft_receivers_file: {exc}"]
     if not s.dft_url:
-        return []
+        return (), []
     problems = []
     try:
-        MllpEndpoint.parse(s.dft_url)
+        endpoint = MllpEndpoint.parse(s.dft_url)
     except DftUrlError as exc:
         problems.append(f"dft_url: {exc}")
     if s.dft_ack_timeout_seconds <= 0:
@@ -354,7 +366,18 @@ def _dft_problems(s: Settings) -> list[str]:
     for name in ("dft_ca_file", "dft_cert_file", "dft_key_file"):
         if getattr(s, name) and not Path(getattr(s, name)).is_file():
             problems.append(f"{name}={getattr(s, name)}: no such file")
-    return problems
+    if problems:
+        return (), problems
+    one = DftReceiverSpec(
+        name=s.dft_profile,
+        endpoint=endpoint,
+        profile=s.dft_profile,
+        ack_timeout_seconds=s.dft_ack_timeout_seconds,
+        ca_file=s.dft_ca_file,
+        cert_file=s.dft_cert_file,
+        key_file=s.dft_key_file,
+    )
+    return (one,), []
 
 
 def _limit_problems(s: Settings) -> list[str]:

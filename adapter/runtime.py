@@ -14,9 +14,10 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.config import CheckedSettings, Settings
+from adapter.config import CheckedSettings, Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
+from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError, load_mappings
 
@@ -25,24 +26,26 @@ __all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """The settings and every file they name, loaded: the TLS context, tokens, mapping tables."""
+    """The settings and every file they name, loaded: the TLS context, tokens, mapping tables
+    and the DFT receivers (the receivers file is read by the settings check, once)."""
 
     settings: Settings
     credentials: Credentials
     mappings: Mappings
+    dft_receivers: tuple[DftReceiverSpec, ...] = ()
 
 
 def load_runtime(checked: CheckedSettings | Settings) -> Runtime:
     """Load what the settings name, once: SettingsError (TLS, tokens) or StartupError (tables).
 
-    From `CheckedSettings` the credentials its check loaded are kept; from bare `Settings`
-    (tests and tools build them directly) they are loaded here.
+    From `CheckedSettings` the credentials and DFT receivers its check loaded are kept; from
+    bare `Settings` (tests and tools build them directly) they are loaded here.
     """
-    if isinstance(checked, CheckedSettings):
-        settings, credentials = checked.settings, checked.credentials
-    else:
-        settings, credentials = checked, load_credentials(checked)
-    return Runtime(settings, credentials, load_mappings_checked(settings))
+    if not isinstance(checked, CheckedSettings):
+        checked = CheckedSettings(checked, load_credentials(checked), dft_receivers_of(checked))
+    settings = checked.settings
+    mappings = load_mappings_checked(settings)
+    return Runtime(settings, checked.credentials, mappings, checked.dft_receivers)
 
 
 def load_mappings_checked(settings: Settings) -> Mappings:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapter.service.delivery import claim_references
+from adapter.outbox.deliverer import claim_references
 from adapter.web.app import start_state, stop_state
 from adapter.web.state import AppState
 from tests.service_fixtures import Clock, make_settings

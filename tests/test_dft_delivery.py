@@ -18,7 +18,7 @@ import pytest
 
 from adapter.core.charges import CodedEncounter
 from adapter.outbox.dft_posting import posting_json, posting_of
-from adapter.service.dft_queue import DftQueue
+from adapter.outbox.dft_queue import DftQueue
 from adapter.store.base import SearchQuery
 from adapter.store.sqlite import SqliteStore
 from adapter.web.app import start_state, stop_state

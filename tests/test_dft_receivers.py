@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import load_settings
+from adapter.config import load_checked, load_settings
 from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
 from adapter.errors import SettingsError
+from adapter.runtime import load_runtime
 from adapter.web.app import start_state, stop_state
 from tests.dft_support import field, ft1s, parse, repetitions
 from tests.service_fixtures import Clock, make_settings
@@ -129,3 +130,26 @@ async def test_each_receiver_of_the_file_gets_its_own_profiles_dft_from_one_serv
             in body
         )
         assert f'adapter_destination_up{{destination="dft:{name}"}} 1.0' in body
+
+
+async def test_the_receivers_file_is_read_once_by_the_settings_check(tmp_path: Path) -> None:
+    """`serve` starts from the check's receivers (`CheckedSettings` → `Runtime`): the file
+    changed or gone after the check does not change what the service delivers to."""
+    path = write(tmp_path, TWO.format(hospital=7001, practice=7002))
+    env = {
+        "ADAPTER_DFT_RECEIVERS_FILE": str(path),
+        "ADAPTER_DATABASE_URL": f"sqlite:///{tmp_path}/adapter.db",
+        "ADAPTER_MLLP_PORT": "0",
+        "ADAPTER_HTTP_PORT": "0",
+    }
+    checked = load_checked(env)
+    assert [r.name for r in checked.dft_receivers] == ["hospital", "practice"]
+    path.write_text("not toml [")  # read again, this would stop the start
+    runtime = load_runtime(checked)
+    assert runtime.dft_receivers == checked.dft_receivers
+    state = await start_state(runtime, Clock())
+    try:
+        destinations = [queue.destination for queue in state.coder.dft]
+    finally:
+        await stop_state(state)
+    assert destinations == ["dft:hospital", "dft:practice"]

@@ -15,7 +15,7 @@ receiver's ERR text. An ACK answering another MSH-10 (a late one) is skipped.
 The DFTs of one patient go in queue order (`in_order`, ordering key the patient): each
 encounter's versions (a version's credits reverse the one before) and the patient's
 encounters, as a billing system posts them. A refusal is stored by `on_refused` (the
-queue, adapter/service/dft_queue.py), which also takes back the posting it would have
+queue, adapter/outbox/dft_queue.py), which also takes back the posting it would have
 made.
 """
 

@@ -5,7 +5,7 @@ An item is one resource version queued for one destination: the destination's na
 ordering key a partitioned destination keeps in order (the encounter), the payload that
 version becomes on the wire, and the idempotency key a receiver may drop a resend by. FHIR
 PUT is one sink; DFT^P03 over MLLP, Kafka or NATS JetStream fit the same shape. The worker
-(`service/delivery.py`) owns what is the same for all of them: which items are due, the
+(`outbox/deliverer.py`) owns what is the same for all of them: which items are due, the
 backoff, the metrics, keeping a refused item visible.
 """
 

@@ -30,9 +30,9 @@ from adapter.core.fhir_output import OutputOptions, encounter_resources
 from adapter.core.ids import claim_id, task_id
 from adapter.core.model import InboundMessage
 from adapter.core.review_decision import apply_override, standing_override
+from adapter.outbox.dft_queue import DftQueue
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.dft_queue import DftQueue
 from adapter.service.metrics import Metrics
 from adapter.store.ports import (
     CodingResult,

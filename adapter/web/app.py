@@ -24,14 +24,15 @@ import structlog
 from aiohttp import web
 
 from adapter import worker_role
-from adapter.config import Settings
+from adapter.config import Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
+from adapter.dft_receivers_loader import DftReceiverSpec
+from adapter.outbox.deliverer import Deliverer, DeliveryConfig
+from adapter.outbox.dft_setup import dft_receivers
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
 from adapter.runtime import Runtime, load_mappings_checked
-from adapter.service.delivery import Deliverer, DeliveryConfig
-from adapter.service.dft_setup import dft_receivers
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.ingest import Ingestor
 from adapter.service.metrics import Metrics
@@ -98,6 +99,7 @@ class _Boot:
     credentials: Credentials
     clock: Callable[[], datetime]
     mappings: Mappings | None  # None: loaded by the first resource (bare `Settings`)
+    dft: tuple[DftReceiverSpec, ...]  # the receivers the settings check read
     app: web.Application | None = None  # None: started without aiohttp (`start_state`)
     store: Store | None = None
     state: AppState | None = None
@@ -109,8 +111,9 @@ class _Boot:
 
 def _boot(runtime: Runtime | Settings, clock: Callable[[], datetime]) -> _Boot:
     if isinstance(runtime, Runtime):
-        return _Boot(runtime.settings, runtime.credentials, clock, runtime.mappings)
-    return _Boot(runtime, load_credentials(runtime), clock, None)
+        settings, credentials = runtime.settings, runtime.credentials
+        return _Boot(settings, credentials, clock, runtime.mappings, runtime.dft_receivers)
+    return _Boot(runtime, load_credentials(runtime), clock, None, dft_receivers_of(runtime))
 
 
 Resource = Callable[[_Boot], AsyncIterator[None]]
@@ -179,7 +182,7 @@ async def _store(boot: _Boot) -> AsyncIterator[None]:
 async def _workers(boot: _Boot) -> AsyncIterator[None]:
     """Ingestor, coder, deliverer and DFT queue as objects (no task yet), in the `AppState`."""
     assert boot.store is not None and boot.mappings is not None
-    state = _state(boot.settings, boot.clock, boot.mappings, boot.store)
+    state = _state(boot.settings, boot.clock, boot.mappings, boot.store, boot.dft)
     boot.state = state
     if boot.app is not None:
         boot.app[STATE] = state
@@ -285,14 +288,18 @@ async def _worker(state: AppState, run: Coroutine[Any, Any, None]) -> AsyncItera
 
 
 def _state(
-    settings: Settings, clock: Callable[[], datetime], mappings: Mappings, store: Store
+    settings: Settings,
+    clock: Callable[[], datetime],
+    mappings: Mappings,
+    store: Store,
+    receivers: tuple[DftReceiverSpec, ...],
 ) -> AppState:
     """The workers as objects, wired to the store and the tables; nothing runs yet."""
     metrics = Metrics()
     tz = settings.tz
     ctx = service_coding_context(settings, mappings)
     ingestor = Ingestor(store, mappings, tz, settings.cutoff, clock, metrics)
-    dft = dft_receivers(settings, store, mappings, clock)
+    dft = dft_receivers(receivers, settings, store, mappings, clock)
     coder = Coder(
         store,
         ctx,

@@ -21,8 +21,8 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.mappings_loader import MappingError, load_mappings
+from adapter.outbox.deliverer import Deliverer
 from adapter.service.allocator import Trimmer
-from adapter.service.delivery import Deliverer
 from adapter.service.hl7_answers import HandlerResult, ack_for, internal_error
 from adapter.service.ingest import Ingestor
 from adapter.service.listener import Descriptors

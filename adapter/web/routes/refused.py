@@ -2,7 +2,7 @@
 
 A billing system that answers a DFT^P03 with AR (or a FHIR server with a 4xx) will not take
 that version however often it is sent, so the outbox keeps it as rejected with the
-receiver's own text (`outbox/dft_mllp.py`, `service/delivery.py`). The JSON list is
+receiver's own text (`outbox/dft_mllp.py`, `outbox/deliverer.py`). The JSON list is
 `GET /admin/outbox?state=rejected`; this page is the same list for the billing office,
 newest first, each row linking to the encounter page by its Claim id (no PHI in the
 address). What to do about one is in docs/charges-out.md ("After an AR").

@@ -4,15 +4,16 @@ through.
 
 One receiver from `ADAPTER_DFT_URL` / `ADAPTER_DFT_PROFILE` (destination
 `dft:<profile>`), or several from `ADAPTER_DFT_RECEIVERS_FILE` (destination
-`dft:<name>` each, adapter/dft_receivers_loader.py). A profile that does not load, or TLS
-files that do not, stop the start with one sentence naming the setting (`StartupError`),
-as the mapping tables do.
+`dft:<name>` each, adapter/dft_receivers_loader.py), as the settings check read them
+(`config.CheckedSettings.dft_receivers`). A profile that does not load, or TLS files that
+do not, stop the start with one sentence naming the setting (`StartupError`), as the
+mapping tables do.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +21,11 @@ from pathlib import Path
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.dft_profiles_loader import load_dft_profile
-from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
+from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError
-from adapter.outbox.dft_mllp import DftMllpSink, MllpEndpoint, destination_for
-from adapter.service.dft_queue import DftQueue
+from adapter.outbox.dft_mllp import DftMllpSink, destination_for
+from adapter.outbox.dft_queue import DftQueue
 from adapter.store.base import Store
 
 RECEIVERS_SETTING = "ADAPTER_DFT_RECEIVERS_FILE"
@@ -36,44 +37,18 @@ class DftReceiver:
     sink: DftMllpSink
 
 
-def receiver_specs(settings: Settings) -> tuple[DftReceiverSpec, ...]:
-    """The configured receivers: the file's, or the one of `ADAPTER_DFT_URL`, or none."""
-    if settings.dft_receivers_file:
-        try:
-            return load_dft_receivers(Path(settings.dft_receivers_file))
-        except DftReceiversError as exc:
-            raise StartupError(str(exc), RECEIVERS_SETTING, EXIT_CONFIG) from exc
-    if not settings.dft_url:
-        return ()
-    endpoint = MllpEndpoint.parse(settings.dft_url)  # checked with the settings
-    return (
-        DftReceiverSpec(
-            name=settings.dft_profile,
-            endpoint=endpoint,
-            profile=settings.dft_profile,
-            ack_timeout_seconds=settings.dft_ack_timeout_seconds,
-            ca_file=settings.dft_ca_file,
-            cert_file=settings.dft_cert_file,
-            key_file=settings.dft_key_file,
-        ),
-    )
-
-
 def dft_receivers(
-    settings: Settings, store: Store, mappings: Mappings, clock: Callable[[], datetime]
+    specs: Sequence[DftReceiverSpec],
+    settings: Settings,
+    store: Store,
+    mappings: Mappings,
+    clock: Callable[[], datetime],
 ) -> tuple[DftReceiver, ...]:
-    """One per configured receiver (none when no DFT is configured)."""
-    return tuple(
-        _receiver(spec, settings, store, mappings, clock) for spec in receiver_specs(settings)
-    )
+    """One per configured receiver (none when no DFT is configured).
 
-
-def dft_receiver(
-    settings: Settings, store: Store, mappings: Mappings, clock: Callable[[], datetime]
-) -> DftReceiver | None:
-    """The first receiver, or None (the single-receiver form)."""
-    receivers = dft_receivers(settings, store, mappings, clock)
-    return receivers[0] if receivers else None
+    `specs` are the receivers the settings check read (`CheckedSettings.dft_receivers`,
+    carried by the `Runtime`): the receivers file is read once, there, not again here."""
+    return tuple(_receiver(spec, settings, store, mappings, clock) for spec in specs)
 
 
 def _receiver(
