@@ -221,3 +221,37 @@ def test_use_cases_import_no_http_edge_nor_the_app_state() -> None:
         for path in sorted((PACKAGE / "usecases").rglob("*.py"))
     }
     assert {path: found for path, found in leaks.items() if found} == {}
+
+
+# The HTTP edge stands on top: the command lines start it, nothing under it reaches up into it
+# (service/app.py importing web/ was an arrow running back up; the listeners, the workers, the
+# use cases and the store are what the edge uses, never the other way round).
+WEB = "adapter.web"
+CLI = "adapter.cli"  # the command lines: `serve` starts the edge
+
+
+def web_reached_from_below(graph: Graph) -> list[tuple[str, str]]:
+    """(module outside the edge and the command lines, the adapter.web module it imports)."""
+    return sorted(
+        (module, target)
+        for module, targets in graph.items()
+        if not module.startswith((f"{WEB}.", f"{CLI}.")) and module not in (WEB, CLI)
+        for target in targets
+        if target == WEB or target.startswith(f"{WEB}.")
+    )
+
+
+def test_a_shell_module_importing_the_http_edge_is_found() -> None:
+    """service -> web is found; web -> service and a command line -> web are not."""
+    graph = {
+        "adapter.service.ingest": frozenset({"adapter.web.state"}),
+        "adapter.web.state": frozenset({"adapter.service.ingest"}),
+        "adapter.cli.service": frozenset({"adapter.web.app"}),
+        "adapter.web.app": frozenset(),
+    }
+    assert web_reached_from_below(graph) == [("adapter.service.ingest", "adapter.web.state")]
+
+
+def test_only_the_command_lines_import_the_http_edge(graph: Graph) -> None:
+    """adapter/web (app, state, routes, pages) is imported by itself and the CLIs that serve it."""
+    assert web_reached_from_below(graph) == []
