@@ -26,7 +26,7 @@ from aiohttp import web
 from adapter.config import Settings
 from adapter.service.listener import Descriptors
 from adapter.web.app import create_app
-from adapter.web.outcome import BODY_LIMITS
+from adapter.web.bodies import BODY_LIMITS
 from adapter.web.serving import EVICT_IDLE_S, HTTP_RESERVE_SHARE, start_site
 from adapter.web.state import STATE
 from tests.mllp_client import hl7_message

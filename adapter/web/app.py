@@ -43,7 +43,7 @@ from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder, CoderConfig
 from adapter.usecases.context import service_coding_context
 from adapter.web.app_ui import setup_ui
-from adapter.web.outcome import BODY_LIMITS, BodyBudget, BodyLimits
+from adapter.web.bodies import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.web.routes.api import setup_routes
 from adapter.web.security import install
 from adapter.web.state import STATE, AppState

@@ -9,17 +9,16 @@ are logged by type and route template only: URLs and bodies can carry PHI.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from adapter.core.model import InputError
-from adapter.core.refusals import Refusal, RefusalReason
+from adapter.core.refusals import Refusal
 from adapter.errors import AdapterError, Disposition
 from adapter.hl7.ack import AckCode
 
@@ -196,126 +195,3 @@ def route_name(request: web.Request) -> str:
     resource = getattr(route, "resource", None)
     canonical = getattr(resource, "canonical", None)
     return canonical if isinstance(canonical, str) else "unmatched"
-
-
-def require_content_type(request: web.Request, allowed: frozenset[str], what: str) -> None:
-    """415 unless the request says it is one of `allowed` (parameters such as charset ignored)."""
-    if request.content_type not in allowed:
-        expected = ", ".join(sorted(allowed))
-        text = f"Content-Type {request.content_type} not accepted for {what}; use one of: "
-        refusal = Refusal(RefusalReason.WRONG_CONTENT_TYPE)
-        raise ApiError.of(415, "not-supported", text + expected, refusal=refusal)
-
-
-class BodyBudget:
-    """Bytes of request bodies the process holds, against one limit (all requests together).
-
-    A request reserves its Content-Length (chunked: the maximum body size) before its body
-    is read, and gives it back when its response is ready (`body_budget_middleware`): 100
-    slow 10 MiB uploads must not hold a gigabyte at once.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, amount: int) -> bool:
-        if self.used + amount > self.limit:
-            return False
-        self.used += amount
-        return True
-
-    def give(self, amount: int) -> None:
-        self.used -= amount
-
-
-class _HitCounter(Protocol):
-    def labels(self, *values: str) -> Any: ...
-
-
-@dataclass(slots=True)
-class BodyLimits:
-    """How request bodies are read: size, deadline (from the first read), shared budget.
-
-    `hits` (the metrics counter) and `on_release` (the app's `allocator.Trimmer`) are
-    attached at start-up, when those are created.
-    """
-
-    max_bytes: int
-    timeout: float
-    budget: BodyBudget
-    hits: _HitCounter | None = None  # adapter_limits_hit_total{listener, limit}
-    on_release: Callable[[int], None] | None = None  # told the bytes of each body let go
-
-    def hit(self, limit: str) -> None:
-        if self.hits is not None:
-            self.hits.labels("http", limit).inc()
-
-
-BODY_LIMITS = web.AppKey("body_limits", BodyLimits)
-_RESERVED = web.RequestKey("body_reserved", int)
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The whole body, under the app's `BodyLimits` when it has them (the service does).
-
-    Called by handlers, so after the auth middleware: an unauthenticated client never gets a
-    body read. Over the size: 413. The budget spent: 503 with Retry-After, the body unread.
-    Not complete within the deadline: 408 and the connection closed (a body dribbled at a
-    byte a second would otherwise hold its connection and its buffer for ever). The chunks
-    are joined once at the end: a growing buffer per request is what kept memory after
-    slow uploads had gone.
-    """
-    limits = request.app.get(BODY_LIMITS)
-    if limits is None:
-        return await request.read()
-    declared = request.content_length
-    if declared is not None and declared > limits.max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=limits.max_bytes, actual_size=declared)
-    reserve = declared if declared is not None else limits.max_bytes
-    if not limits.budget.take(reserve):
-        limits.hit("body_budget")
-        text = "server busy: too many request bodies being read; retry later"
-        raise ApiError(503, (Issue("transient", text),), {"Retry-After": "1"})
-    request[_RESERVED] = request.get(_RESERVED, 0) + reserve
-    try:
-        async with asyncio.timeout(limits.timeout):
-            return await _read_chunks(request, limits.max_bytes)
-    except TimeoutError:
-        limits.hit("body_timeout")
-        text = f"request body not complete within {limits.timeout:g} s"
-        raise ApiError(408, (Issue("timeout", text),), {"Connection": "close"}) from None
-
-
-async def _read_chunks(request: web.Request, max_bytes: int) -> bytes:
-    """The body's chunks joined; on any failure the chunks are dropped at once: the
-    exception's traceback keeps this frame, and the frame its locals, until a garbage
-    collection that may be minutes away (the reader holds the exception too: a cycle)."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > max_bytes:
-                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
-            chunks.append(chunk)
-    except BaseException:
-        chunks.clear()
-        raise
-    return b"".join(chunks)
-
-
-@web.middleware
-async def body_budget_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Give back what `read_body` reserved once the handler is done with the body."""
-    try:
-        return await handler(request)
-    finally:
-        reserved = request.get(_RESERVED, 0)
-        limits = request.app.get(BODY_LIMITS)
-        if reserved and limits is not None:
-            limits.budget.give(reserved)
-            if limits.on_release is not None:
-                limits.on_release(reserved)

@@ -8,7 +8,7 @@ refused client reads a canned 503), and:
 - `http_header_timeout_seconds` is aiohttp's keep-alive timeout, which closes a connection
   whose request head has not come complete that long after it connected (or after its
   previous response), however slowly bytes trickle in; the body has its own deadline
-  (`outcome.read_body`);
+  (`bodies.read_body`);
 - aiohttp's own error responses (a malformed request line, an over-long header) say
   `Server: charge-adapter` too, not the Python and aiohttp versions.
 """

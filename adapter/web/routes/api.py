@@ -33,14 +33,8 @@ from adapter import __version__
 from adapter.core.time_range import RANGE_TEXT
 from adapter.logs import redact_library_logs
 from adapter.web import security
-from adapter.web.outcome import (
-    JSON,
-    ApiError,
-    Issue,
-    body_budget_middleware,
-    error_middleware,
-    fhir_response,
-)
+from adapter.web.bodies import body_budget_middleware
+from adapter.web.outcome import JSON, ApiError, Issue, error_middleware, fhir_response
 from adapter.web.routes import (
     admin,
     fhir_bundle,

@@ -18,7 +18,15 @@ from aiohttp import web
 from adapter.core.ids import is_fhir_id
 from adapter.readers.fhir import read_fhir
 from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
-from adapter.web.bodies import ORIGIN, WRONG_SHAPE, parse_json, refusals_kept, wrong_shape
+from adapter.web.bodies import (
+    ORIGIN,
+    WRONG_SHAPE,
+    parse_json,
+    read_body,
+    refusals_kept,
+    require_content_type,
+    wrong_shape,
+)
 from adapter.web.outcome import (
     FHIR_JSON_TYPES,
     JSON,
@@ -28,8 +36,6 @@ from adapter.web.outcome import (
     information,
     input_issue,
     operation_outcome,
-    read_body,
-    require_content_type,
 )
 from adapter.web.routes.fhir_read import STATUS_LINE
 from adapter.web.state import STATE, AppState

@@ -26,7 +26,9 @@ from adapter.web.bodies import (
     ORIGIN,
     WRONG_SHAPE,
     parse_json,
+    read_body,
     refusals_kept,
+    require_content_type,
     wrong_shape,
 )
 from adapter.web.outcome import (
@@ -37,8 +39,6 @@ from adapter.web.outcome import (
     fhir_response,
     information,
     input_issue,
-    read_body,
-    require_content_type,
 )
 from adapter.web.routes.fhir_read import etag, fhir_base, http_date
 from adapter.web.state import STATE, AppState

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapter.web.bodies import refusals_kept
-from adapter.web.outcome import read_body, require_content_type
+from adapter.web.bodies import read_body, refusals_kept, require_content_type
 from adapter.web.state import STATE
 
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"

@@ -36,14 +36,8 @@ from adapter.core.review_decision import is_override
 from adapter.store.ports import EncounterRow, EncounterState, Resources
 from adapter.usecases import review
 from adapter.usecases.review import ReleaseAction, Released
-from adapter.web.bodies import parse_json
-from adapter.web.outcome import (
-    FHIR_JSON_TYPES,
-    JSON,
-    ApiError,
-    read_body,
-    require_content_type,
-)
+from adapter.web.bodies import parse_json, read_body, require_content_type
+from adapter.web.outcome import FHIR_JSON_TYPES, JSON, ApiError
 from adapter.web.security import principal_of
 from adapter.web.state import STATE, AppState
 
