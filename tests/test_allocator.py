@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapter.service.allocator import TRIM_AFTER_BYTES, Trimmer, large_buffers_to_the_os
+from adapter.allocator import TRIM_AFTER_BYTES, Trimmer, large_buffers_to_the_os
 
 GLIBC = Trimmer()._libc is not None
 

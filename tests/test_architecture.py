@@ -190,6 +190,8 @@ USECASE_FORBIDDEN = (
     "adapter.web",  # the HTTP edge: the app, its state, the API routes, the workbench
     "adapter.service.mllp",
     "adapter.cli",
+    "adapter.metrics",  # counted through usecases/ports.py:CodingMetrics
+    "adapter.outbox",  # DFTs queued through usecases/ports.py:DftOutlet
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from adapter.service.labels import TABLE_0076
-from adapter.service.metrics import MAX_MESSAGE_SERIES, Metrics
+from adapter.labels import TABLE_0076
+from adapter.metrics import MAX_MESSAGE_SERIES, Metrics
 
 
 def _series(metrics: Metrics) -> list[str]:

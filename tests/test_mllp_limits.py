@@ -27,9 +27,9 @@ import structlog
 
 from adapter.hl7.ack import AckCode, build_ack, read_msa, read_msh
 from adapter.hl7.mllp_framing import encode_frame
+from adapter.metrics import Metrics
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.listener import Descriptors
-from adapter.service.metrics import Metrics
 from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message
 

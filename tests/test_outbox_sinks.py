@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import generate_latest
 from yarl import URL
 
+from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer, DeliveryConfig
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import DeliveryResult, OutboxItem, Prerequisite
-from adapter.service.metrics import Metrics
 from adapter.store.base import Delivery, ResourceRow, Store
 from tests.service_fixtures import Clock, make_settings, running_client, state_of
 

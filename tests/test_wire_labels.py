@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.service.labels import (
+from adapter.labels import (
     OTHER,
     TABLE_0003,
     TABLE_0076,
@@ -22,7 +22,7 @@ from adapter.service.labels import (
     hl7_kind_label,
     version_label,
 )
-from adapter.service.metrics import Metrics
+from adapter.metrics import Metrics
 from tests.mllp_client import send_messages
 from tests.service_fixtures import HL7_TYPE, make_settings, running_client, state_of
 

@@ -1,7 +1,7 @@
 """`charge-adapter dead-letters [--since T] [--reason R] | show ID | reprocess ID`.
 
 The worklist of refused messages for the person who runs the interface (see
-adapter/service/dead_letters.py): the list has no PHI; `show` prints one raw as received (the
+adapter/usecases/dead_letters.py): the list has no PHI; `show` prints one raw as received (the
 CLI runs with the store's credentials, so whoever runs it may read the store anyway);
 `reprocess` reads one again after a mapping or feed fix and says what came of it.
 Exit 0; 1 when `show`/`reprocess` found no such dead letter or it is still refused;
@@ -87,7 +87,7 @@ async def _run(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 async def _list(store: Store, ns: argparse.Namespace) -> int:
-    from adapter.service.dead_letters import DeadLetterQuery, list_dead_letters
+    from adapter.usecases.dead_letters import DeadLetterQuery, list_dead_letters
     from adapter.web.routes.admin import parse_since
 
     try:
@@ -114,7 +114,7 @@ _COLUMNS = ("id", "receivedAt", "format", "messageType", "controlId", "reason", 
 
 
 async def _show(store: Store, message_id: int, exact: bool) -> int:
-    from adapter.service.dead_letters import dead_letter_raw
+    from adapter.usecases.dead_letters import dead_letter_raw
 
     message = await dead_letter_raw(store, message_id)
     if message is None:
@@ -131,10 +131,11 @@ async def _show(store: Store, message_id: int, exact: bool) -> int:
 
 async def _reprocess(store: Store, settings: Settings, message_id: int, code: bool) -> int:
     from adapter.mappings_loader import load_mappings
-    from adapter.service.dead_letters import reprocess
+    from adapter.metrics import Metrics
+    from adapter.usecases.dead_letters import reprocess
 
     mappings = load_mappings(Path(settings.mappings_dir))  # a MappingError: exit 2
-    result = await reprocess(store, settings, mappings, message_id, code=code)
+    result = await reprocess(store, settings, mappings, message_id, Metrics(), code=code)
     for line in result.lines():
         print(line)
     return EXIT_OK if result.accepted else EXIT_NOT_DONE

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from adapter.config import Settings
 from adapter.mappings_loader import load_mappings
-from adapter.service.metrics import Metrics
+from adapter.metrics import Metrics
 from adapter.store import open_store
 from adapter.usecases import replay_dry_run
 from adapter.usecases.replay import (

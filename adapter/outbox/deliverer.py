@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from adapter.metrics import Metrics
 from adapter.outbox.fhir_put import claim_references
 from adapter.outbox.sink import DeliveryResult, OutboxItem, Outcome, RecordsRefusal, Sink
-from adapter.service.metrics import Metrics
 from adapter.store.base import Delivery, Store
 
 __all__ = ["Deliverer", "DeliveryConfig", "backoff_seconds", "claim_references"]

@@ -31,12 +31,12 @@ from adapter.errors import (
     UnsupportedHl7Version,
 )
 from adapter.hl7.ack import AckCode
+from adapter.labels import control_id_label, message_kind_label
+from adapter.metrics import Metrics
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
-from adapter.service.labels import control_id_label, message_kind_label
 from adapter.service.links import checked_links, links_for, patient_key
-from adapter.service.metrics import Metrics
 from adapter.store.base import AddResult, Link, NewMessage, Store
 
 log = structlog.get_logger()

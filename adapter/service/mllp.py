@@ -33,8 +33,8 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
+from adapter.labels import control_id_label
 from adapter.service.hl7_answers import HandlerResult, refusal_answer
-from adapter.service.labels import control_id_label
 from adapter.service.listener import Descriptors, Limits, Listener
 from adapter.service.mllp_summary import ACCEPTED_CODES, SUMMARY_SECONDS, MllpSummary
 

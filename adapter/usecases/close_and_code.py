@@ -30,10 +30,8 @@ from adapter.core.fhir_output import OutputOptions, encounter_resources
 from adapter.core.ids import claim_id, task_id
 from adapter.core.model import InboundMessage
 from adapter.core.review_decision import apply_override, standing_override
-from adapter.outbox.dft_queue import DftQueue
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.metrics import Metrics
 from adapter.store.ports import (
     CodingResult,
     DftPostings,
@@ -45,6 +43,7 @@ from adapter.store.ports import (
     SaveResult,
     StoredMessage,
 )
+from adapter.usecases.ports import CodingMetrics, DftOutlet
 
 log = structlog.get_logger()
 
@@ -84,9 +83,9 @@ class Coder:
         ctx: CodingContext,
         config: CoderConfig,
         clock: Callable[[], datetime],
-        metrics: Metrics,
+        metrics: CodingMetrics,
         output: OutputOptions | None = None,
-        dft: Sequence[DftQueue] = (),
+        dft: Sequence[DftOutlet] = (),
     ) -> None:
         self.dft = tuple(dft)  # one queue per DFT receiver
         self._dft_catch_up_at: datetime | None = None  # the next look for Claims ahead
@@ -276,7 +275,7 @@ class Coder:
         does not post the history. The number looked at. At start, then every 5 minutes."""
         return sum([await self._catch_up(queue) for queue in self.dft])
 
-    async def _catch_up(self, queue: DftQueue) -> int:
+    async def _catch_up(self, queue: DftOutlet) -> int:
         destination = queue.destination
         since = await self.store.dft_since(destination, self.clock())
         ahead = await self.store.claims_ahead_of_dft(destination, since, self.config.batch)
@@ -321,9 +320,7 @@ class Coder:
         if result.stale:
             log.info("coder.stale", encounter=_short(key))
             return
-        self.metrics.coded.labels(coded.outcome.value).inc()
-        for warning in coded.warnings:
-            self.metrics.table_warnings.labels(warning.table).inc()
+        self.metrics.encounter_coded(coded.outcome.value, (w.table for w in coded.warnings))
         log.info(
             "encounter.coded",
             encounter=_short(key),

@@ -35,10 +35,10 @@ from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ingest import refusal_for
 from adapter.service.links import links_for
-from adapter.service.metrics import Metrics
 from adapter.store.ports import Inbox, MessageStatus, ReplayOutcome, Store, StoredMessage
 from adapter.usecases.close_and_code import Coder, CoderConfig
 from adapter.usecases.context import service_coding_context
+from adapter.usecases.ports import CodingMetrics
 
 PAGE = 200  # messages read, and written in one transaction, at a time
 
@@ -210,7 +210,9 @@ async def replay_stored(
     return ReplaySummary(read, relinked, dead, coded, tuple(replayer.refused))
 
 
-def replay_coder(store: Store, settings: Settings, mappings: Mappings, metrics: Metrics) -> Coder:
+def replay_coder(
+    store: Store, settings: Settings, mappings: Mappings, metrics: CodingMetrics
+) -> Coder:
     """The coder a replay, its dry run or a dead letter's reprocess uses: the service's
     coder (same context, quiet period, lease, destination) under a replay owner, so its
     leases are told apart from the running service's."""

@@ -28,6 +28,7 @@ from adapter.config import Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
 from adapter.dft_receivers_loader import DftReceiverSpec
+from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer, DeliveryConfig
 from adapter.outbox.dft_setup import dft_receivers
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
@@ -35,7 +36,6 @@ from adapter.outbox.sink import Sink
 from adapter.runtime import Runtime, load_mappings_checked
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.ingest import Ingestor
-from adapter.service.metrics import Metrics
 from adapter.service.mllp import MllpServer, PeerInfo
 from adapter.startup import database_error, listen_error
 from adapter.store import open_store

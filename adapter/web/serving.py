@@ -26,8 +26,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from adapter import worker_role
+from adapter.allocator import large_buffers_to_the_os
 from adapter.config import Settings
-from adapter.service.allocator import large_buffers_to_the_os
 from adapter.service.listener import Descriptors, Limits, Listener, RateLimitedLog
 from adapter.web.app import SERVER_HEADER
 from adapter.web.state import STATE

@@ -18,15 +18,15 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from adapter.allocator import Trimmer
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.mappings_loader import MappingError, load_mappings
+from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer
-from adapter.service.allocator import Trimmer
 from adapter.service.hl7_answers import HandlerResult, ack_for, internal_error
 from adapter.service.ingest import Ingestor
 from adapter.service.listener import Descriptors
-from adapter.service.metrics import Metrics
 from adapter.service.mllp import MllpServer
 from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.core.refusals import RefusalReason
-from adapter.service import dead_letters
+from adapter.usecases import dead_letters
 from adapter.web.outcome import FHIR_JSON, ApiError, Issue
 from adapter.web.security import principal_of
 from adapter.web.state import STATE
@@ -42,7 +42,7 @@ async def reload_mappings(request: web.Request) -> web.Response:
 async def list_dead_letters(request: web.Request) -> web.Response:
     """`GET /admin/dead-letters?since=&reason=&_count=&_offset=`: one page of the worklist.
 
-    No PHI in it (see adapter.service.dead_letters); oldest first; `next` links the page
+    No PHI in it (see adapter.usecases.dead_letters); oldest first; `next` links the page
     after this one while there is one.
     """
     query = _dead_letter_query(request.query)

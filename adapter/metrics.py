@@ -10,13 +10,14 @@ value is the one shown.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from adapter import worker_role
-from adapter.service.labels import message_kind_label
+from adapter.labels import message_kind_label
 
 MAX_MESSAGE_SERIES = 200  # distinct (format, type, outcome) label sets before "other"
 # multiprocess mode of every gauge: store-wide values, the last one set
@@ -114,7 +115,7 @@ class Metrics:
     def message(self, fmt: str, kind: str, outcome: str) -> None:
         """Count one inbound message; `kind` comes off the wire, so it is checked and bounded.
 
-        A kind outside its grammar and tables (see `adapter.service.labels`) counts as
+        A kind outside its grammar and tables (see `adapter.labels`) counts as
         "other": the label is on the open /metrics and must never carry what a sender
         typed. Past `MAX_MESSAGE_SERIES` label sets, new kinds count as "other": a feed of
         garbage types must not grow the registry (and /metrics) without limit. The
@@ -128,6 +129,13 @@ class Metrics:
             child = self._message_series.get(key) or self.messages.labels(*key)
             self._message_series[key] = child
         child.inc()
+
+    def encounter_coded(self, outcome: str, stale_tables: Iterable[str]) -> None:
+        """Count one coding result and each CMS table it was coded with past its period
+        (the coder's `usecases/ports.py:CodingMetrics`)."""
+        self.coded.labels(outcome).inc()
+        for table in stale_tables:
+            self.table_warnings.labels(table).inc()
 
     def render(self) -> bytes:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -23,9 +23,9 @@ from adapter.config import Settings
 from adapter.core.ids import claim_id
 from adapter.core.mappings import Mappings
 from adapter.core.refusals import Refusal, RefusalReason, reason_of
-from adapter.service.labels import control_id_label, message_kind_label
-from adapter.service.metrics import Metrics
-from adapter.store.base import MessageStatus, Store, StoredMessage
+from adapter.labels import control_id_label, message_kind_label
+from adapter.store.ports import MessageStatus, Store, StoredMessage
+from adapter.usecases.ports import CodingMetrics
 from adapter.usecases.replay import MessageReader, Replayer, ReplaySelection, replay_coder
 
 DEFAULT_COUNT = 50
@@ -126,9 +126,16 @@ class ReprocessResult:
 
 
 async def reprocess(
-    store: Store, settings: Settings, mappings: Mappings, message_id: int, *, code: bool = True
+    store: Store,
+    settings: Settings,
+    mappings: Mappings,
+    message_id: int,
+    metrics: CodingMetrics,
+    *,
+    code: bool = True,
 ) -> ReprocessResult:
-    """Read one dead letter again (as `replay --dead-letter`), then code what it touched."""
+    """Read one dead letter again (as `replay --dead-letter`), then code what it touched
+    (with the replay's coder, counting into `metrics`)."""
     message = await store.get_message(message_id)
     if message is not None and message.status is not MessageStatus.DEAD:
         return ReprocessResult(message_id, False, not_replayed="not a dead letter (accepted)")
@@ -146,7 +153,7 @@ async def reprocess(
     if outcome.error is not None:
         refusal = Refusal(reason_of(outcome.reason), outcome.error_location)
         return ReprocessResult(message_id, False, refusal)
-    coded = await replay_coder(store, settings, mappings, Metrics()).run_once() if code else 0
+    coded = await replay_coder(store, settings, mappings, metrics).run_once() if code else 0
     keys = (await store.message_links([message_id])).get(message_id, [])
     return ReprocessResult(message_id, True, touched=await _touched(store, keys), coded=coded)
 
