@@ -27,14 +27,15 @@ from adapter.credentials import Credentials, loaded_or_problems
 from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
 from adapter.errors import SettingsError
 from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
+from adapter.setting_names import ENV_PREFIX, SettingName
 from adapter.store import database_url_problem
 
-ENV_PREFIX = "ADAPTER_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"  # where the TOML file is: not a setting
 # ADAPTER_* variables that are not settings: the settings file, and the knobs of the test and
 # fuzz tools (tests/, `make fuzz`), which never reach the service.
 NOT_SETTINGS = frozenset(
     {
-        "ADAPTER_CONFIG_FILE",
+        CONFIG_FILE_VARIABLE,
         "ADAPTER_TEST_PG_URL",
         "ADAPTER_FUZZ",
         "ADAPTER_FUZZ_EXAMPLES",
@@ -189,13 +190,14 @@ def load_checked(
     if strict and unknown:
         raise SettingsError("; ".join(unknown))
     values: dict[str, Any] = {}
-    path = config_file or env.get(f"{ENV_PREFIX}CONFIG_FILE", "")
+    path = config_file or env.get(CONFIG_FILE_VARIABLE, "")
     if path:
         values.update(_read_toml(Path(path)))
     for f in fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
+        variable = SettingName[f.name.upper()]
+        raw = env.get(variable)
         if raw is not None:
-            values[f.name] = _convert(f.name, raw, f"{ENV_PREFIX}{f.name.upper()}")
+            values[f.name] = _convert(f.name, raw, variable)
     settings = replace(Settings(), **values)
     return _validate(settings)
 
@@ -203,7 +205,7 @@ def load_checked(
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """One sentence per `ADAPTER_*` variable that is not a setting (a typo is silently a
     default otherwise), naming the closest setting when there is one."""
-    known = [ENV_PREFIX + f.name.upper() for f in fields(Settings)]
+    known: list[str] = list(SettingName)
     problems = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
@@ -238,7 +240,8 @@ def _convert(name: str, raw: object, where: str) -> Any:
     try:
         return _CONVERTERS[str(kind)](raw)
     except (ValueError, KeyError):
-        raise SettingsError(f"{where}: '{raw}' is not a valid {kind}") from None
+        setting = SettingName[name.upper()]
+        raise SettingsError(f"{where}: '{raw}' is not a valid {kind}", setting) from None
 
 
 def _to_bool(raw: object) -> bool:

@@ -26,6 +26,7 @@ from typing import ClassVar
 from adapter.core.model import SegmentLocation
 from adapter.core.refusals import Refusal, RefusalReason, hl7_location
 from adapter.hl7.ack import AckCode
+from adapter.setting_names import SettingName
 
 __all__ = [
     "AdapterError",
@@ -97,9 +98,16 @@ class AdapterError(Exception):
 
 
 class SettingsError(AdapterError, ValueError):
-    """A setting has a value the service cannot run with (checked at start-up)."""
+    """A setting has a value the service cannot run with (checked at start-up).
+
+    `setting` names it when the error is about one (a value that does not convert); the
+    check's sentence of every problem at once names each in its text and has none."""
 
     DISPOSITION = Disposition(AckCode.AE, 500, dead_letter=False, exit_code=EXIT_CONFIG)
+
+    def __init__(self, message: str, setting: SettingName | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class StartupError(AdapterError):
@@ -114,7 +122,7 @@ class StartupError(AdapterError):
 
     DISPOSITION = Disposition(AckCode.AE, 503, dead_letter=False, exit_code=EXIT_STARTUP)
 
-    def __init__(self, cause: str, setting: str, exit_code: int = EXIT_STARTUP) -> None:
+    def __init__(self, cause: str, setting: SettingName, exit_code: int = EXIT_STARTUP) -> None:
         super().__init__(f"cannot start: {cause} ({setting})")
         self.cause = cause
         self.setting = setting

@@ -20,6 +20,7 @@ from adapter.credentials import Credentials, load_credentials
 from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError, load_mappings
+from adapter.setting_names import SettingName
 
 __all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]
 
@@ -53,7 +54,7 @@ def load_mappings_checked(settings: Settings) -> Mappings:
     try:
         return load_mappings(Path(settings.mappings_dir))
     except MappingError as exc:
-        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
+        raise StartupError(f"mapping tables: {exc}", SettingName.MAPPINGS_DIR, EXIT_CONFIG) from exc
 
 
 def tune_gc() -> None:

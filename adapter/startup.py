@@ -14,9 +14,12 @@ import socket
 import sqlite3
 
 from adapter.errors import StartupError
+from adapter.setting_names import SettingName
 
 
-def listen_error(exc: OSError, listener: str, host: str, port: int, setting: str) -> StartupError:
+def listen_error(
+    exc: OSError, listener: str, host: str, port: int, setting: SettingName
+) -> StartupError:
     """A bind that failed: in use, not an address of this host, or not allowed."""
     if exc.errno == errno.EADDRINUSE:
         return StartupError(f"{listener} port {port} on {host} is already in use", setting)
@@ -24,14 +27,14 @@ def listen_error(exc: OSError, listener: str, host: str, port: int, setting: str
     cause = f"cannot listen on {host}:{port} for {listener}: {reason}"
     not_here = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or exc.errno is None
     if not_here or isinstance(exc, socket.gaierror):  # not an address (or name) of this host
-        return StartupError(cause, "ADAPTER_HOST")
+        return StartupError(cause, SettingName.HOST)
     return StartupError(cause, setting)
 
 
 def database_error(exc: BaseException, database_url: str) -> StartupError:
     """The store would not open or migrate: which database, and what it said."""
     where = _where(database_url)
-    setting = "ADAPTER_DATABASE_URL"
+    setting = SettingName.DATABASE_URL
     if isinstance(exc, ConnectionRefusedError):
         return StartupError(f"database {where} refused the connection (is it running?)", setting)
     if isinstance(exc, TimeoutError):

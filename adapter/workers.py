@@ -55,7 +55,8 @@ from types import FrameType
 
 import structlog
 
-from adapter.config import Settings
+from adapter.config import CONFIG_FILE_VARIABLE, Settings
+from adapter.setting_names import SettingName
 from adapter.startup import listen_error
 from adapter.worker_role import READY_FD_ENV, WORKER_ENV
 
@@ -99,16 +100,16 @@ class Supervisor:
         replica = self.settings.replica_id if index == 0 else f"{self.settings.replica_id}-w{index}"
         env.update(
             {
-                "ADAPTER_MLLP_PORT": str(self.ports[0]),
-                "ADAPTER_HTTP_PORT": str(self.ports[1]),
-                "ADAPTER_REPLICA_ID": replica,
+                SettingName.MLLP_PORT: str(self.ports[0]),
+                SettingName.HTTP_PORT: str(self.ports[1]),
+                SettingName.REPLICA_ID: replica,
                 WORKER_ENV: f"{index}/{self.settings.workers}",
                 READY_FD_ENV: str(ready_fd),
                 "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
             }
         )
         if self.config_file:
-            env["ADAPTER_CONFIG_FILE"] = self.config_file
+            env[CONFIG_FILE_VARIABLE] = self.config_file
         return env
 
     def spawn(self, index: int) -> None:
@@ -253,8 +254,8 @@ def reserve_ports(settings: Settings) -> tuple[socket.socket, socket.socket]:
     held: list[socket.socket] = []
     try:
         for name, port, setting in (
-            ("MLLP", settings.mllp_port, "ADAPTER_MLLP_PORT"),
-            ("HTTP", settings.http_port, "ADAPTER_HTTP_PORT"),
+            ("MLLP", settings.mllp_port, SettingName.MLLP_PORT),
+            ("HTTP", settings.http_port, SettingName.HTTP_PORT),
         ):
             family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ import pytest
 from adapter.cli.main import main, refuse
 from adapter.errors import EXIT_CONFIG, EXIT_STARTUP, SettingsError, StartupError
 from adapter.mappings_loader import MappingError
+from adapter.setting_names import SettingName
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPINGS = ROOT / "mappings"
@@ -76,8 +77,11 @@ def test_a_bad_mapping_table_for_code_exits_2_naming_file_and_line(
     [
         (SettingsError("ADAPTER_X: not a number"), EXIT_CONFIG),
         (MappingError("routes.csv line 2: expected 2 fields"), EXIT_CONFIG),
-        (StartupError("MLLP port 2575 on 127.0.0.1 is in use", "ADAPTER_MLLP_PORT"), EXIT_STARTUP),
-        (StartupError("mapping tables: x", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG), EXIT_CONFIG),
+        (
+            StartupError("MLLP port 2575 on 127.0.0.1 is in use", SettingName.MLLP_PORT),
+            EXIT_STARTUP,
+        ),
+        (StartupError("mapping tables: x", SettingName.MAPPINGS_DIR, EXIT_CONFIG), EXIT_CONFIG),
     ],
     ids=["setting", "mapping", "startup", "startup-config"],
 )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from adapter.config import CheckedSettings, Settings, load_checked, unknown_variables
 from adapter.errors import EXIT_CONFIG
 from adapter.logs import configure
+from adapter.setting_names import SettingName
 from adapter.startup import listen_error
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def serve(checked: CheckedSettings, config_file: str | None = None) -> int:
         run_app(app, settings, server_tls_of(app))  # web.run_app, with the HTTP limits
     except OSError as exc:  # the HTTP site binds last, after the MLLP listener
         port = settings.http_port
-        raise listen_error(exc, "HTTP", settings.host, port, "ADAPTER_HTTP_PORT") from exc
+        raise listen_error(exc, "HTTP", settings.host, port, SettingName.HTTP_PORT) from exc
     return EXIT_OK
 
 

@@ -34,13 +34,14 @@ from adapter.mappings_loader.tables import (
     ROUTES,
     VERSIONS,
 )
+from adapter.setting_names import SettingName
 
 
 def default_mappings_dir() -> Path:
     """`ADAPTER_MAPPINGS_DIR` when set (containers install the package as a wheel and put
     the tables elsewhere), else the `mappings/` directory next to the `adapter` package
     (this file is adapter/mappings_loader/load.py)."""
-    configured = os.environ.get("ADAPTER_MAPPINGS_DIR", "")
+    configured = os.environ.get(SettingName.MAPPINGS_DIR, "")
     return Path(configured) if configured else Path(__file__).parents[2] / "mappings"
 
 

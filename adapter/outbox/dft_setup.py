@@ -26,9 +26,8 @@ from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError
 from adapter.outbox.dft_mllp import DftMllpSink, destination_for
 from adapter.outbox.dft_queue import DftQueue
+from adapter.setting_names import SettingName
 from adapter.store.base import Store
-
-RECEIVERS_SETTING = "ADAPTER_DFT_RECEIVERS_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,9 @@ def _receiver(
     mappings: Mappings,
     clock: Callable[[], datetime],
 ) -> DftReceiver:
-    setting = RECEIVERS_SETTING if settings.dft_receivers_file else "ADAPTER_DFT_PROFILE"
+    setting = (
+        SettingName.DFT_RECEIVERS_FILE if settings.dft_receivers_file else SettingName.DFT_PROFILE
+    )
     where = f"DFT receiver {spec.name}: " if settings.dft_receivers_file else ""
     try:
         profile = load_dft_profile(Path(settings.mappings_dir), spec.profile, mappings)
@@ -73,7 +74,7 @@ def _receiver(
     return DftReceiver(queue, sink)
 
 
-def _client_tls(spec: DftReceiverSpec, where: str, setting: str) -> ssl.SSLContext:
+def _client_tls(spec: DftReceiverSpec, where: str, setting: SettingName) -> ssl.SSLContext:
     """Verifying client context: the receiver's certificate against `ca_file` (or the
     system's CAs), our client certificate when the receiver wants one."""
     try:
@@ -83,6 +84,6 @@ def _client_tls(spec: DftReceiverSpec, where: str, setting: str) -> ssl.SSLConte
     except (ssl.SSLError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         cause = f"{where}DFT TLS files do not load: {reason}"
-        name = setting if where else "ADAPTER_DFT_CERT_FILE"
+        name = setting if where else SettingName.DFT_CERT_FILE
         raise StartupError(cause, name, EXIT_CONFIG) from exc
     return context

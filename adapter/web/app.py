@@ -37,6 +37,7 @@ from adapter.runtime import Runtime, load_mappings_checked
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.ingest import Ingestor
 from adapter.service.mllp import MllpServer, PeerInfo
+from adapter.setting_names import SettingName
 from adapter.startup import database_error, listen_error
 from adapter.store import open_store
 from adapter.store.base import Store
@@ -209,7 +210,7 @@ async def _mllp(boot: _Boot) -> AsyncIterator[None]:
         await state.mllp.start(settings.host, settings.mllp_port, ssl=boot.credentials.server_tls)
     except OSError as exc:
         raise listen_error(
-            exc, "MLLP", settings.host, settings.mllp_port, "ADAPTER_MLLP_PORT"
+            exc, "MLLP", settings.host, settings.mllp_port, SettingName.MLLP_PORT
         ) from exc
     try:
         yield

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from adapter.config import Settings
 from adapter.errors import EXIT_CONFIG, StartupError
+from adapter.setting_names import SettingName
 from adapter.web.middleware import ui_middleware
 from adapter.web.pages import HERE, LIMITER, PREFIX, RULES, SESSIONS, is_ui
 from adapter.web.routes import coded, encounter, login, refused, reports, worklist
@@ -46,7 +47,7 @@ def setup_ui(app: web.Application, settings: Settings) -> None:
     try:
         app[RULES] = load_rule_statements(Path(settings.mappings_dir))
     except RuleStatementError as exc:
-        raise StartupError(f"mapping tables: {exc}", "ADAPTER_MAPPINGS_DIR", EXIT_CONFIG) from exc
+        raise StartupError(f"mapping tables: {exc}", SettingName.MAPPINGS_DIR, EXIT_CONFIG) from exc
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
