@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapter.core.mappings import Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.credentials import Credentials, loaded_or_problems
-from adapter.dft_receivers_loader import DftReceiversError, DftReceiverSpec, load_dft_receivers
 from adapter.errors import SettingsError
 from adapter.outbox.dft_mllp import DftUrlError, MllpEndpoint
+from adapter.outbox.dft_receivers import DftReceiversError, DftReceiverSpec, load_dft_receivers
 from adapter.setting_names import ENV_PREFIX, SettingName
 from adapter.store import database_url_problem
 
@@ -346,7 +346,7 @@ def dft_receivers_of(s: Settings) -> tuple[DftReceiverSpec, ...]:
 
 def _dft_receivers(s: Settings) -> tuple[tuple[DftReceiverSpec, ...], list[str]]:
     """ADAPTER_DFT_*: a well-formed URL, its TLS files in pairs and present; or a receivers
-    file that loads (adapter/dft_receivers_loader.py), not both. The receivers (none when
+    file that loads (adapter/outbox/dft_receivers.py), not both. The receivers (none when
     no DFT is configured), or the problems."""
     if s.dft_receivers_file:
         if s.dft_url:

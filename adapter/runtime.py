@@ -17,9 +17,9 @@ from pathlib import Path
 from adapter.config import CheckedSettings, Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
-from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError, load_mappings
+from adapter.outbox.dft_receivers import DftReceiverSpec
 from adapter.setting_names import SettingName
 
 __all__ = ["Runtime", "load_mappings_checked", "load_runtime", "tune_gc"]

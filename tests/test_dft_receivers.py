@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapter.config import load_checked, load_settings
-from adapter.dft_receivers_loader import DftReceiversError, load_dft_receivers
 from adapter.errors import SettingsError
+from adapter.outbox.dft_receivers import DftReceiversError, load_dft_receivers
 from adapter.runtime import load_runtime
 from adapter.web.app import start_state, stop_state
 from tests.dft_support import field, ft1s, parse, repetitions

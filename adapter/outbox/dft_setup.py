@@ -4,7 +4,7 @@ through.
 
 One receiver from `ADAPTER_DFT_URL` / `ADAPTER_DFT_PROFILE` (destination
 `dft:<profile>`), or several from `ADAPTER_DFT_RECEIVERS_FILE` (destination
-`dft:<name>` each, adapter/dft_receivers_loader.py), as the settings check read them
+`dft:<name>` each, adapter/outbox/dft_receivers.py), as the settings check read them
 (`config.CheckedSettings.dft_receivers`). A profile that does not load, or TLS files that
 do not, stop the start with one sentence naming the setting (`StartupError`), as the
 mapping tables do.
@@ -17,17 +17,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
-from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.dft_profiles_loader import load_dft_profile
-from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.errors import EXIT_CONFIG, StartupError
 from adapter.mappings_loader import MappingError
 from adapter.outbox.dft_mllp import DftMllpSink, destination_for
 from adapter.outbox.dft_queue import DftQueue
+from adapter.outbox.dft_receivers import DftReceiverSpec
 from adapter.setting_names import SettingName
 from adapter.store.base import Store
+
+
+class DftSettings(Protocol):
+    """What the receivers' set-up reads of the settings (`config.Settings` has both): the
+    outbox does not import the settings, which import the outbox's URL and file readers."""
+
+    @property
+    def mappings_dir(self) -> str: ...  # the profiles are `mappings_dir/dft_profiles/`
+
+    @property
+    def dft_receivers_file(self) -> str: ...  # set: errors name the file and the receiver
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +49,7 @@ class DftReceiver:
 
 def dft_receivers(
     specs: Sequence[DftReceiverSpec],
-    settings: Settings,
+    settings: DftSettings,
     store: Store,
     mappings: Mappings,
     clock: Callable[[], datetime],
@@ -52,7 +63,7 @@ def dft_receivers(
 
 def _receiver(
     spec: DftReceiverSpec,
-    settings: Settings,
+    settings: DftSettings,
     store: Store,
     mappings: Mappings,
     clock: Callable[[], datetime],

@@ -27,9 +27,9 @@ from adapter import worker_role
 from adapter.config import Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
-from adapter.dft_receivers_loader import DftReceiverSpec
 from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer, DeliveryConfig
+from adapter.outbox.dft_receivers import DftReceiverSpec
 from adapter.outbox.dft_setup import dft_receivers
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
