@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from adapter.core.mappings import Setting
+from adapter.core.mappings import SETTINGS, Setting
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.credentials import Credentials, loaded_or_problems
 from adapter.errors import SettingsError
@@ -277,8 +277,8 @@ def _validate(s: Settings) -> CheckedSettings:
         ZoneInfo(s.site_tz)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"site_tz={s.site_tz}: not an IANA time zone (e.g. America/New_York)")
-    if s.default_setting not in Setting.ALL:
-        problems.append(f"default_setting={s.default_setting}: one of {', '.join(Setting.ALL)}")
+    if s.default_setting not in SETTINGS:
+        problems.append(f"default_setting={s.default_setting}: one of {', '.join(SETTINGS)}")
     if s.z_order not in {z.value for z in ZOrder}:
         problems.append(f"z_order={s.z_order}: one of {', '.join(z.value for z in ZOrder)}")
     if s.end_of_day_cutoff:

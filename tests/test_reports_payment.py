@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.core.charges import ChargeLine, LineKind
-from adapter.core.mappings import Setting
+from adapter.core.mappings import SETTINGS, Setting
 from adapter.core.periods import PeriodStatus
 from adapter.core.price_tables import PriceTable, PriceTables
 from adapter.core.report_payment import payment_by_month, table_label
@@ -126,7 +126,7 @@ def coded_claims(draw: st.DrawFn) -> list[CodedClaim]:
         day = date(2026, draw(st.integers(1, 6)), draw(st.integers(1, 28)))
         codes = draw(st.lists(st.sampled_from(CODES), min_size=1, max_size=4, unique=True))
         lines = tuple(line(c, draw(st.integers(1, 300)), day) for c in codes)
-        out.append(CodedClaim(f"c{i}", day, "X", draw(st.sampled_from(Setting.ALL)), lines))
+        out.append(CodedClaim(f"c{i}", day, "X", draw(st.sampled_from(SETTINGS)), lines))
     return out
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapter.core.explain import render
-from adapter.core.mappings import Setting
+from adapter.core.mappings import SETTINGS
 from adapter.core.options import CodingOptions, ZOrder
 from adapter.errors import AdapterError
 from adapter.mappings_loader import default_mappings_dir, load_mappings
@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     code.add_argument(
         "--setting",
-        choices=Setting.ALL,
+        choices=SETTINGS,
         help="override the claim setting for every encounter (D1); default: location mapping",
     )
     code.add_argument("--mappings", metavar="DIR", help="mapping tables (default: bundled)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 
 from adapter.core.catalog import Catalog
@@ -18,12 +19,15 @@ from adapter.core.price_tables import PriceTables
 __all__ = ["HoldReasonText", "LocationRule", "Mappings", "Setting", "TableVersion", "table_key"]
 
 
-class Setting:
-    """Claim setting values (D1); plain strings so tables can name them."""
+class Setting(StrEnum):
+    """Claim setting values (D1): a closed set. A `StrEnum`, so a member equals the text
+    the tables and the settings name it by (`location_map.csv`, ADAPTER_DEFAULT_SETTING)."""
 
     OFFICE = "office"
     HOSPITAL_OUTPATIENT = "hospital-outpatient"
-    ALL = (OFFICE, HOSPITAL_OUTPATIENT)
+
+
+SETTINGS: tuple[str, ...] = tuple(Setting)  # the values a table or a setting may name
 
 
 def table_key(code: str) -> str:

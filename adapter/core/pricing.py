@@ -45,7 +45,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from adapter.core.charges import ChargeLine, CodedEncounter, LineKind
-from adapter.core.mappings import Setting
+from adapter.core.mappings import SETTINGS, Setting
 from adapter.core.periods import PeriodStatus, TableVersion
 from adapter.core.price_tables import PriceSource, PriceTable, PriceTables
 
@@ -252,8 +252,8 @@ def price_encounter(
 
 
 def _check_setting(setting: str) -> None:
-    if setting not in Setting.ALL:
-        raise ValueError(f"unknown setting {setting!r} (expected one of {', '.join(Setting.ALL)})")
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown setting {setting!r} (expected one of {', '.join(SETTINGS)})")
 
 
 # ---------------------------------------------------------------- office

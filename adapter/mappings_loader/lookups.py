@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from adapter.core.holds import HoldReason
-from adapter.core.mappings import HoldReasonText, LocationRule, Setting, TableVersion
+from adapter.core.mappings import SETTINGS, HoldReasonText, LocationRule, TableVersion
 from adapter.core.model import Method, Route
 from adapter.mappings_loader.rows import (
     MappingError,
@@ -87,7 +87,7 @@ def read_locations(rows: Iterable[Row]) -> Mapping[str, LocationRule]:
 
 
 def _location(code: str, row: Row) -> LocationRule:
-    setting = one_of(row, "setting", Setting.ALL, "setting")
+    setting = one_of(row, "setting", SETTINGS, "setting")
     pos = row["place_of_service"]
     if pos:
         matching(row, "place_of_service", _POS, "a 2-digit place of service")

@@ -20,7 +20,10 @@ from adapter.core.fhir_output import EXT_HOLD_REASON, EXT_UNMATCHED_DRUG
 from adapter.core.mappings import Setting
 from adapter.core.report_rows import ClaimVersion, CodedClaim, DrugCode, ReportFilter
 
-CLAIM_TYPE_OF = {Setting.OFFICE: "professional", Setting.HOSPITAL_OUTPATIENT: "institutional"}
+CLAIM_TYPE_OF: dict[str, str] = {
+    Setting.OFFICE: "professional",
+    Setting.HOSPITAL_OUTPATIENT: "institutional",
+}
 SETTING_OF = {code: setting for setting, code in CLAIM_TYPE_OF.items()}
 STATUSES = ("draft", "active")  # held, coded: the only statuses a Claim is written with
 START = ("billablePeriod", "start")

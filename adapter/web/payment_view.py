@@ -29,7 +29,10 @@ from adapter.core.pricing import (
 from adapter.web.claim_view import setting_code
 
 CLAIM_SETTING = {"professional": Setting.OFFICE, "institutional": Setting.HOSPITAL_OUTPATIENT}
-SETTING_WORDS = {Setting.OFFICE: "office", Setting.HOSPITAL_OUTPATIENT: "hospital outpatient"}
+SETTING_WORDS: dict[str, str] = {
+    Setting.OFFICE: "office",
+    Setting.HOSPITAL_OUTPATIENT: "hospital outpatient",
+}
 TABLE_WORDS = {"pfs": "PFS", "asp": "ASP", "opps": "OPPS"}
 ADMINISTRATION_CODES = ("G0498",)
 
