@@ -13,17 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.core.model import SegmentLocation
-from adapter.hl7.ack import (
-    AckError,
-    AckIds,
-    MshInfo,
-    ack_from_header,
-    build_ack,
-    error_ack_code,
-    read_msa,
-    read_msh,
-)
+from adapter.hl7.ack import AckError, AckIds, ack_from_header, build_ack, error_ack_code
 from adapter.hl7.er7 import Message, parse_message, split_messages
+from adapter.hl7.msh import MshInfo, read_msa, read_msh
 
 NOW = datetime(2025, 3, 14, 16, 15, 2, tzinfo=timezone(timedelta(hours=-4)))
 HEADER = (

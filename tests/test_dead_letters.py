@@ -23,7 +23,7 @@ from yarl import URL
 from adapter.config import Settings
 from adapter.core.model import SegmentLocation
 from adapter.core.refusals import RefusalReason, hl7_location
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.fhir import read_fhir
 from adapter.service.ingest import refusal_for

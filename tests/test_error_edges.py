@@ -34,8 +34,9 @@ from adapter.errors import (
     UnsupportedHl7Type,
     UnsupportedHl7Version,
 )
-from adapter.hl7.ack import AckCode, read_msa, read_msh
+from adapter.hl7.ack import AckCode
 from adapter.hl7.er7 import parse_message, split_messages
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.service.hl7_answers import HandlerResult, ack_for
 from adapter.service.ingest import Hl7Result
 from adapter.service.mllp import MllpServer, PeerInfo

@@ -8,7 +8,7 @@ import pytest
 
 from adapter.core.model import SegmentLocation
 from adapter.errors import UnreadableHl7
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.service.hl7_answers import ack_for, internal_error
 from adapter.service.ingest import Hl7Result
 

@@ -58,7 +58,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.hl7.ack import read_msa, read_msh
 from adapter.hl7.mllp_framing import (
     OVERSIZE_HEAD_BYTES,
     Frame,
@@ -67,6 +66,7 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.mappings_loader import load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.store.base import MessageStatus

@@ -15,7 +15,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.hl7.ack import AckCode, build_ack, read_msa, read_msh
+from adapter.hl7.ack import AckCode, build_ack
 from adapter.hl7.er7 import parse_message, split_messages
 from adapter.hl7.mllp_framing import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -24,6 +24,7 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message, send_messages, send_raw

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 import structlog
 
-from adapter.hl7.ack import AckCode, build_ack, read_msa, read_msh
+from adapter.hl7.ack import AckCode, build_ack
 from adapter.hl7.mllp_framing import encode_frame
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.metrics import Metrics
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.listener import Descriptors

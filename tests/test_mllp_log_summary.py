@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import structlog
 
-from adapter.hl7.ack import AckCode, AckError, build_ack, read_msh
+from adapter.hl7.ack import AckCode, AckError, build_ack
+from adapter.hl7.msh import read_msh
 from adapter.logs import configure
 from adapter.service.hl7_answers import HandlerResult
 from adapter.service.mllp import MllpServer, PeerInfo

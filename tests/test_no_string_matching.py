@@ -31,7 +31,7 @@ TEXT_ATTRIBUTES = frozenset(
     {"message", "location", "diagnostics", "skip_reason", "reason", "dedup_key"}
 )
 # who may read an ACK's MSA: the clients reading a peer's ACK, never a module that answers
-READS_PEER_ACKS = ("adapter/cli/send.py", "adapter/outbox/", "adapter/hl7/ack.py")
+READS_PEER_ACKS = ("adapter/cli/send.py", "adapter/outbox/", "adapter/hl7/msh.py")
 # the one module that builds the unread-header key (the reader); nobody reads it back
 KEY_BUILDERS = ("adapter/readers/hl7v2",)
 # Known and left, each with why (none today: the SQLite "locked" retry reads sqlite_errorcode).

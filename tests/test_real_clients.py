@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from adapter.cli.send import messages_in, send
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.web.routes.fhir_resource import INBOUND_TYPES
 from tests.service_fixtures import (
     SCENARIOS,

@@ -18,7 +18,7 @@ import pytest
 
 from adapter.cli.replay import ReplaySelection, replay
 from adapter.config import Settings
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.store import open_store
 from adapter.store.base import (
     Link,

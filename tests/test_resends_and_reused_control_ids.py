@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.cli.main import main
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.links import links_for, patient_key

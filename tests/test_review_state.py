@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from adapter.hl7.ack import read_msa
+from adapter.hl7.msh import read_msa
 from adapter.store.base import EncounterState
 from tests.mllp_client import connect
 from tests.service_fixtures import client_on_backend, hl7_messages, state_of

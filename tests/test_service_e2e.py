@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.hl7.ack import read_msa, read_msh
 from adapter.hl7.er7 import split_messages
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.store.base import SearchQuery
 from adapter.web.app import start_state, stop_state
 from adapter.web.state import AppState

@@ -14,8 +14,9 @@ import pytest
 
 from adapter.core.model import SegmentLocation, Unsupported
 from adapter.core.refusals import RefusalReason
-from adapter.hl7.ack import AckCode, acks_for, read_msa, read_msh
+from adapter.hl7.ack import AckCode, acks_for
 from adapter.hl7.er7 import Er7Error, parse_message
+from adapter.hl7.msh import read_msa, read_msh
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.service.ingest import refusal_for

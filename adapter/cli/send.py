@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.hl7.ack import AckCode, read_msa, read_msh
+from adapter.hl7.ack import AckCode
 from adapter.hl7.er7 import split_messages
 from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
+from adapter.hl7.msh import read_msa, read_msh
 
 ACCEPTED = frozenset({AckCode.AA, AckCode.CA})  # MSA-1 as read; a StrEnum equals its text
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from adapter.hl7.ack import AckCode, read_msh
+from adapter.hl7.ack import AckCode
 from adapter.hl7.ack_reply import AckReply, read_ack_reply
 from adapter.hl7.mllp_framing import Frame, MllpDecoder, encode_frame
+from adapter.hl7.msh import read_msh
 from adapter.outbox.sink import DeliveryResult, OutboxItem
 from adapter.store.base import Delivery, ResourceRow
 

@@ -18,13 +18,12 @@ from adapter.errors import Hl7Refused, IngestFailed, ServerRefusal
 from adapter.hl7.ack import (
     AckCode,
     AckError,
-    MshInfo,
     ack_control_id,
     ack_from_header,
     acks_for,
     error_ack_code,
-    read_msh,
 )
+from adapter.hl7.msh import MshInfo, read_msh
 
 __all__ = ["HandlerResult", "ack_error", "ack_for", "internal_error", "refusal_answer"]
 

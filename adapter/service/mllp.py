@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 
 from adapter.errors import HandlerFailed, OversizeFrame, ReceiverBusy, ServerRefusal
-from adapter.hl7.ack import MshInfo, ack_control_id, read_msh
+from adapter.hl7.ack import ack_control_id
 from adapter.hl7.mllp_framing import (
     DEFAULT_MAX_FRAME_BYTES,
     Item,
@@ -33,6 +33,7 @@ from adapter.hl7.mllp_framing import (
     Oversize,
     encode_frame,
 )
+from adapter.hl7.msh import MshInfo, read_msh
 from adapter.labels import control_id_label
 from adapter.service.hl7_answers import HandlerResult, refusal_answer
 from adapter.service.listener import Descriptors, Limits, Listener
