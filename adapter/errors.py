@@ -9,7 +9,7 @@ Every error is an `AdapterError` with a `Disposition`: the ACK code it is answer
 (AE: the sender may correct and resend; AR: resending the same message cannot succeed; the
 edge sends CE/CR instead in enhanced mode), the HTTP status, whether the input is kept as a
 dead letter, and the CLI's exit code. Each edge translates an error once, from these typed
-facts (the MLLP server and `POST /hl7` through `adapter.service.hl7_answers`, the FHIR
+facts (the MLLP server and `POST /hl7` through `adapter.hl7_answers`, the FHIR
 routes through the OperationOutcome middleware, the CLIs by `exit_code`); none reads an
 error's text to decide anything. The text (`message`) is for people: short, fixed, no PHI.
 

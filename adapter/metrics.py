@@ -112,6 +112,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def control_id_reuse(self, fmt: str) -> None:
+        """Count one message whose control id came again with other content (kept, not a resend)."""
+        self.control_id_reused.labels(format=fmt).inc()
+
     def message(self, fmt: str, kind: str, outcome: str) -> None:
         """Count one inbound message; `kind` comes off the wire, so it is checked and bounded.
 

@@ -44,7 +44,7 @@ with atheris.instrument_imports():
     from adapter.mappings_loader import load_mappings
     from adapter.readers.fhir import read_fhir
     from adapter.readers.hl7v2 import read_hl7
-    from adapter.service.links import links_for
+    from adapter.usecases.links import links_for
     from adapter.web.outcome import ApiError
     from adapter.web.routes.fhir_search import parse_search
 

@@ -56,10 +56,10 @@ def wrap(function: Callable[..., Any], label: str) -> None:
 
 async def run(visits: int) -> tuple[float, int]:
     import adapter.web.app_ui  # noqa: F401 (every module that holds a step is loaded)
+    from adapter.hl7_answers import ack_for
     from adapter.readers.hl7v2 import read_hl7
     from adapter.readers.hl7v2_hot import check_hl7_frame
-    from adapter.service.hl7_answers import ack_for
-    from adapter.service.links import links_for
+    from adapter.usecases.links import links_for
     from adapter.web.app import create_app  # noqa: F401
 
     wrap(check_hl7_frame, "check_hl7_frame (hot-path check)")

@@ -49,14 +49,14 @@ from harness.report import print_keys, print_table
 from adapter.config import Settings
 from adapter.core.model import InboundMessage
 from adapter.hl7.mllp_framing import MllpDecoder, encode_frame
+from adapter.hl7_answers import ack_for
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.metrics import Metrics
 from adapter.readers.hl7v2 import read_hl7
 from adapter.runtime import tune_gc
-from adapter.service.hl7_answers import ack_for
-from adapter.service.ingest import Hl7Result
-from adapter.service.links import links_for, patient_key
 from adapter.store.base import Link, NewMessage
+from adapter.usecases.ingest import Hl7Result
+from adapter.usecases.links import links_for, patient_key
 
 ORIGIN = "mllp 127.0.0.1"
 

@@ -26,7 +26,7 @@ from adapter.core.refusals import RefusalReason, hl7_location
 from adapter.hl7.msh import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.fhir import read_fhir
-from adapter.service.ingest import refusal_for
+from adapter.usecases.ingest import refusal_for
 from tests.mllp_client import connect
 from tests.service_fixtures import (
     FHIR_JSON,

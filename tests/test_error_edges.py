@@ -37,9 +37,9 @@ from adapter.errors import (
 from adapter.hl7.ack import AckCode
 from adapter.hl7.er7 import parse_message, split_messages
 from adapter.hl7.msh import read_msa, read_msh
-from adapter.service.hl7_answers import HandlerResult, ack_for
-from adapter.service.ingest import Hl7Result
-from adapter.service.mllp import MllpServer, PeerInfo
+from adapter.hl7_answers import HandlerResult, ack_for
+from adapter.listeners.mllp import MllpServer, PeerInfo
+from adapter.usecases.ingest import Hl7Result
 from adapter.web.outcome import error_middleware
 from tests.mllp_client import send_messages
 

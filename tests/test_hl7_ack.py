@@ -9,8 +9,8 @@ import pytest
 from adapter.core.model import SegmentLocation
 from adapter.errors import UnreadableHl7
 from adapter.hl7.msh import read_msa
-from adapter.service.hl7_answers import ack_for, internal_error
-from adapter.service.ingest import Hl7Result
+from adapter.hl7_answers import ack_for, internal_error
+from adapter.usecases.ingest import Hl7Result
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 

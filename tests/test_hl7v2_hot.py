@@ -20,7 +20,7 @@ from adapter.hl7.er7 import split_messages
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
-from adapter.service.links import checked_links, links_for, patient_key
+from adapter.usecases.links import checked_links, links_for, patient_key
 
 ROOT = Path(__file__).resolve().parent.parent
 NY = ZoneInfo("America/New_York")

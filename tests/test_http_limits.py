@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from adapter.config import Settings
-from adapter.service.listener import Descriptors
+from adapter.listeners.accept import Descriptors
 from adapter.web.app import create_app
 from adapter.web.bodies import BODY_LIMITS
 from adapter.web.serving import EVICT_IDLE_S, HTTP_RESERVE_SHARE, start_site

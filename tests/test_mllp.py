@@ -25,8 +25,8 @@ from adapter.hl7.mllp_framing import (
     encode_frame,
 )
 from adapter.hl7.msh import read_msa, read_msh
-from adapter.service.hl7_answers import HandlerResult
-from adapter.service.mllp import MllpServer, PeerInfo
+from adapter.hl7_answers import HandlerResult
+from adapter.listeners.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message, send_messages, send_raw
 
 HOST = "127.0.0.1"

@@ -28,10 +28,10 @@ import structlog
 from adapter.hl7.ack import AckCode, build_ack
 from adapter.hl7.mllp_framing import encode_frame
 from adapter.hl7.msh import read_msa, read_msh
+from adapter.hl7_answers import HandlerResult
+from adapter.listeners.accept import Descriptors
+from adapter.listeners.mllp import MllpServer, PeerInfo
 from adapter.metrics import Metrics
-from adapter.service.hl7_answers import HandlerResult
-from adapter.service.listener import Descriptors
-from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import connect, hl7_message
 
 HOST = "127.0.0.1"

@@ -12,9 +12,9 @@ import structlog
 
 from adapter.hl7.ack import AckCode, AckError, build_ack
 from adapter.hl7.msh import read_msh
+from adapter.hl7_answers import HandlerResult
+from adapter.listeners.mllp import MllpServer, PeerInfo
 from adapter.logs import configure
-from adapter.service.hl7_answers import HandlerResult
-from adapter.service.mllp import MllpServer, PeerInfo
 from tests.mllp_client import hl7_message, send_messages
 
 HOST = "127.0.0.1"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.service.hl7_answers import HandlerResult
+from adapter.hl7_answers import HandlerResult
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "adapter"

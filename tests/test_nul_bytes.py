@@ -21,8 +21,8 @@ from adapter.mappings_loader import load_mappings
 from adapter.metrics import Metrics
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.ingest import Ingestor
 from adapter.store.base import MessageStatus
+from adapter.usecases.ingest import Ingestor
 from tests.mllp_client import hl7_message
 from tests.store_fixtures import StoreFactory, require_postgres
 

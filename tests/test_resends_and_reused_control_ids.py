@@ -27,8 +27,8 @@ from adapter.cli.main import main
 from adapter.hl7.msh import read_msa
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.links import links_for, patient_key
 from adapter.store.base import EncounterState, NewMessage
+from adapter.usecases.links import links_for, patient_key
 from tests.mllp_client import connect
 from tests.service_fixtures import (
     FHIR_JSON,

@@ -19,7 +19,7 @@ from adapter.hl7.er7 import Er7Error, parse_message
 from adapter.hl7.msh import read_msa, read_msh
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.ingest import refusal_for
+from adapter.usecases.ingest import refusal_for
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 NY = ZoneInfo("America/New_York")

@@ -5,7 +5,7 @@ interface engines send (stray CR/LF between frames, a missing trailing CR) and
 bounded: a frame larger than the limit is never buffered whole, it becomes an
 `Oversize` item carrying its first bytes so the server can still answer MSH-10.
 
-Why no I/O here (h11's shape): the asyncio server (`adapter.service.mllp`), the `send`
+Why no I/O here (h11's shape): the asyncio server (`adapter.listeners.mllp`), the `send`
 client (`adapter.cli.send`) and the tests feed it bytes however they got them, cut
 anywhere; what it decides depends only on the bytes.
 """

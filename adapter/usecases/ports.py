@@ -1,9 +1,10 @@
 """What the use cases need of the shell, as small ports they are given.
 
-The store's ports are `adapter/store/ports/`; these are the other two things the coder
-uses: a place to count what it coded (`CodingMetrics`, satisfied by `adapter/metrics.py`'s
-`Metrics`) and, per billing receiver, a queue for the Claim's DFT (`DftOutlet`, satisfied
-by `adapter/outbox/dft_queue.py`'s `DftQueue`). Both are structural (`Protocol`): the shell
+The store's ports are `adapter/store/ports/`; these are the other things the use cases
+use: places to count what ingest received (`IngestMetrics`) and what the coder coded
+(`CodingMetrics`), both satisfied by `adapter/metrics.py`'s `Metrics`, and, per billing
+receiver, a queue for the Claim's DFT (`DftOutlet`, satisfied by
+`adapter/outbox/dft_queue.py`'s `DftQueue`). All are structural (`Protocol`): the shell
 objects do not name them, and a use case never imports the shell to get them, so the
 use cases stay below the shell in the import graph (tests/test_architecture.py).
 """
@@ -17,7 +18,17 @@ from adapter.core.assembly import Encounter
 from adapter.core.charges import CodedEncounter
 from adapter.store.ports import ResourceRow
 
-__all__ = ["CodingMetrics", "DftOutlet"]
+__all__ = ["CodingMetrics", "DftOutlet", "IngestMetrics"]
+
+
+class IngestMetrics(Protocol):
+    """Where ingest counts each message it answered."""
+
+    def message(self, fmt: str, kind: str, outcome: str) -> None:
+        """One inbound message of this format and kind: accepted, duplicate or rejected."""
+
+    def control_id_reuse(self, fmt: str) -> None:
+        """One message whose control id was seen before with other content."""
 
 
 class CodingMetrics(Protocol):

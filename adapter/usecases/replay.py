@@ -33,11 +33,11 @@ from adapter.config import Settings
 from adapter.core.mappings import Mappings
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.service.ingest import refusal_for
-from adapter.service.links import links_for
 from adapter.store.ports import Inbox, MessageStatus, ReplayOutcome, Store, StoredMessage
 from adapter.usecases.close_and_code import Coder, CoderConfig
 from adapter.usecases.context import service_coding_context
+from adapter.usecases.ingest import refusal_for
+from adapter.usecases.links import links_for
 from adapter.usecases.ports import CodingMetrics
 
 PAGE = 200  # messages read, and written in one transaction, at a time

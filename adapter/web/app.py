@@ -27,6 +27,8 @@ from adapter import worker_role
 from adapter.config import Settings, dft_receivers_of
 from adapter.core.mappings import Mappings
 from adapter.credentials import Credentials, load_credentials
+from adapter.hl7_answers import HandlerResult
+from adapter.listeners.mllp import MllpServer, PeerInfo
 from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer, DeliveryConfig
 from adapter.outbox.dft_receivers import DftReceiverSpec
@@ -34,15 +36,13 @@ from adapter.outbox.dft_setup import dft_receivers
 from adapter.outbox.fhir_put import FhirPutConfig, FhirPutSink
 from adapter.outbox.sink import Sink
 from adapter.runtime import Runtime, load_mappings_checked
-from adapter.service.hl7_answers import HandlerResult
-from adapter.service.ingest import Ingestor
-from adapter.service.mllp import MllpServer, PeerInfo
 from adapter.setting_names import SettingName
 from adapter.startup import database_error, listen_error
 from adapter.store import open_store
 from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder, CoderConfig
 from adapter.usecases.context import service_coding_context
+from adapter.usecases.ingest import Ingestor
 from adapter.web.app_ui import setup_ui
 from adapter.web.bodies import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.web.routes.api import setup_routes

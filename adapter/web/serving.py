@@ -2,7 +2,7 @@
 
 `run_app(app, settings)` is what `charge-adapter serve` runs instead of `web.run_app`: the
 same runner (start-up, graceful shutdown on SIGTERM/SIGINT), but the HTTP site accepts
-through `adapter.service.listener` (total and per-address caps, the descriptor reserve; a
+through `adapter.listeners.accept` (total and per-address caps, the descriptor reserve; a
 refused client reads a canned 503), and:
 
 - `http_header_timeout_seconds` is aiohttp's keep-alive timeout, which closes a connection
@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 from adapter import worker_role
 from adapter.allocator import large_buffers_to_the_os
 from adapter.config import Settings
-from adapter.service.listener import Descriptors, Limits, Listener, RateLimitedLog
+from adapter.listeners.accept import Descriptors, Limits, Listener, RateLimitedLog
 from adapter.web.app import SERVER_HEADER
 from adapter.web.state import STATE
 

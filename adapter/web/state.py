@@ -21,15 +21,15 @@ from aiohttp import web
 from adapter.allocator import Trimmer
 from adapter.config import Settings
 from adapter.core.mappings import Mappings
+from adapter.hl7_answers import HandlerResult, ack_for, internal_error
+from adapter.listeners.accept import Descriptors
+from adapter.listeners.mllp import MllpServer
 from adapter.mappings_loader import MappingError, load_mappings
 from adapter.metrics import Metrics
 from adapter.outbox.deliverer import Deliverer
-from adapter.service.hl7_answers import HandlerResult, ack_for, internal_error
-from adapter.service.ingest import Ingestor
-from adapter.service.listener import Descriptors
-from adapter.service.mllp import MllpServer
 from adapter.store.base import Store
 from adapter.usecases.close_and_code import Coder
+from adapter.usecases.ingest import Ingestor
 
 __all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState"]
 

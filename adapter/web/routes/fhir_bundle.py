@@ -17,7 +17,7 @@ from aiohttp import web
 
 from adapter.core.ids import is_fhir_id
 from adapter.readers.fhir import read_fhir
-from adapter.service.ingest import FhirEntryResult, FhirResult, refusal_for
+from adapter.usecases.ingest import FhirEntryResult, FhirResult, refusal_for
 from adapter.web.bodies import (
     ORIGIN,
     WRONG_SHAPE,

@@ -19,8 +19,8 @@ import structlog
 from aiohttp import web
 
 from adapter.core.ids import is_fhir_id
-from adapter.service.ingest import FhirResult
 from adapter.store.base import ResourceRow
+from adapter.usecases.ingest import FhirResult
 from adapter.web.bodies import (
     NOT_JSON,
     ORIGIN,

@@ -31,7 +31,7 @@ ERR_TEXT_MAX = 200  # ERR-8 is cut here: a fixed sentence, never a long quote
 
 
 class Outcome(Protocol):
-    """What ingest says of one message (`adapter.service.ingest.Hl7Result`)."""
+    """What ingest says of one message (`adapter.usecases.ingest.Hl7Result`)."""
 
     @property
     def control_id(self) -> str: ...

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -34,10 +33,22 @@ from adapter.hl7.mllp_framing import (
     encode_frame,
 )
 from adapter.hl7.msh import MshInfo, read_msh
-from adapter.labels import control_id_label
-from adapter.service.hl7_answers import HandlerResult, refusal_answer
-from adapter.service.listener import Descriptors, Limits, Listener
-from adapter.service.mllp_summary import ACCEPTED_CODES, SUMMARY_SECONDS, MllpSummary
+from adapter.hl7_answers import HandlerResult, refusal_answer
+from adapter.listeners.accept import Descriptors, Limits, Listener
+from adapter.listeners.connection import (
+    Connection,
+    FrameBudget,
+    PeerInfo,
+    complete_header,
+    linger,
+)
+from adapter.listeners.mllp_log import (
+    ACCEPTED_CODES,
+    SUMMARY_SECONDS,
+    MllpSummary,
+    log_closed,
+    log_message,
+)
 
 __all__ = [
     "AckMetrics",
@@ -50,18 +61,6 @@ __all__ = [
 log = structlog.get_logger()
 
 # --- server ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """Who sent a message: for logs and routing, never for trust."""
-
-    host: str
-    port: int
-    connection: int  # per-server sequence number, to tell connections apart in logs
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 Handler = Callable[[bytes, PeerInfo], Awaitable[HandlerResult]]
@@ -91,26 +90,6 @@ class AckMetrics(Protocol):
     def limits_hit(self) -> _LabelledCounter: ...
 
 
-class FrameBudget:
-    """Bytes of unfinished frames held by all connections together, against one limit.
-
-    Why global: a per-frame limit alone lets 2,000 connections each hold a frame just
-    under it (2 GB). Past the budget, the connection whose read would exceed it is refused
-    (see `MllpServer`), and the others go on.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("the MLLP buffer budget must be positive")
-        self.limit = limit
-        self.used = 0
-
-    def hold(self, before: int, now: int) -> bool:
-        """Move one connection's holding from `before` to `now`; False when over the limit."""
-        self.used += now - before
-        return self.used <= self.limit
-
-
 def _local_now() -> datetime:
     return datetime.now().astimezone()
 
@@ -124,22 +103,6 @@ class _Reply:
     control_id: str
 
 
-@dataclass(slots=True)
-class _Connection:
-    """One client connection; closing it is safe while `reading` with no partial frame."""
-
-    peer: PeerInfo
-    writer: asyncio.StreamWriter
-    decoder: MllpDecoder
-    task: asyncio.Task[None] | None = None
-    reading: bool = False
-    held: int = 0  # bytes of its unfinished frame counted in the server's FrameBudget
-
-    @property
-    def idle(self) -> bool:
-        return self.reading and not self.decoder.in_frame
-
-
 class MllpServer:
     """An asyncio MLLP listener: per connection, messages are answered in order, one at a time.
 
@@ -150,7 +113,7 @@ class MllpServer:
     the bytes trickle in; `buffer_budget` bounds the unfinished frames of all connections
     together (the connection that would exceed it is answered AR, ERR-3 207, when its MSH
     has come, else closed); `max_connections`, `max_per_address` and `fd_reserve` are
-    checked at accept (`adapter.service.listener`). `max_frame_bytes` bounds a frame
+    checked at accept (`adapter.listeners.accept`). `max_frame_bytes` bounds a frame
     (an oversize frame is answered AR, or CR in enhanced mode, ERR-3 207, without
     calling the handler). A handler returns a `HandlerResult` (each ACK with its code).
     `clock` and `control_ids` feed the ACKs the server builds itself;
@@ -199,7 +162,7 @@ class MllpServer:
         self.control_ids = control_ids
         self.keep_oversize = keep_oversize
         self._server: Listener | None = None
-        self._connections: dict[int, _Connection] = {}
+        self._connections: dict[int, Connection] = {}
         self._sequence = 0
         self._stopping = False
         self.summary_seconds = summary_seconds
@@ -285,20 +248,20 @@ class MllpServer:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            _log_closed(peer, connection.decoder, reason)
+            log_closed(peer, connection.decoder, reason)
             connection.decoder.abandon()  # its buffers now, not when a GC breaks the task cycle
 
-    def _register(self, writer: asyncio.StreamWriter) -> _Connection:
+    def _register(self, writer: asyncio.StreamWriter) -> Connection:
         self._sequence += 1
         address = writer.get_extra_info("peername")
         host, port = (str(address[0]), int(address[1])) if address else ("?", 0)
         peer = PeerInfo(host, port, self._sequence)
-        connection = _Connection(peer, writer, MllpDecoder(self.max_frame_bytes))
+        connection = Connection(peer, writer, MllpDecoder(self.max_frame_bytes))
         connection.task = asyncio.current_task()
         self._connections[peer.connection] = connection
         return connection
 
-    async def _read_loop(self, reader: asyncio.StreamReader, connection: _Connection) -> str:
+    async def _read_loop(self, reader: asyncio.StreamReader, connection: Connection) -> str:
         """Read, decode, answer every complete item in order; returns why it ended.
 
         Two clocks bound a connection: the last complete frame (`idle_timeout`) and the
@@ -338,36 +301,36 @@ class MllpServer:
                 return reason
         return "stopping"
 
-    def _hold(self, connection: _Connection) -> bool:
+    def _hold(self, connection: Connection) -> bool:
         """Count the connection's unfinished frame in the budget; False when that exceeds it."""
         held = connection.decoder.buffered
         within = self.budget.hold(connection.held, held)
         connection.held = held
         return within
 
-    def _release(self, connection: _Connection) -> None:
+    def _release(self, connection: Connection) -> None:
         """The connection's unfinished frame leaves the budget (and, told, the allocator)."""
         held, connection.held = connection.held, 0
         self.budget.hold(held, 0)
         if held and self.on_release is not None:
             self.on_release(held)
 
-    def _cut(self, connection: _Connection, reason: str) -> str:
+    def _cut(self, connection: Connection, reason: str) -> str:
         """A limit closes the connection: counted (`limits_hit`), and the reason logged."""
         if self.metrics is not None:
             self.metrics.limits_hit.labels("mllp", reason).inc()
         return reason
 
-    async def _refuse_partial(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
+    async def _refuse_partial(self, reader: asyncio.StreamReader, connection: Connection) -> None:
         """Over the buffer budget: AR (ERR-3 207, resend later) when the MSH has come, so the
         sender knows which message; else nothing (it resends after the close).
 
         After the AR, the rest of what the sender is still writing is read and dropped for
-        a moment (`_linger`): closing with unread bytes would reset the connection, and a
+        a moment (`linger`): closing with unread bytes would reset the connection, and a
         reset can discard the AR before the sender reads it.
         """
         decoder = connection.decoder
-        msh = read_msh(_complete_header(decoder.head()))
+        msh = read_msh(complete_header(decoder.head()))
         decoder.abandon()
         self._release(connection)
         if msh is None:
@@ -377,9 +340,9 @@ class MllpServer:
         if reply.frame is not None:
             connection.writer.write(reply.frame)
             await connection.writer.drain()
-            await _linger(reader, connection.writer)
+            await linger(reader, connection.writer)
 
-    async def _answer(self, item: Item, connection: _Connection) -> None:
+    async def _answer(self, item: Item, connection: Connection) -> None:
         """Handle one item and write its ACK before the next item is looked at."""
         started = time.perf_counter()
         if isinstance(item, Oversize):
@@ -398,7 +361,7 @@ class MllpServer:
         summary = self._summary
         summary.add(reply.ack_code or "-", size, elapsed)
         if reply.ack_code not in ACCEPTED_CODES or log.is_enabled_for(logging.DEBUG):
-            _log_message(connection.peer, item, reply, size, elapsed)
+            log_message(connection.peer, item, reply.ack_code, reply.control_id, size, elapsed)
         if finished - summary.started >= self.summary_seconds:
             summary.log(finished, len(self._connections))
             self._summary = MllpSummary(finished)
@@ -435,37 +398,6 @@ class MllpServer:
         return _reply(refusal_answer(msh, error, self.clock(), self.control_ids))
 
 
-LINGER_S = 1.0
-LINGER_BYTES = 32 * 1024
-
-
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Half-close, then drop what still comes until the peer closes, `LINGER_S` passes or
-    `LINGER_BYTES` were dropped: enough for a sender of ordinary messages to finish its
-    frame and read the AR, not a loop that reads a gigabyte for a peer that keeps sending
-    (that one gets a reset, and resends later)."""
-    with contextlib.suppress(OSError, TimeoutError):
-        if writer.can_write_eof():
-            writer.write_eof()
-        dropped = 0
-        async with asyncio.timeout(LINGER_S):
-            while dropped < LINGER_BYTES and (data := await reader.read(64 * 1024)):
-                dropped += len(data)
-
-
-_FIRST_LINE = re.compile(rb"[^\r\n]*[\r\n]")
-
-
-def _complete_header(head: bytes) -> bytes:
-    """The part of an unfinished frame up to the end of its MSH segment ("" before that):
-    a header cut mid-way could give a wrong control id."""
-    start = head.find(b"MSH")
-    if start < 0:
-        return b""
-    end = _FIRST_LINE.match(head, start)
-    return head[: end.end()] if end else b""
-
-
 def _reply(result: HandlerResult) -> _Reply:
     """Frame the handler's ACKs (raises ValueError if one cannot be framed)."""
     acks = [result.ack, *result.more_acks] if result.ack is not None else [*result.more_acks]
@@ -474,42 +406,3 @@ def _reply(result: HandlerResult) -> _Reply:
         return _Reply(None, code, result.control_id)
     frame = b"".join(encode_frame(ack) for ack in acks)
     return _Reply(frame, code, result.control_id)
-
-
-def _log_message(peer: PeerInfo, item: Item, reply: _Reply, size: int, elapsed: float) -> None:
-    """One line per message: control id, peer, size, ACK code, latency; never content.
-
-    Info for a refused or unanswered message, debug for an accepted one (`MllpSummary`).
-    """
-    extra: dict[str, object] = {}
-    if item.skipped:
-        extra["skipped_bytes"] = item.skipped
-    if item.missing_cr:
-        extra["missing_cr"] = True
-    if isinstance(item, Oversize):
-        extra["oversize"] = True
-    accepted = reply.ack_code in ACCEPTED_CODES
-    (log.debug if accepted else log.info)(
-        "mllp.message",
-        control_id=control_id_label(reply.control_id),
-        peer=str(peer),
-        bytes=size,
-        ack_code=reply.ack_code or "-",
-        latency_ms=round(elapsed * 1000, 3),
-        **extra,
-    )
-
-
-def _log_closed(peer: PeerInfo, decoder: MllpDecoder, reason: str) -> None:
-    log.info(
-        "mllp.closed",
-        peer=str(peer),
-        connection=peer.connection,
-        reason=reason,
-        frames=decoder.frames,
-        oversize=decoder.oversize_frames,
-        skipped_bytes=decoder.skipped_bytes,
-        missing_cr=decoder.missing_cr,
-        abandoned=decoder.abandoned,
-        partial_bytes=decoder.partial_bytes,
-    )

@@ -32,12 +32,12 @@ from adapter.errors import (
 )
 from adapter.hl7.ack import AckCode
 from adapter.labels import control_id_label, message_kind_label
-from adapter.metrics import Metrics
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
 from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
-from adapter.service.links import checked_links, links_for, patient_key
 from adapter.store.base import AddResult, Link, NewMessage, Store
+from adapter.usecases.links import checked_links, links_for, patient_key
+from adapter.usecases.ports import IngestMetrics
 
 log = structlog.get_logger()
 
@@ -88,7 +88,7 @@ class Ingestor:
         site_tz: tzinfo,
         cutoff: time | None,
         clock: Callable[[], datetime],
-        metrics: Metrics,
+        metrics: IngestMetrics,
     ) -> None:
         self.store = store
         self.mappings = mappings
@@ -168,7 +168,7 @@ class Ingestor:
         a query of its own per message, on the ACK path, cost PostgreSQL 200-490 us of CPU per
         message, and after the ACK it still cost a store round trip per message.
         """
-        self.metrics.control_id_reused.labels(format="hl7").inc()
+        self.metrics.control_id_reuse("hl7")
         log.warning(
             "message.control_id_reused",
             format="hl7",

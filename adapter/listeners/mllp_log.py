@@ -1,4 +1,5 @@
-"""The MLLP server's periodic summary line: what the per-message info lines used to say.
+"""What the MLLP server logs: a line per refused message and per closed connection, and
+the periodic summary line that says what the per-message info lines used to say.
 
 Why its own module: the server logs accepted messages at debug (their info lines, JSON
 rendered and written, were ~90 of ~850 µs of CPU per message at log level info), and this
@@ -9,7 +10,11 @@ from __future__ import annotations
 
 import structlog
 
-__all__ = ["ACCEPTED_CODES", "SUMMARY_SECONDS", "MllpSummary"]
+from adapter.hl7.mllp_framing import Item, MllpDecoder, Oversize
+from adapter.labels import control_id_label
+from adapter.listeners.connection import PeerInfo
+
+__all__ = ["ACCEPTED_CODES", "SUMMARY_SECONDS", "MllpSummary", "log_closed", "log_message"]
 
 log = structlog.get_logger()
 
@@ -56,3 +61,44 @@ class MllpSummary:
             latency_ms_max=round(1000 * self.latency_max, 3),
             connections=connections,
         )
+
+
+def log_message(
+    peer: PeerInfo, item: Item, ack_code: str, control_id: str, size: int, elapsed: float
+) -> None:
+    """One line per message: control id, peer, size, ACK code, latency; never content.
+
+    Info for a refused or unanswered message, debug for an accepted one (`MllpSummary`).
+    """
+    extra: dict[str, object] = {}
+    if item.skipped:
+        extra["skipped_bytes"] = item.skipped
+    if item.missing_cr:
+        extra["missing_cr"] = True
+    if isinstance(item, Oversize):
+        extra["oversize"] = True
+    accepted = ack_code in ACCEPTED_CODES
+    (log.debug if accepted else log.info)(
+        "mllp.message",
+        control_id=control_id_label(control_id),
+        peer=str(peer),
+        bytes=size,
+        ack_code=ack_code or "-",
+        latency_ms=round(elapsed * 1000, 3),
+        **extra,
+    )
+
+
+def log_closed(peer: PeerInfo, decoder: MllpDecoder, reason: str) -> None:
+    log.info(
+        "mllp.closed",
+        peer=str(peer),
+        connection=peer.connection,
+        reason=reason,
+        frames=decoder.frames,
+        oversize=decoder.oversize_frames,
+        skipped_bytes=decoder.skipped_bytes,
+        missing_cr=decoder.missing_cr,
+        abandoned=decoder.abandoned,
+        partial_bytes=decoder.partial_bytes,
+    )

@@ -1,1 +1,0 @@
-"""The service shell around the pure core: listeners, workers, HTTP API."""
