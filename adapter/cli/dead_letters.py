@@ -87,8 +87,8 @@ async def _run(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 async def _list(store: Store, ns: argparse.Namespace) -> int:
+    from adapter.core.time_range import parse_since
     from adapter.usecases.dead_letters import DeadLetterQuery, list_dead_letters
-    from adapter.web.routes.admin import parse_since
 
     try:
         since = parse_since(ns.since) if ns.since else None

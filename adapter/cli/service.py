@@ -13,10 +13,10 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from adapter.config import CheckedSettings, Settings, load_checked, unknown_variables
+from adapter.core.time_range import parse_since
 from adapter.errors import EXIT_CONFIG
 from adapter.logs import configure
 from adapter.setting_names import SettingName
@@ -46,7 +46,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.command == "serve":
         return serve(checked, ns.config)
     try:
-        since = _since(ns.since)
+        since = parse_since(ns.since) if ns.since else None
     except ValueError:
         print(f"charge-adapter: --since '{ns.since}' is not an ISO date-time", file=sys.stderr)
         return EXIT_CONFIG
@@ -139,14 +139,6 @@ async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
     loop.add_signal_handler(signal.SIGHUP, reload)
     yield
     loop.remove_signal_handler(signal.SIGHUP)
-
-
-def _since(text: str | None) -> datetime | None:
-    """ISO date-time; without an offset it is read as UTC. Raises ValueError."""
-    if not text:
-        return None
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def _replay(settings: Settings, selection: ReplaySelection, code: bool, dry_run: bool) -> int:

@@ -15,7 +15,9 @@ offset, site zone or day arithmetic on them stays representable.
 
 from __future__ import annotations
 
-__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "RANGE_TEXT", "year_in_range"]
+from datetime import UTC, datetime
+
+__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "RANGE_TEXT", "parse_since", "year_in_range"]
 
 EARLIEST_YEAR = 1900
 LATEST_YEAR = 2200
@@ -25,3 +27,15 @@ RANGE_TEXT = f"{EARLIEST_YEAR}-{LATEST_YEAR}"
 def year_in_range(year: int) -> bool:
     """Whether a year, as written in the value (before any offset is applied), is accepted."""
     return EARLIEST_YEAR <= year <= LATEST_YEAR
+
+
+def parse_since(text: str) -> datetime:
+    """An operator's lower time bound (`replay --since`, `dead-letters --since`,
+    `GET /admin/dead-letters?since=`): an ISO date-time, read as UTC when it has no offset.
+
+    Why one function: the CLIs and the API must agree on what "since 09:00" means; a bound
+    read in the server's local zone by one and in UTC by the other would list different
+    messages. Raises ValueError for anything that is not ISO 8601.
+    """
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

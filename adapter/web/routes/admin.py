@@ -11,13 +11,12 @@ read-only client may not reload (it is a write).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import structlog
 from aiohttp import web
 from multidict import MultiMapping
 
 from adapter.core.refusals import RefusalReason
+from adapter.core.time_range import parse_since
 from adapter.usecases import dead_letters
 from adapter.web.outcome import FHIR_JSON, ApiError, Issue
 from adapter.web.security import principal_of
@@ -128,9 +127,3 @@ def _number(params: MultiMapping[str], name: str, default: int) -> int:
     if not _digits(value):
         raise ApiError.of(400, "invalid", f"{name}: a whole number", name)
     return int(value)
-
-
-def parse_since(text: str) -> datetime:
-    """ISO date-time; without an offset it is UTC (as `replay --since`). Raises ValueError."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
