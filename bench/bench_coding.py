@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from harness.load import REGIMEN, regimen_messages
+from harness.traffic import REGIMEN, regimen_messages
 
 from adapter.core.charges import CodedEncounter
 from adapter.core.options import CodingOptions

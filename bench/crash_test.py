@@ -37,10 +37,11 @@ import traceback
 from pathlib import Path
 
 from dft_receiver import STORE_QUERIES, check, print_dft_verdict, read_received
-from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic
+from harness.load import LoadConfig, LoadGenerator, Recorder
 from harness.pg import PG_URL as DEFAULT_PG_URL
 from harness.pg import drop_test_schema
 from harness.proc import PYTHON, AdapterProcess, interrupt_on_signals
+from harness.traffic import Traffic
 from harness.verify import (
     batch_expected,
     fetch,

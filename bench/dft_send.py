@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 
 from harness.inprocess import paused_service
-from harness.load import ingest_backlog
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
 from harness.proc import PYTHON
 from harness.report import print_keys
+from harness.traffic import ingest_backlog
 
 RECEIVER = Path(__file__).with_name("dft_receiver.py")
 

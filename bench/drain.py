@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.inprocess import paused_service
-from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
 from harness.report import print_keys, print_table, ratio
+from harness.traffic import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 
 
 class Timers:

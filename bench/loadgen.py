@@ -31,7 +31,7 @@ import os
 import time
 from array import array
 
-from harness.load import connection_stream
+from harness.traffic import connection_stream
 
 from adapter.hl7.mllp_framing import Frame, MllpDecoder
 

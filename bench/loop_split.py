@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.inprocess import paused_service
-from harness.load import visit_messages
 from harness.report import print_keys, print_table
+from harness.traffic import visit_messages
 
 cpu: dict[str, float] = defaultdict(float)
 

@@ -35,10 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic, probe
+from harness.load import LoadConfig, LoadGenerator, Recorder, probe
 from harness.pg import PG_URL as DEFAULT_PG_URL
 from harness.pg import FreezableProxy, drop_test_schema
 from harness.proc import AdapterProcess, interrupt_on_signals
+from harness.traffic import Traffic
 from harness.verify import (
     batch_expected,
     log_counts,

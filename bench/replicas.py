@@ -31,10 +31,10 @@ import time
 from typing import Any
 
 from harness.inprocess import paused_service
-from harness.load import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 from harness.pg import PG_URL, drop_schema, new_schema, pg_available, pg_fetch
 from harness.proc import BENCH, PYTHON, machine_cpu
 from harness.report import median, print_keys, print_table
+from harness.traffic import ADMINS_PER_DRAIN_VISIT, ingest_backlog
 
 
 async def load_backlog(schema: str, encounters: int) -> None:

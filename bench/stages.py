@@ -42,9 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.load import visit_messages
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available
 from harness.report import print_keys, print_table
+from harness.traffic import visit_messages
 
 from adapter.config import Settings
 from adapter.core.model import InboundMessage

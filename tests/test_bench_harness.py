@@ -26,6 +26,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from harness import load, proc, report  # noqa: E402
+from harness import traffic as feed  # noqa: E402
 
 SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py"))
 
@@ -40,7 +41,7 @@ def test_every_bench_script_imports_against_this_checkout(script: str) -> None:
 
 
 def test_each_crash_test_visit_has_its_own_patient_visit_and_control_ids() -> None:
-    traffic = load.Traffic("T", seed=7)
+    traffic = feed.Traffic("T", seed=7)
     first, second = traffic.visit(1), traffic.visit(2)
     for visit in (first, second):
         kinds = [m.kind for m in visit.messages]
@@ -56,8 +57,8 @@ def test_each_crash_test_visit_has_its_own_patient_visit_and_control_ids() -> No
 
 def test_throughput_traffic_keeps_the_templates_clinical_content() -> None:
     """Only identifiers change: the RXA segments are those of the scenario file."""
-    templates = load.load_templates()
-    rendered = load.visit_messages(len(templates) + 3)  # template 3, second time round
+    templates = feed.load_templates()
+    rendered = feed.visit_messages(len(templates) + 3)  # template 3, second time round
     _, template = templates[3]
     ras = rendered[1].decode().split("\r")
     assert [s for s in ras if s.startswith("RXA")] == [
@@ -66,11 +67,11 @@ def test_throughput_traffic_keeps_the_templates_clinical_content() -> None:
 
 
 def test_regimen_visit_closes_with_its_discharge_and_the_batch_feed_leaves_it_out() -> None:
-    with_a03 = load.regimen_messages(4, "Q")
-    without = load.regimen_messages(4, "Q", discharge=False)
+    with_a03 = feed.regimen_messages(4, "Q")
+    without = feed.regimen_messages(4, "Q", discharge=False)
     assert without == with_a03[:2]
     assert "ADT^A03" in with_a03[2].split("\r")[0]
-    assert sum(s.startswith("RXA|") for s in with_a03[1].split("\r")) == len(load.REGIMEN)
+    assert sum(s.startswith("RXA|") for s in with_a03[1].split("\r")) == len(feed.REGIMEN)
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,9 @@ if str(BENCH) not in sys.path:
 
 from crash_test import start_receiver, stop_receiver, wait_dft_drained  # noqa: E402
 from dft_receiver import STORE_QUERIES, check, read_received, summary  # noqa: E402
-from harness.load import LoadConfig, LoadGenerator, Recorder, Traffic  # noqa: E402
+from harness.load import LoadConfig, LoadGenerator, Recorder  # noqa: E402
 from harness.proc import AdapterProcess  # noqa: E402
+from harness.traffic import Traffic  # noqa: E402
 from harness.verify import fetch, wait_settled  # noqa: E402
 
 from tests.dft_support import POSTED_AT, mappings, only_encounter, profile  # noqa: E402
