@@ -58,7 +58,7 @@ async def run(visits: int) -> tuple[float, int]:
     import adapter.web.app_ui  # noqa: F401 (every module that holds a step is loaded)
     from adapter.hl7_answers import ack_for
     from adapter.readers.hl7v2 import read_hl7
-    from adapter.readers.hl7v2_hot import check_hl7_frame
+    from adapter.readers.hl7v2.hot import check_hl7_frame
     from adapter.usecases.links import links_for
     from adapter.web.app import create_app  # noqa: F401
 

@@ -36,7 +36,7 @@ from adapter.core.model import (
     Visit,
     VisitStatus,
 )
-from adapter.readers import fhir_medadmin
+from adapter.readers.fhir import medadmin as medadmin_reader
 from adapter.readers.fhir import read_fhir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -923,7 +923,7 @@ class TestWrongTypes:
         def broken(*_: object) -> None:
             raise TypeError("Doe, Jane")
 
-        monkeypatch.setattr(fhir_medadmin, "read_indications", broken)
+        monkeypatch.setattr(medadmin_reader, "read_indications", broken)
         messages = read(
             bundle(
                 medadmin(),

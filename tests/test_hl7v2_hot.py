@@ -19,7 +19,7 @@ from adapter.core.mappings import Mappings
 from adapter.hl7.er7 import split_messages
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
-from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
+from adapter.readers.hl7v2.hot import CheckedMessage, check_hl7_frame
 from adapter.usecases.links import checked_links, links_for, patient_key
 
 ROOT = Path(__file__).resolve().parent.parent

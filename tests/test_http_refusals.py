@@ -27,7 +27,8 @@ from adapter.core.infusion_time import local_date
 from adapter.hl7.hl7_time import TimestampError, parse_ts
 from adapter.mappings_loader import load_mappings
 from adapter.readers.fhir import read_fhir
-from adapter.readers.fhir_json import ReadError, parse_datetime
+from adapter.readers.fhir.datetimes import parse_datetime
+from adapter.readers.fhir.elements import ReadError
 from adapter.store.base import MessageStatus, StoredMessage
 from adapter.web.routes.fhir_search import MAX_OFFSET
 from tests.coding_support import admin

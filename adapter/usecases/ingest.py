@@ -34,7 +34,7 @@ from adapter.hl7.ack import AckCode
 from adapter.labels import control_id_label, message_kind_label
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
-from adapter.readers.hl7v2_hot import CheckedMessage, check_hl7_frame
+from adapter.readers.hl7v2.hot import CheckedMessage, check_hl7_frame
 from adapter.store.base import AddResult, Link, NewMessage, Store
 from adapter.usecases.links import checked_links, links_for, patient_key
 from adapter.usecases.ports import IngestMetrics

@@ -20,7 +20,7 @@ from adapter.core.model import (
     Visit,
     VisitStatus,
 )
-from adapter.readers.hl7v2_hot import CheckedMessage
+from adapter.readers.hl7v2.hot import CheckedMessage
 from adapter.store.base import Link
 
 PATIENT_PREFIX = "patient:"

@@ -11,7 +11,8 @@ id for another message is not taken for a re-send.
 Where is what: `message.py` (entry, header checks, dispatch, failures), `charsets.py`
 (bytes and MSH-18), `header.py` (MSH, dedup keys), `admin.py` (RAS/RXA), `orders.py`
 (ORC groups, RDE/RDS), `visit.py` (PID, PV1, ADT, IN1), `diagnoses.py` (DG1, indications),
-`values.py` (timestamps, numbers, units), `faults.py` (locating a fault).
+`values.py` (timestamps, numbers, units), `faults.py` (locating a fault); `hot.py` is ingest's
+hot-path check of a frame (`check_hl7_frame`: keys and links, no events).
 """
 
 from adapter.readers.hl7v2.admin import DISCARDED_AMOUNT

@@ -287,7 +287,7 @@ def _waste(tail: Iterable[Segment], mappings: Mappings) -> Quantity | None:
 def is_waste(obx: Segment, mappings: Mappings) -> bool:
     """An OBX that documents the discarded amount (JW): coded WASTE or mapped to it.
 
-    Shared with the hot-path frame check (readers/hl7v2_hot.py), which must see waste exactly
+    Shared with the hot-path frame check (readers/hl7v2/hot.py), which must see waste exactly
     as the full read does."""
     codes = mappings.observation_codes
     for component in (1, 4):

@@ -25,24 +25,20 @@ from adapter.core.model import (
     Quantity,
     Route,
 )
-from adapter.readers.fhir_indications import read_indications
-from adapter.readers.fhir_json import (
+from adapter.readers.fhir.codes import concept_codes, concept_text
+from adapter.readers.fhir.datetimes import get_datetime, get_period
+from adapter.readers.fhir.elements import (
     JsonObject,
     ReadError,
-    concept_codes,
-    concept_text,
     get_bool,
-    get_datetime,
     get_decimal,
     get_object,
     get_objects,
-    get_period,
-    get_quantity,
     get_str,
-    normalize_unit,
-    read_quantity,
 )
-from adapter.readers.fhir_reading import Located, Reading
+from adapter.readers.fhir.indications import read_indications
+from adapter.readers.fhir.quantities import get_quantity, normalize_unit, read_quantity
+from adapter.readers.fhir.reading import Located, Reading
 
 EXT_WASTE = "https://charge-adapter.org/fhir/StructureDefinition/discarded-amount"
 EXT_VOLUME = "https://charge-adapter.org/fhir/StructureDefinition/infused-volume"

@@ -7,16 +7,9 @@ A coded reason, a text-only one, or a referenced Condition's ICD-10-CM code; the
 from __future__ import annotations
 
 from adapter.core.model import Code, CodeSystem
-from adapter.readers.fhir_json import (
-    JsonObject,
-    concept_codes,
-    dotted_icd10,
-    get_object,
-    get_objects,
-    get_str,
-    icd10_code,
-)
-from adapter.readers.fhir_reading import Reading
+from adapter.readers.fhir.codes import concept_codes, dotted_icd10, icd10_code
+from adapter.readers.fhir.elements import JsonObject, get_object, get_objects, get_str
+from adapter.readers.fhir.reading import Reading
 
 _GIVEN_REASONS = "http://terminology.hl7.org/CodeSystem/reason-medication-given"
 

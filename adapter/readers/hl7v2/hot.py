@@ -33,8 +33,8 @@ from adapter.hl7.er7 import (
     split_messages,
 )
 from adapter.hl7.hl7_time import TimestampError, parse_ts
-from adapter.readers.hl7v2 import content_digest
 from adapter.readers.hl7v2.admin import is_waste
+from adapter.readers.hl7v2.message import content_digest
 
 __all__ = ["CheckedMessage", "check_hl7_frame"]
 

@@ -20,21 +20,17 @@ from adapter.core.model import (
     Visit,
     VisitStatus,
 )
-from adapter.readers.fhir_json import (
+from adapter.readers.fhir.codes import coding_code, concept_codes, icd10_code
+from adapter.readers.fhir.datetimes import get_datetime, get_period
+from adapter.readers.fhir.elements import (
     JsonObject,
     as_object,
-    coding_code,
-    concept_codes,
-    get_datetime,
     get_int,
     get_object,
     get_objects,
-    get_period,
     get_str,
-    icd10_code,
-    split_reference,
 )
-from adapter.readers.fhir_reading import Reading, Skip
+from adapter.readers.fhir.reading import Reading, Skip, split_reference
 
 _CLASS: Mapping[str, PatientClass] = MappingProxyType(
     {

@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from adapter.core.mappings import Mappings
-from adapter.readers.fhir_json import (
-    JsonObject,
-    ReadError,
-    get_object,
-    get_objects,
-    get_str,
-    split_reference,
-)
+from adapter.readers.fhir.elements import JsonObject, ReadError, get_object, get_objects, get_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +152,13 @@ def contained_index(resource: JsonObject, path: str) -> Mapping[str, Located]:
         if rid is not None:
             index.setdefault(rid, Located(item_path, item, rid))
     return index
+
+
+def split_reference(reference: str) -> tuple[str, str] | None:
+    """(type, id) of a relative or absolute literal reference; version suffix ignored."""
+    parts = reference.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) < 2 or not parts[-2][:1].isupper() or not parts[-1]:
+        return None
+    return parts[-2], parts[-1]
