@@ -18,6 +18,7 @@ and the control ids are arguments.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import secrets
@@ -27,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from adapter.core.model import SegmentLocation
-from adapter.hl7.er7 import Encoding, Segment
+from adapter.hl7.er7 import Encoding
 from adapter.hl7.msh import MshInfo, read_msh
 
 __all__ = [
@@ -221,57 +222,98 @@ def ack_from_header(
         code = ack_code_sent(msh, code)
         error = error or AckError("100", "no readable MSH segment", SegmentLocation("MSH", 1))
         msh = _NO_HEADER
-    enc = msh.header.encoding
-    version = msh.header.raw(12) or DEFAULT_VERSION
-    modern = _version(version) >= (2, 5)
-    segments = [
-        _msh(msh, now, control_id, version),
-        _msa(msh, code, error, modern),
-    ]
-    if error is not None:
-        segments.append(_err(error, enc) if modern else _err_v2(error, enc))
-    return ("\r".join(segments) + "\r").encode(msh.charset, errors="replace")
-
-
-def _msh(msh: MshInfo, now: datetime, control_id: str, version: str) -> str:
     header = msh.header
-    enc = header.encoding
-    fields = [
-        "MSH",
-        header.raw(2),
-        header.raw(5),
-        header.raw(6),
-        header.raw(3),
-        header.raw(4),
-        now.strftime("%Y%m%d%H%M%S%z"),
-        "",
-        _message_type(header, version),
-        _escape(control_id, enc),
-        header.raw(11) or "P",
-        version,
-    ]
-    charset = header.raw(18)
-    if charset:  # echoed so the receiver reads the echoed MSH-3..6 bytes as they were sent
-        fields += ["", "", "", "", "", charset]
-    return enc.field.join(fields)
+    raw = header.raw
+    template = _template(header.encoding, header.fields[1:7], raw(9), raw(11), raw(12), raw(18))
+    enc = template.encoding
+    if not template.specials.isdisjoint(control_id):  # our own ids never need it
+        control_id = _escape(control_id, enc)
+    text = f"{template.head}{_timestamp(now)}{template.middle}{control_id}{template.tail}"
+    text += f"{code.value}{enc.field}{raw(10)}"
+    if error is not None:
+        if template.modern:
+            text += f"\r{_err(error, enc)}"
+        else:
+            if error.message:  # MSA-3 text before v2.5
+                text += f"{enc.field}{_escape(error.message, enc)}"
+            text += f"\r{_err_v2(error, enc)}"
+    return (text + "\r").encode(msh.charset, errors="replace")
 
 
-def _message_type(header: Segment, version: str) -> str:
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """The fixed text of the ACKs to one sender header, around MSH-7, MSH-10 and MSA-1/2.
+
+    `head` runs to MSH-7, `middle` from MSH-8 to MSH-10, `tail` from MSH-11 to MSA-1;
+    `specials` are the characters `_escape` would touch in MSH-10 (our ids have none).
+    """
+
+    head: str
+    middle: str
+    tail: str
+    encoding: Encoding
+    modern: bool  # v2.5 or later: ERR-2/3/8, else ERR-1 and MSA-3
+    specials: frozenset[str]
+
+
+@functools.lru_cache(maxsize=256)
+def _template(
+    enc: Encoding,
+    msh_1_to_6: tuple[str, ...],
+    msh_9: str,
+    msh_11: str,
+    msh_12: str,
+    msh_18: str,
+) -> _Template:
+    """The ACK template of the MSH fields an ACK copies, memoized.
+
+    Why: a feed sends the same MSH-1..6, 9, 11, 12 and 18 on every message, and the ACK
+    built field by field cost ~15 µs on the event loop; filled in, a few. `enc` is a key
+    too (the escapes depend on it); bounded, so a sender with a new header every message
+    only rebuilds. Pure, so safe to share.
+    """
+    raw = (*msh_1_to_6, "", "", "", "", "", "")  # raw[n - 1] is MSH-n, '' when absent
+    fs = enc.field
+    version = msh_12 or DEFAULT_VERSION
+    fields_11_on = [msh_11 or "P", version]
+    if msh_18:  # echoed so the receiver reads the echoed MSH-3..6 bytes as they were sent
+        fields_11_on += ["", "", "", "", "", msh_18]
+    specials = {enc.escape, enc.field, enc.component, enc.repetition, enc.subcomponent}
+    specials |= {enc.truncation, *"\r\n\x0b\x1c"}
+    return _Template(
+        head=fs.join(("MSH", raw[1], raw[4], raw[5], raw[2], raw[3], "")),
+        middle=fs.join(("", "", _message_type(msh_9, enc, version), "")),
+        tail=fs.join(("", *fields_11_on)) + f"\rMSA{fs}",
+        encoding=enc,
+        modern=_version(version) >= (2, 5),
+        specials=frozenset(specials - {""}),
+    )
+
+
+_last_timestamp: tuple[datetime, str] | None = None
+
+
+def _timestamp(now: datetime) -> str:
+    """MSH-7 of `now` to the second with its offset; the last one kept (ACKs come many a second).
+
+    The key is `now` to the second (compared as an instant, or as wall time within one
+    zone) with its UTC offset: the two together fix every digit strftime writes.
+    """
+    global _last_timestamp
+    key = now.replace(microsecond=0)
+    if (last := _last_timestamp) and last[0] == key and last[0].utcoffset() == key.utcoffset():
+        return last[1]
+    _last_timestamp = (key, now.strftime("%Y%m%d%H%M%S%z"))
+    return _last_timestamp[1]
+
+
+def _message_type(msh_9: str, enc: Encoding, version: str) -> str:
     """ACK^<trigger>^ACK (ACK^^ACK when unknown); MSH-9.3 (structure) exists from v2.3.1."""
-    enc = header.encoding
-    parts = header.raw(9).split(enc.repetition)[0].split(enc.component)
+    parts = msh_9.split(enc.repetition)[0].split(enc.component)
     trigger = parts[1] if len(parts) > 1 else ""
     if _version(version) < (2, 3, 1):
         return f"ACK{enc.component}{trigger}" if trigger else "ACK"
     return f"ACK{enc.component}{trigger}{enc.component}ACK"
-
-
-def _msa(msh: MshInfo, code: AckCode, error: AckError | None, modern: bool) -> str:
-    fs = msh.header.encoding.field
-    fields = ["MSA", code.value, msh.header.raw(10)]
-    if error is not None and not modern and error.message:  # MSA-3 text before v2.5
-        fields.append(_escape(error.message, msh.header.encoding))
-    return fs.join(fields)
 
 
 def _err(error: AckError, enc: Encoding) -> str:
