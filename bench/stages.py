@@ -15,8 +15,8 @@ them for one MLLP frame:
   hop          one asyncio -> store-thread -> asyncio round trip (run_in_executor)
   sqlite_full  SqliteStore.add_message, sequential, synchronous=FULL (the default)
   sqlite_normal  the same with synchronous=NORMAL
-  sqlite_tx_B  the store's own _add_message for B messages in ONE transaction (B = 1, 8,
-               32; direct connection): what group commit would cost per message
+  sqlite_tx_B  the store's group write (_add_batch) for B messages in ONE transaction (B = 1,
+               8, 32; direct connection): what group commit costs per message
   pg_seq / pg_8  PostgresStore.add_message, sequential / 8 concurrent
   pg_tx_B      the store's group statement (`_ADD_MESSAGES`) for groups of B messages
   handle_hl7_* AppState.handle_hl7 end to end (no socket), sequential and 8 concurrent
@@ -88,7 +88,14 @@ def prepared(raws: Sequence[bytes], mappings: Any, tz: Any) -> list[tuple[NewMes
         links = links_for(message.events, tz, None)
         control = message.control_id
         new = NewMessage(
-            message.dedup_key, "hl7", message.kind, raw, now, patient_key(message.events), control
+            message.dedup_key,
+            "hl7",
+            message.kind,
+            raw,
+            now,
+            patient_key(message.events),
+            control,
+            control_key=message.control_key,  # as ingest passes it: the commit checks reuse
         )
         out.append((new, links))
     return out
@@ -243,7 +250,10 @@ def _renamed(batches: Sequence[tuple[NewMessage, list[Link]]], tag: str) -> list
     out = []
     for new, links in batches:
         fresh_links = [replace(link, encounter_key=f"{link.encounter_key}#{tag}") for link in links]
-        out.append((replace(new, dedup_key=f"{new.dedup_key}#{tag}"), fresh_links))
+        fresh = replace(
+            new, dedup_key=f"{new.dedup_key}#{tag}", control_key=f"{new.control_key}#{tag}"
+        )
+        out.append((fresh, fresh_links))
     return out
 
 
@@ -269,7 +279,8 @@ async def sqlite_store_cost(
 def sqlite_batch_cost(
     workdir: Path, batches: Sequence[tuple[NewMessage, list[Link]]], size: int, repeats: int
 ) -> float:
-    """The store's own per-message statements, `size` messages per transaction (FULL)."""
+    """The store's group write (`_add_batch`: inserts, links, encounter upserts, the reused
+    control id check), `size` messages per transaction (FULL)."""
     from adapter.store._common import load_migrations
     from adapter.store.sqlite import connection as sq
     from adapter.store.sqlite import inbox as sq_inbox
@@ -293,7 +304,7 @@ def sqlite_batch_cost(
             chunk = work[start : start + size]
 
             def add(c: sqlite3.Connection, ch: list[Any] = chunk) -> list[Any]:
-                return [sq_inbox._add_message(c, m, lk) for m, lk in ch]
+                return sq_inbox._add_batch(c, batch=[(m, tuple(lk), None) for m, lk in ch])
 
             sq._transaction(conn, add, "BEGIN IMMEDIATE")
         return len(work)

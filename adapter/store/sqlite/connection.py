@@ -201,11 +201,6 @@ def _transaction(
             lock.release()
 
 
-# The key itself (old rows) or the keys that start with `<control key>:` (':' + 1 is ';', and
-# text compares as bytes): two searches of the unique index, whatever the table's size. Not
-# the control_id index: on `status = ?` as well the planner took the status index and read
-
-
 def _migrate(conn: Conn, migrations: Sequence[Migration]) -> None:
     """Under the write lock, so two processes starting together apply each file once."""
     conn.execute(
