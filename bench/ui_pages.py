@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from harness.pg import PG_URL, adrop_schema, new_schema, pg_available  # noqa: E402
 
 from adapter.config import Settings  # noqa: E402
-from adapter.core.fhir_output import EXT_HOLD_REASON  # noqa: E402
+from adapter.core.emit.urls import EXT_HOLD_REASON  # noqa: E402
 from adapter.logs import configure as configure_logs  # noqa: E402
 from adapter.store import open_store  # noqa: E402
 from adapter.store.base import CodingResult, EncounterState, Link, NewMessage  # noqa: E402

@@ -9,7 +9,8 @@ import pytest
 
 from adapter.core.assembly import Encounter
 from adapter.core.coder import CodingContext, code_encounter
-from adapter.core.fhir_output import OutputOptions, encounter_resources
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
 from adapter.core.mappings import Mappings
 from adapter.core.model import Diagnosis, PatientClass, Visit
 from adapter.core.options import CodingOptions

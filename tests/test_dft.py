@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.core.charges import ChargeLine, CodedEncounter, LineKind, Outcome
-from adapter.core.fhir_output import OutputOptions, encounter_resources
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
 from adapter.core.holds import Hold, HoldReason
 from adapter.core.mappings import Setting
 from adapter.hl7.dft import (

@@ -19,17 +19,15 @@ from hypothesis import strategies as st
 
 from adapter.core.catalog import Catalog
 from adapter.core.charges import ChargeLine, CodedEncounter, LineKind, Outcome
-from adapter.core.fhir_output import (
+from adapter.core.emit.bundle import bundle, dumps
+from adapter.core.emit.claim import NO_COVERAGE_DISPLAY, OutputOptions
+from adapter.core.emit.encounter import encounter_resources
+from adapter.core.emit.lines import ndc_11
+from adapter.core.emit.urls import (
     EXT_CODING_TRACE,
     EXT_HOLD_REASON,
     EXT_MODIFIER,
     EXT_SOURCE_ADMINISTRATION,
-    NO_COVERAGE_DISPLAY,
-    OutputOptions,
-    bundle,
-    dumps,
-    encounter_resources,
-    ndc_11,
 )
 from adapter.core.holds import Hold, HoldReason
 from adapter.core.ids import bundle_id, charge_item_id, claim_id, is_fhir_id, task_id

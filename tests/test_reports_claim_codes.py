@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from adapter.core.fhir_output import EXT_UNMATCHED_DRUG, OutputOptions, encounter_resources
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
+from adapter.core.emit.urls import EXT_UNMATCHED_DRUG
 from adapter.core.holds import HoldReason
 from adapter.core.model import Code, CodeSystem, Ingredient
 from tests.coding_support import MAPPINGS, admin, code, quantity

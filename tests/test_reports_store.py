@@ -14,7 +14,8 @@ import pytest
 
 from adapter.core.catalog import Catalog
 from adapter.core.charges import ChargeLine, CodedEncounter, LineKind
-from adapter.core.fhir_output import OutputOptions, encounter_resources
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
 from adapter.core.holds import Hold, HoldReason
 from adapter.core.mappings import Mappings, Setting
 from adapter.core.model import Code, CodeSystem

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapter.core.fhir_output import HOLD_REASON
+from adapter.core.emit.urls import HOLD_REASON
 
 JSON = dict[str, Any]
 

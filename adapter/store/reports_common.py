@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapter.core.charges import ChargeLine, LineKind
-from adapter.core.fhir_output import EXT_HOLD_REASON, EXT_UNMATCHED_DRUG
+from adapter.core.emit.urls import EXT_HOLD_REASON, EXT_UNMATCHED_DRUG
 from adapter.core.mappings import Setting
 from adapter.core.report_rows import ClaimVersion, CodedClaim, DrugCode, ReportFilter
 

@@ -17,9 +17,11 @@ from typing import Any
 from adapter.core.assembly import AssemblyNotes, Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, EncounterSkip, Outcome, TableWarning
 from adapter.core.coder import code_encounter
+from adapter.core.emit.bundle import bundle, dumps
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
 from adapter.core.explain import ExplainInput, Explanation, explain
 from adapter.core.feed import FeedResult, collect
-from adapter.core.fhir_output import OutputOptions, bundle, dumps, encounter_resources
 from adapter.core.mappings import Mappings
 from adapter.core.model import InboundMessage, InputError
 from adapter.core.options import CodingOptions

@@ -25,8 +25,9 @@ from adapter.core.assembly import Encounter, assemble_noted
 from adapter.core.charges import CodedEncounter, Outcome
 from adapter.core.claim_diff import ClaimDiff, diff_claims
 from adapter.core.coder import CodingContext, code_encounter
+from adapter.core.emit.claim import OutputOptions
+from adapter.core.emit.encounter import encounter_resources
 from adapter.core.feed import collect
-from adapter.core.fhir_output import OutputOptions, encounter_resources
 from adapter.core.ids import claim_id, task_id
 from adapter.core.model import InboundMessage
 from adapter.core.review_decision import apply_override, standing_override

@@ -30,7 +30,7 @@ import structlog
 from aiohttp import web
 
 from adapter.core.claim_diff import diff_claims
-from adapter.core.fhir_output import HOLD_REASON
+from adapter.core.emit.urls import HOLD_REASON
 from adapter.core.ids import claim_id, task_id
 from adapter.core.review_decision import is_override
 from adapter.store.ports import EncounterRow, EncounterState, Resources
