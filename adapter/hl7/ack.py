@@ -24,7 +24,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from adapter.core.model import SegmentLocation
@@ -290,21 +290,18 @@ def _template(
     )
 
 
-_last_timestamp: tuple[datetime, str] | None = None
-
-
 def _timestamp(now: datetime) -> str:
-    """MSH-7 of `now` to the second with its offset; the last one kept (ACKs come many a second).
+    """MSH-7 of `now` to the second with its offset (ACKs come many a second: memoized)."""
+    second = now.replace(microsecond=0)
+    return _second_text(second, second.utcoffset())
 
-    The key is `now` to the second (compared as an instant, or as wall time within one
-    zone) with its UTC offset: the two together fix every digit strftime writes.
-    """
-    global _last_timestamp
-    key = now.replace(microsecond=0)
-    if (last := _last_timestamp) and last[0] == key and last[0].utcoffset() == key.utcoffset():
-        return last[1]
-    _last_timestamp = (key, now.strftime("%Y%m%d%H%M%S%z"))
-    return _last_timestamp[1]
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: datetime, offset: timedelta | None) -> str:
+    """strftime of one second. The offset is part of the key because aware datetimes equal
+    as instants hash alike whatever their offset, and %z (and the wall time) differ by it:
+    the instant and the offset together fix every digit written."""
+    return second.strftime("%Y%m%d%H%M%S%z")
 
 
 def _message_type(msh_9: str, enc: Encoding, version: str) -> str:

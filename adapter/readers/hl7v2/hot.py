@@ -18,6 +18,7 @@ Pure: values in, values out.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -52,7 +53,6 @@ _READ = frozenset({"PID", "PV1", "RXA", "RXC", "TQ1", "OBX"})  # the segments th
 # A segment name `split_messages` and `parse_message` take as it is in a plain frame: not
 # MSH (a second message), not a batch envelope (dropped), no blank or indented line.
 _PLAIN_NAME = re.compile(r"(?!MSH|FHS|FTS|BHS|BTS)[A-Z][A-Z0-9]{2}\Z")
-_PLAIN_NAMES: set[str] = set()  # the names seen to pass `_PLAIN_NAME` (no regex per line)
 
 
 class _Doubt(Exception):
@@ -140,10 +140,8 @@ def _tokens(text: str) -> tuple[tuple[str, ...], Segment, list[Segment]]:
     read = []
     for line in lines[1:]:
         name = line[:3]
-        if name not in _PLAIN_NAMES:
-            if not _PLAIN_NAME.match(name):
-                return _parsed(text)
-            _PLAIN_NAMES.add(name)  # bounded: at most 26 * 36 * 36 names pass
+        if not _plain_name(name):
+            return _parsed(text)
         if line[3:4] not in ("|", ""):
             return _parsed(text)
         if name in _READ:
@@ -157,6 +155,13 @@ def _tokens(text: str) -> tuple[tuple[str, ...], Segment, list[Segment]]:
         counts[name] = ordinal = counts.get(name, 0) + 1
         segments.append(Segment(name, ordinal, tuple(line.split("|")), encoding))
     return lines, msh, segments
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_name(name: str) -> bool:
+    """`_PLAIN_NAME` of a segment name, memoized (no regex per line). Bounded: a feed sends
+    a few dozen names, a hostile peer any three characters it likes."""
+    return _PLAIN_NAME.match(name) is not None
 
 
 def _parsed(text: str) -> tuple[tuple[str, ...], Segment, list[Segment]]:
