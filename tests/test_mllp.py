@@ -508,3 +508,34 @@ async def test_ack_latency_is_observed(start_server: ServerFactory) -> None:
     await send_messages(HOST, server.port, [hl7_message("M1"), hl7_message("M2")])
     assert len(metrics.ack_latency.values) == 2
     assert all(0 <= v < 5 for v in metrics.ack_latency.values)
+
+
+async def test_connections_sharing_the_receive_buffer_each_get_exactly_their_own_bytes(
+    start_server: ServerFactory,
+) -> None:
+    """All connections are read into one buffer (`_BufferedStreamProtocol`): interleaved
+    senders, messages larger than one read, and writes cut anywhere must still hand every
+    handler call exactly the bytes its own connection sent, in order."""
+    received: dict[int, list[bytes]] = {}
+
+    async def record(payload: bytes, peer: PeerInfo) -> HandlerResult:
+        received.setdefault(peer.connection, []).append(payload)
+        return await accept_all(payload, peer)
+
+    server = await start_server(record, read_bytes=4096)
+    sent: dict[str, list[bytes]] = {}
+
+    async def sender(n: int) -> None:
+        messages = [
+            hl7_message(f"S{n:02d}M{m}", filler=(n * 997 + m * 4093) % 30_000) for m in range(6)
+        ]
+        sent[f"S{n:02d}"] = messages
+        acks = await send_messages(HOST, server.port, messages, split_writes=True, seed=n)
+        assert [read_msa(ack) for ack in acks] == [("AA", f"S{n:02d}M{m}") for m in range(6)]
+
+    await asyncio.gather(*(sender(n) for n in range(12)))
+    by_sender = {
+        read_msh(payloads[0]).loggable_control_id[:3]: payloads  # type: ignore[union-attr]
+        for payloads in received.values()
+    }
+    assert by_sender == sent

@@ -171,6 +171,23 @@ class _Tracked(asyncio.Protocol):
             self._slot.release()
 
 
+class _TrackedBuffered(_Tracked, asyncio.BufferedProtocol):
+    """`_Tracked` for a protocol the transport reads into (`asyncio.BufferedProtocol`): the
+    transport picks `recv_into` only when the protocol it holds is one."""
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._inner.buffer_updated(nbytes)
+
+
+def _tracked(inner: asyncio.BaseProtocol, slot: _Slot) -> _Tracked:
+    if isinstance(inner, asyncio.BufferedProtocol):
+        return _TrackedBuffered(inner, slot)
+    return _Tracked(inner, slot)
+
+
 class Listener:
     """A listening socket whose connections are admitted under `Limits` (see the module)."""
 
@@ -305,7 +322,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(
-                lambda: _Tracked(self._factory(), slot),
+                lambda: _tracked(self._factory(), slot),
                 client,
                 ssl=self._ssl,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self._ssl else None,
