@@ -11,6 +11,7 @@ settings name, and reads the DFT receivers file; `load_checked` keeps them all
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import socket
 import tomllib
@@ -104,6 +105,7 @@ class Settings:
     log_level: str = "info"
     replica_id: str = field(default_factory=_default_replica)
     workers: int = 1  # serve processes sharing the ports and the store (docs/performance.md)
+    event_loop: str = "asyncio"  # asyncio | uvloop (the `uvloop` extra; docs/performance.md)
     # Security (docs/security.md): TLS on both listeners, bearer tokens on the HTTP API.
     tls_cert_file: str = ""  # PEM certificate (chain); with tls_key_file, TLS on MLLP and HTTP
     tls_key_file: str = ""  # PEM private key, unencrypted
@@ -293,6 +295,7 @@ def _validate(s: Settings) -> CheckedSettings:
     problems += _limit_problems(s)
     if not 1 <= s.workers <= MAX_WORKERS:
         problems.append(f"workers={s.workers}: 1 (one process, the default) to {MAX_WORKERS}")
+    problems += _event_loop_problems(s.event_loop)
     if s.log_format not in ("auto", "json", "console"):
         problems.append(f"log_format={s.log_format}: auto, json or console")
     if s.fhir_base_url and not s.fhir_base_url.startswith(("http://", "https://")):
@@ -390,3 +393,16 @@ def _limit_problems(s: Settings) -> list[str]:
     if s.http_body_budget_bytes < s.http_max_body_bytes:
         problems.append("http_body_budget_bytes: at least http_max_body_bytes")
     return problems
+
+
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def _event_loop_problems(event_loop: str) -> list[str]:
+    """uvloop is optional (`pip install 'charge-adapter[uvloop]'`): asked for and missing,
+    the service does not start, rather than run quietly on the loop it was told not to use."""
+    if event_loop not in EVENT_LOOPS:
+        return [f"event_loop={event_loop}: {' or '.join(EVENT_LOOPS)}"]
+    if event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        return ["event_loop=uvloop: uvloop is not installed (pip install 'charge-adapter[uvloop]')"]
+    return []

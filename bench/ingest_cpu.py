@@ -13,7 +13,10 @@ nothing is a duplicate):
   store's defaults), log level warning, coder paused;
 - `postgres`: the same on a fresh PostgreSQL schema;
 - `sqlite_w2`, `postgres_w2` (with `--workers 2`, the default): the same with
-  `ADAPTER_WORKERS=2`, for `ingest_scaling_2_workers`.
+  `ADAPTER_WORKERS=2`, for `ingest_scaling_2_workers`;
+- `sqlite_uvloop`, `postgres_uvloop` (when uvloop is installed; `--no-uvloop` skips them):
+  the same with `ADAPTER_EVENT_LOOP=uvloop`, for `uvloop_cpu_ratio_*` (uvloop ÷ asyncio,
+  CPU per message).
 
 CPU per message is user + system time of the whole process tree (every thread of every
 process: the service and its workers), read from /proc before and after the run, divided
@@ -25,13 +28,14 @@ Quick mode (`--quick`, or `BENCH_QUICK=1` in the environment): one round of 4 s,
 paced, ~1.5 min. Full: 3 rounds of 8 s, 20 s paced.
 
 Usage: python bench/ingest_cpu.py [--quick] [--rounds N] [--duration S] [--workers N]
-       [--no-postgres] [--only sqlite,peer,...]
+       [--no-postgres] [--no-uvloop] [--only sqlite,peer,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shutil
 import sqlite3
@@ -133,16 +137,20 @@ def servers(workdir: Path, names: list[str], schema: str, workers: int) -> Itera
                 kwargs.update(database_url=PG_URL, schema=f"{schema}_{name}")
             if name.endswith(f"_w{workers}"):
                 kwargs["extra_env"] = {"ADAPTER_WORKERS": str(workers)}
+            if name.endswith("_uvloop"):
+                kwargs["extra_env"] = {"ADAPTER_EVENT_LOOP": "uvloop"}
             adapter = start_adapter(workdir, name, **kwargs)
             stack.callback(adapter.stop)
             targets.append(Target(name, adapter.mllp_port, adapter.pid, adapter))
         yield targets
 
 
-def target_names(use_pg: bool, workers: int, only: set[str]) -> list[str]:
+def target_names(use_pg: bool, workers: int, only: set[str], uvloop: bool) -> list[str]:
     names = ["bare", "peer", "sqlite"] + (["postgres"] if use_pg else [])
     if workers > 1:
         names += [f"sqlite_w{workers}"] + ([f"postgres_w{workers}"] if use_pg else [])
+    if uvloop:
+        names += ["sqlite_uvloop"] + (["postgres_uvloop"] if use_pg else [])
     return [n for n in names if not only or n in only]
 
 
@@ -154,6 +162,7 @@ def main() -> None:
     parser.add_argument("--paced-duration", type=float, default=None)
     parser.add_argument("--workers", type=int, default=2, help="N of the _wN targets; 0: none")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-uvloop", action="store_true", help="skip the *_uvloop targets")
     parser.add_argument("--only", default="", help="comma-separated target names")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     ns = parser.parse_args()
@@ -163,7 +172,8 @@ def main() -> None:
     paced = ns.paced_duration or (5.0 if quick else 20.0)
     only = {n.strip() for n in ns.only.split(",") if n.strip()}
     use_pg = not ns.no_postgres and pg_available()
-    names = target_names(use_pg, ns.workers, only)
+    uvloop = not ns.no_uvloop and importlib.util.find_spec("uvloop") is not None
+    names = target_names(use_pg, ns.workers, only, uvloop)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-cpu-"))
     schema = new_schema("icpu") if use_pg else ""
     keys: dict[str, object] = {"ingest_cpu_mode": "quick" if quick else "full"}
@@ -187,7 +197,7 @@ def main() -> None:
                         file=sys.stderr,
                     )
             for target in targets:
-                if target.adapter is None or "_w" in target.name:
+                if target.adapter is None or "_w" in target.name or "_uvloop" in target.name:
                     continue
                 visit += 10_000_000
                 paced_results[target.name] = res = measure(target, paced, visit, PACED_RATE)
@@ -279,6 +289,14 @@ def report(
                 keys[f"ingest_scaling_{workers}_workers"] = scaling
             goal = " (target >= 1.6 where two cores are free)" if store == "postgres" else ""
             rows.append((f"ingest_scaling_{workers}_workers_{store}", f"{fmt(scaling, 3)}{goal}"))
+        fast, plain = med(f"{store}_uvloop", "cpu_us_per_msg"), med(store, "cpu_us_per_msg")
+        if fast is not None and plain:
+            keys[f"uvloop_cpu_ratio_{store}"] = round(fast / plain, 3)
+            if "peer" in results:
+                keys[f"uvloop_vs_peer_{store}"] = median_ratio(
+                    rates(f"{store}_uvloop"), rates("peer")
+                )
+            rows.append((f"uvloop_cpu_ratio_{store}", f"{fast / plain:.3f} (uvloop ÷ asyncio)"))
     if "bare" in results:
         keys["limit_bare_ack_msg_per_s"] = med("bare", "msg_per_s")
         keys["limit_bare_cpu_us_per_msg"] = med("bare", "cpu_us_per_msg")

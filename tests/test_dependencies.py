@@ -96,6 +96,19 @@ def declared() -> tuple[set[str], set[str]]:
     return names(project["dependencies"]), names(project["optional-dependencies"]["test"])
 
 
+def service_extras() -> set[str]:
+    """What the service's own extras (every optional group but `test`) add: imported by
+    `adapter/` only when asked for (`uvloop`: ADAPTER_EVENT_LOOP=uvloop)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    groups = project["optional-dependencies"]
+    return {
+        canonical(re.match(r"[A-Za-z0-9._-]+", r)[0])  # type: ignore[index]
+        for name, requirements in groups.items()
+        if name != "test"
+        for r in requirements
+    }
+
+
 def runtime_imports() -> set[str]:
     found, unknown = distributions(imported_names(ROOT / "adapter"))
     assert not unknown, f"adapter/ imports {sorted(unknown)}, provided by nothing installed"
@@ -106,9 +119,11 @@ def runtime_imports() -> set[str]:
 
 def test_runtime_dependencies_are_exactly_what_adapter_imports() -> None:
     runtime, _ = declared()
+    extras = service_extras()
     needed = runtime_imports()
-    assert sorted(needed - runtime) == [], "imported by adapter/ but not in dependencies"
+    assert sorted(needed - runtime - extras) == [], "imported by adapter/ but not declared"
     assert sorted(runtime - needed) == [], "in dependencies but never imported by adapter/"
+    assert sorted(extras - needed) == [], "in a service extra but never imported by adapter/"
 
 
 def test_test_extra_is_what_tests_and_bench_import_beyond_runtime_plus_the_tools() -> None:
@@ -116,7 +131,8 @@ def test_test_extra_is_what_tests_and_bench_import_beyond_runtime_plus_the_tools
     names = imported_names(ROOT / "tests") | imported_names(ROOT / "bench")
     found, unknown = distributions(names - set(OPTIONAL))
     assert not unknown, f"tests/bench import {sorted(unknown)}, provided by nothing installed"
-    needed = (found - runtime) | {canonical(t) for t in TOOLS}
+    # the service's extras too: the suite runs the service with them (tests/test_event_loop.py)
+    needed = (found - runtime) | {canonical(t) for t in TOOLS} | service_extras()
     assert sorted(needed - test) == [], "imported by tests/bench but not in the test extra"
     assert sorted(test - needed) == [], "in the test extra but neither imported nor a tool"
 

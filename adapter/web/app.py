@@ -251,6 +251,8 @@ async def _serving(boot: _Boot) -> AsyncIterator[None]:
         tls=boot.credentials.server_tls is not None,
         store=settings.database_url.partition(":")[0],
         replica=settings.replica_id,
+        # the loop actually running (ADAPTER_EVENT_LOOP): "asyncio" or "uvloop"
+        event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     try:
         yield

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -239,7 +240,19 @@ async def start_site(
 def run_app(app: web.Application, settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
     """Start the app, serve until SIGTERM/SIGINT, shut down gracefully (as `web.run_app`)."""
     large_buffers_to_the_os()
-    asyncio.run(_serve(app, settings, ssl_context))
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        runner.run(_serve(app, settings, ssl_context))
+
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """asyncio's own loop, or uvloop's (`ADAPTER_EVENT_LOOP=uvloop`: its transports and
+    selector are C, 35-40 of the loop thread's ~190 µs of CPU per message under load)."""
+    if event_loop != "uvloop":
+        return None
+    import uvloop  # an optional extra, checked at settings time
+
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def _serve(
