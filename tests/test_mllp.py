@@ -326,6 +326,59 @@ async def test_handler_exception_is_answered_ae_207_and_the_connection_stays_usa
     assert "handler bug" not in repr(logs)
 
 
+async def test_a_handler_not_answering_within_the_handler_timeout_is_answered_ae_207_and_the_connection_goes_on(
+    start_server: ServerFactory,
+) -> None:
+    """The store stalled, say: the sender hears AE 207 (resend later) after the limit, not
+    silence, and the next message on the same connection is handled as usual."""
+    cancelled = asyncio.Event()
+
+    async def stall_first(payload: bytes, peer: PeerInfo) -> HandlerResult:
+        if b"|STALL|" in payload:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return await accept_all(payload, peer)
+
+    server = await start_server(stall_first, handler_timeout=0.3)
+    with structlog.testing.capture_logs() as logs:
+        started = time.monotonic()
+        async with connect(HOST, server.port) as client:
+            await client.send(hl7_message("STALL"))
+            late = await client.read_ack(timeout=5)
+            waited = time.monotonic() - started
+            await client.send(hl7_message("NEXT"))
+            assert read_msa(await client.read_ack()) == ("AA", "NEXT")
+    assert read_msa(late) == ("AE", "STALL")
+    assert err_code(late) == "207"
+    assert 0.3 <= waited < 1.5
+    assert cancelled.is_set()  # the handler's wait was cancelled, not left running
+    assert [e["seconds"] for e in logs if e["event"] == "mllp.handler_timeout"] == [0.3]
+
+
+async def test_a_server_stopping_cancels_a_handler_within_its_timeout_without_an_answer(
+    start_server: ServerFactory,
+) -> None:
+    """The handler's deadline is the server's: a stop's own cancellation is not taken for
+    it (no AE written, the connection cut as before)."""
+    entered = asyncio.Event()
+
+    async def stuck(payload: bytes, peer: PeerInfo) -> HandlerResult:
+        entered.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    server = await start_server(stuck, handler_timeout=60)
+    async with connect(HOST, server.port) as client:
+        await client.send(hl7_message("STOPPED"))
+        await asyncio.wait_for(entered.wait(), 5)
+        await server.stop(0.2)
+        with pytest.raises(EOFError):
+            await client.read_ack(timeout=5)
+
+
 async def test_handler_returning_an_unframeable_ack_is_answered_ae(
     start_server: ServerFactory,
 ) -> None:

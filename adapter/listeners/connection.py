@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.hl7.mllp_framing import MllpDecoder
+from adapter.listeners.deadlines import Deadline
 
 __all__ = ["Connection", "FrameBudget", "PeerInfo", "complete_header", "linger"]
 
@@ -37,6 +38,7 @@ class Connection:
     writer: asyncio.StreamWriter
     decoder: MllpDecoder
     task: asyncio.Task[None] | None = None
+    deadline: Deadline = field(default_factory=lambda: Deadline(None))  # see `deadlines`
     reading: bool = False
     held: int = 0  # bytes of its unfinished frame counted in the server's FrameBudget
 

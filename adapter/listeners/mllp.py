@@ -42,6 +42,7 @@ from adapter.listeners.connection import (
     complete_header,
     linger,
 )
+from adapter.listeners.deadlines import Deadline, Sweeper, tick_for
 from adapter.listeners.mllp_log import (
     ACCEPTED_CODES,
     SUMMARY_SECONDS,
@@ -143,8 +144,11 @@ class MllpServer:
         control_ids: Callable[[], str] = ack_control_id,
         keep_oversize: OversizeKeeper | None = None,
         summary_seconds: float = SUMMARY_SECONDS,
+        handler_timeout: float | None = None,
     ) -> None:
         if min(max_frame_bytes, read_bytes) < 1 or min(idle_timeout, frame_deadline) <= 0:
+            raise ValueError("MLLP limits must be positive")
+        if handler_timeout is not None and handler_timeout <= 0:
             raise ValueError("MLLP limits must be positive")
         if summary_seconds <= 0:
             raise ValueError("MLLP limits must be positive")
@@ -168,6 +172,11 @@ class MllpServer:
         self.summary_seconds = summary_seconds
         self._summary = MllpSummary(time.perf_counter())
         self._receive: memoryview | None = None  # one for every connection: see `_protocol`
+        self.handler_timeout = handler_timeout
+        self._sweeper = Sweeper(
+            lambda: (c.deadline for c in self._connections.values()),
+            tick_for(idle_timeout, frame_deadline, handler_timeout),
+        )
 
     @property
     def port(self) -> int:
@@ -229,6 +238,7 @@ class MllpServer:
             if late:
                 log.warning("mllp.stop_cut", connections=len(late))
                 await asyncio.wait(late)
+        self._sweeper.stop()
         self._summary.log(time.perf_counter(), 0)
         self._summary = MllpSummary(time.perf_counter())
         log.info("mllp.stopped")
@@ -262,30 +272,40 @@ class MllpServer:
         peer = PeerInfo(host, port, self._sequence)
         connection = Connection(peer, writer, MllpDecoder(self.max_frame_bytes))
         connection.task = asyncio.current_task()
+        connection.deadline = Deadline(connection.task)
         self._connections[peer.connection] = connection
+        self._sweeper.start()
         return connection
 
     async def _read_loop(self, reader: asyncio.StreamReader, connection: Connection) -> str:
         """Read, decode, answer every complete item in order; returns why it ended.
 
         Two clocks bound a connection: the last complete frame (`idle_timeout`) and the
-        start of the unfinished one (`frame_deadline`); a read waits for the earlier.
+        start of the unfinished one (`frame_deadline`); a read waits for the earlier (its
+        `Deadline`, which the server's sweeper enforces).
         """
         decoder = connection.decoder
+        deadline = connection.deadline
         loop = asyncio.get_running_loop()
         progress = loop.time()
         frame_started: float | None = None
         while not self._stopping or decoder.in_frame:
             idle_at = progress + self.idle_timeout
             frame_at = frame_started + self.frame_deadline if frame_started is not None else idle_at
+            if frame_at < idle_at:
+                deadline.arm(frame_at, "frame_deadline")
+            else:
+                deadline.arm(idle_at, "idle")
             connection.reading = True
             try:
-                async with asyncio.timeout_at(min(idle_at, frame_at)):
-                    data = await reader.read(self.read_bytes)
-            except TimeoutError:
-                return self._cut(connection, "frame_deadline" if frame_at < idle_at else "idle")
+                data = await reader.read(self.read_bytes)
+            except asyncio.CancelledError:
+                if not (reason := deadline.expired()):
+                    raise
+                return self._cut(connection, reason)
             finally:
                 connection.reading = False
+                deadline.disarm()
             if not data:
                 return "stopping" if self._stopping else "eof"
             items = decoder.feed(data)
@@ -353,7 +373,7 @@ class MllpServer:
             await self._keep_oversize(item, connection.peer)
             reply = self._oversize_reply(item)
         else:
-            reply = await self._handler_reply(item.payload, connection.peer)
+            reply = await self._handler_reply(item.payload, connection)
         if reply.frame is not None:
             connection.writer.write(reply.frame)
             await connection.writer.drain()
@@ -370,16 +390,29 @@ class MllpServer:
             summary.log(finished, len(self._connections))
             self._summary = MllpSummary(finished)
 
-    async def _handler_reply(self, payload: bytes, peer: PeerInfo) -> _Reply:
-        """The handler's ACK; the server's own AE/207 if it raises or returns an unframeable ACK."""
+    async def _handler_reply(self, payload: bytes, connection: Connection) -> _Reply:
+        """The handler's ACK; the server's own AE/207 if it raises, returns an unframeable
+        ACK, or has not answered within `handler_timeout` (the store stalled, say: the
+        sender resends, and finds the message if it was kept after all)."""
+        peer, deadline = connection.peer, connection.deadline
+        if self.handler_timeout is not None:
+            loop_time = asyncio.get_running_loop().time()
+            deadline.arm(loop_time + self.handler_timeout, "handler_timeout")
         try:
             return _reply(await self.handler(payload, peer))
         except asyncio.CancelledError:
-            raise
+            if not deadline.expired():
+                raise
+            self._cut(connection, "handler_timeout")
+            log.error("mllp.handler_timeout", peer=str(peer), seconds=self.handler_timeout)
+            late = HandlerFailed(f"not answered within {self.handler_timeout:g} s; resend later")
+            return self._own_reply(read_msh(payload), late)
         except Exception as exc:
             log.error("mllp.handler_failed", peer=str(peer), error=type(exc).__name__)
             failed = HandlerFailed("internal error; resend later")
             return self._own_reply(read_msh(payload), failed)
+        finally:
+            deadline.disarm()
 
     async def _keep_oversize(self, item: Oversize, peer: PeerInfo) -> None:
         """Best effort: the AR goes out whether or not the head could be kept."""

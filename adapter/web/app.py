@@ -47,7 +47,7 @@ from adapter.web.app_ui import setup_ui
 from adapter.web.bodies import BODY_LIMITS, BodyBudget, BodyLimits
 from adapter.web.routes.api import setup_routes
 from adapter.web.security import install
-from adapter.web.state import STATE, AppState
+from adapter.web.state import INGEST_TIMEOUT_S, STATE, AppState
 
 log = structlog.get_logger()
 
@@ -338,11 +338,12 @@ def _mllp_server(state: AppState) -> MllpServer:
         keep_oversize=lambda item, _peer: state.ingestor.keep_oversize(
             item.head, item.size, settings.mllp_max_frame_bytes
         ),
+        handler_timeout=INGEST_TIMEOUT_S,
     )
 
 
 async def _mllp_handler(state: AppState, raw: bytes, peer: PeerInfo) -> HandlerResult:
-    return await state.handle_hl7(raw, f"mllp {peer.host}")
+    return await state.handle_hl7(raw, f"mllp {peer.host}", timeout=None)  # the server's
 
 
 def _deliverer(

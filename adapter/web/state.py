@@ -36,6 +36,9 @@ __all__ = ["INGEST_TIMEOUT_S", "STATE", "AppState"]
 log = structlog.get_logger()
 
 
+INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
+
+
 @dataclass
 class AppState:
     """Everything a request handler may need, created at start-up."""
@@ -78,11 +81,18 @@ class AppState:
         log.info("mappings.reloaded", directory=self.settings.mappings_dir)
         return None
 
-    async def handle_hl7(self, raw: bytes, origin: str) -> HandlerResult:
-        """Keep the message, then build its ACK (AA only after the commit)."""
+    async def handle_hl7(
+        self, raw: bytes, origin: str, timeout: float | None = INGEST_TIMEOUT_S
+    ) -> HandlerResult:
+        """Keep the message, then build its ACK (AA only after the commit). `timeout=None`:
+        the caller bounds the wait itself (the MLLP server, with one timer for all its
+        connections: `adapter.listeners.deadlines`)."""
         try:
-            async with asyncio.timeout(INGEST_TIMEOUT_S):
+            if timeout is None:
                 result = await self.ingestor.receive_hl7(raw, origin)
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await self.ingestor.receive_hl7(raw, origin)
         except Exception as exc:  # store down or stalled: AE 207, the sender resends (dedup)
             log.error("hl7.ingest_failed", error=type(exc).__name__)
             return internal_error(raw, self.clock())
@@ -90,6 +100,3 @@ class AppState:
 
 
 STATE = web.AppKey("state", AppState)
-
-
-INGEST_TIMEOUT_S = 30.0  # beyond this the message is answered AE rather than held silently
