@@ -43,7 +43,8 @@ def main() -> None:
         "threads",
         database_url=PG_URL if schema else None,
         schema=schema,
-        extra_env={"ADAPTER_EVENT_LOOP": ns.event_loop},
+        # unset for asyncio, so the script also measures a tree from before the setting
+        extra_env={} if ns.event_loop == "asyncio" else {"ADAPTER_EVENT_LOOP": ns.event_loop},
     )
     figures: dict[str, list[float]] = {}
     try:
