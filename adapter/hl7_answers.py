@@ -42,6 +42,11 @@ class Outcome(Protocol):
     @property
     def ack_code(self) -> AckCode: ...
 
+    @property
+    def header(self) -> MshInfo | None:
+        """The message's MSH when ingest already read it (None: read it from the bytes)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class HandlerResult:
@@ -70,8 +75,9 @@ def ack_error(error: Hl7Refused | ServerRefusal) -> AckError:
 def ack_for(raw: bytes, result: Outcome, now: datetime) -> HandlerResult:
     """The ACKs of a kept or refused message, in the mode the sender asked for (`acks_for`)."""
     refusal = result.refusal
+    header = result.header
     acks = acks_for(
-        read_msh(raw),
+        header if header is not None else read_msh(raw),
         result.ack_code,
         error=ack_error(refusal) if refusal is not None else None,
         now=now,

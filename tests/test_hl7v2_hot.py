@@ -7,7 +7,7 @@ message would be acknowledged AA that the reader refuses, or linked elsewhere.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.core.mappings import Mappings
+from adapter.hl7.ack import AckCode, acks_for
 from adapter.hl7.er7 import split_messages
+from adapter.hl7.msh import MshInfo, read_msh
 from adapter.mappings_loader import default_mappings_dir, load_mappings
 from adapter.readers.hl7v2 import read_hl7
 from adapter.readers.hl7v2.hot import CheckedMessage, check_hl7_frame
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NY = ZoneInfo("America/New_York")
 MAPPINGS = load_mappings(default_mappings_dir())
 CUTOFFS = (None, time(18, 0))
+ACK_TIME = datetime(2026, 12, 4, 20, 15, 2, tzinfo=UTC)
 
 
 def _frames() -> list[bytes]:
@@ -60,7 +63,18 @@ def assert_same_as_reader(raw: bytes, mappings: Mappings = MAPPINGS) -> CheckedM
     assert checked.patient_id == patient_key(full.events)
     for cutoff in CUTOFFS:
         assert checked_links(checked, NY, cutoff) == links_for(full.events, NY, cutoff)
+    assert _acks(MshInfo(checked.header, "utf-8")) == _acks(read_msh(raw))
     return checked
+
+
+def _acks(header: MshInfo | None) -> tuple[tuple[AckCode, bytes], ...]:
+    """The AA and the AE the service would send for a message with this header (the ACK is
+    built from the check's MSH: it must be the one `read_msh` gives from the bytes)."""
+    return tuple(
+        ack
+        for code in (AckCode.AA, AckCode.AE)
+        for ack in acks_for(header, code, error=None, now=ACK_TIME, control_ids=lambda: "A1")
+    )
 
 
 def test_the_fixture_visits_are_checked_on_the_hot_path() -> None:

@@ -31,6 +31,7 @@ from adapter.errors import (
     UnsupportedHl7Version,
 )
 from adapter.hl7.ack import AckCode
+from adapter.hl7.msh import MshInfo
 from adapter.labels import control_id_label, message_kind_label
 from adapter.readers.fhir import read_fhir
 from adapter.readers.hl7v2 import read_hl7
@@ -53,6 +54,7 @@ class Hl7Result:
     control_id: str
     duplicate: bool
     refusal: Hl7Refused | None = None
+    header: MshInfo | None = None  # the MSH the hot-path check read (else the ACK reads it)
 
     @property
     def ack_code(self) -> AckCode:
@@ -157,7 +159,8 @@ class Ingestor:
             checked.patient_id, checked.control_key,
         )  # fmt: skip
         self.metrics.message("hl7", checked.kind, "duplicate" if duplicate else "accepted")
-        return Hl7Result(control_id, duplicate)
+        # the check vouches for ASCII frames only, so the header's charset is utf-8's
+        return Hl7Result(control_id, duplicate, header=MshInfo(checked.header, "utf-8"))
 
     def _note_reused(self, kind: str, control_id: str) -> None:
         """Count and log (no PHI) a control id its sender already used for other content.

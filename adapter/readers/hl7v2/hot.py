@@ -75,6 +75,7 @@ class CheckedMessage:
     encounter_key: str
     close_requested: bool
     starts: tuple[datetime, ...]
+    header: Segment  # the MSH as `read_msh` tokenizes it: the ACK is built from it
 
 
 def check_hl7_frame(raw: bytes, mappings: Mappings, site_tz: tzinfo) -> CheckedMessage | None:
@@ -120,6 +121,7 @@ def _check(raw: bytes, mappings: Mappings, site_tz: tzinfo) -> CheckedMessage:
         encounter_key=f"visit:{visit_id}",
         close_requested=closes,
         starts=starts,
+        header=msh,
     )
 
 
