@@ -566,7 +566,7 @@ async def test_ack_latency_is_observed(start_server: ServerFactory) -> None:
 async def test_connections_sharing_the_receive_buffer_each_get_exactly_their_own_bytes(
     start_server: ServerFactory,
 ) -> None:
-    """All connections are read into one buffer (`_BufferedStreamProtocol`): interleaved
+    """All connections are read into one buffer (`listeners.receive.SharedBufferProtocol`): interleaved
     senders, messages larger than one read, and writes cut anywhere must still hand every
     handler call exactly the bytes its own connection sent, in order."""
     received: dict[int, list[bytes]] = {}

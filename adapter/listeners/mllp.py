@@ -50,6 +50,7 @@ from adapter.listeners.mllp_log import (
     log_closed,
     log_message,
 )
+from adapter.listeners.receive import SharedBufferProtocol
 
 __all__ = [
     "AckMetrics",
@@ -209,11 +210,11 @@ class MllpServer:
 
     def _protocol(self) -> asyncio.BaseProtocol:
         """What `asyncio.start_server` builds per connection: a stream pair for `_serve`,
-        reading into the server's one receive buffer (`_ReceiveBuffer`)."""
+        reading into the server's one receive buffer (`adapter.listeners.receive`)."""
         if self._receive is None:
             self._receive = memoryview(bytearray(self.read_bytes))
         reader = asyncio.StreamReader(limit=2 * self.read_bytes)
-        return _BufferedStreamProtocol(reader, self._serve, self._receive)
+        return SharedBufferProtocol(reader, self._serve, self._receive)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting; answer messages already received; close every connection.
@@ -433,35 +434,6 @@ class MllpServer:
     def _own_reply(self, msh: MshInfo | None, error: ServerRefusal) -> _Reply:
         """An ACK the server builds itself, in the mode (original or enhanced) the sender asked."""
         return _reply(refusal_answer(msh, error, self.clock(), self.control_ids))
-
-
-class _BufferedStreamProtocol(asyncio.StreamReaderProtocol, asyncio.BufferedProtocol):
-    """A `StreamReaderProtocol` the transport reads into with `recv_into`, into a buffer
-    all the server's connections share, instead of `recv`.
-
-    Why: asyncio's plain `recv` asks for 256 KiB every time; above the mmap threshold the
-    service fixes (`adapter.allocator`) that is a fresh mapping per read, shrunk by `mremap`
-    and unmapped once the bytes are read: three system calls, page faults and a TLB
-    shootdown on every core, per message (~13 % of the service's CPU under load). Sharing
-    one buffer is safe: the transport fills it and calls `buffer_updated` in one step on
-    the loop's thread, and only the bytes received are copied out, before anything else
-    runs. TLS transports (`asyncio.sslproto`) read into it the same way.
-    """
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        receive: memoryview,
-    ) -> None:
-        super().__init__(reader, connected)
-        self._receive = receive
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._receive
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._receive[:nbytes]))
 
 
 def _reply(result: HandlerResult) -> _Reply:
