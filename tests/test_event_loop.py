@@ -14,15 +14,13 @@ import importlib.util
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from adapter.config import _event_loop_problems
-from tests.test_operating import EXIT_CONFIG, ROOT, service_env
-from tests.test_workers import healthy, message, send_each, wait_for
+from tests.test_operating import EXIT_CONFIG, adapter, service_env
+from tests.test_workers import healthy, message, send_each, serve_process, wait_for
 
 
 def _started_lines(log: Path) -> list[dict[str, object]]:
@@ -45,11 +43,7 @@ def test_the_service_runs_on_the_loop_it_is_told_and_keeps_every_message(
         tmp_path, ADAPTER_EVENT_LOOP=setting, ADAPTER_WORKERS=workers, ADAPTER_LOG_LEVEL="info"
     )
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "adapter.cli.main", "serve"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = serve_process(env, log)
     try:
         count = int(workers)
         wait_for(lambda: healthy(env) and len(_started_lines(log)) == count, what="started")
@@ -68,11 +62,7 @@ def test_the_service_runs_on_the_loop_it_is_told_and_keeps_every_message(
 
 @pytest.mark.parametrize("value", ["trio", "UVLOOP", ""])
 def test_an_unknown_event_loop_is_a_setting_error_naming_it(tmp_path: Path, value: str) -> None:
-    env = service_env(tmp_path, ADAPTER_EVENT_LOOP=value)
-    done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli.main", "settings"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = adapter("settings", env=service_env(tmp_path, ADAPTER_EVENT_LOOP=value), timeout=60)
     assert done.returncode == EXIT_CONFIG
     assert "event_loop" in done.stderr
 

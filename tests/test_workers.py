@@ -26,7 +26,14 @@ import pytest
 
 from adapter.store.writer_lock import WriterLock
 from tests.mllp_client import MllpClient
-from tests.test_operating import EXIT_CONFIG, EXIT_STARTUP, ROOT, free_port, service_env
+from tests.test_operating import (
+    EXIT_CONFIG,
+    EXIT_STARTUP,
+    ROOT,
+    adapter,
+    free_port,
+    service_env,
+)
 
 
 async def open_client(port: int) -> MllpClient:
@@ -105,15 +112,20 @@ def accepted_total(text: str) -> float:
     )
 
 
+def serve_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`charge-adapter serve` with `env`, its output to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "adapter.cli.main", "serve"],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
 @contextmanager
 def workers(tmp_path: Path, count: int = 2, **overrides: str) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:  # fmt: skip
     env = service_env(tmp_path, ADAPTER_WORKERS=str(count), ADAPTER_LOG_LEVEL="info", **overrides)
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "adapter.cli.main", "serve"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = serve_process(env, log)
     try:
         wait_for(lambda: healthy(env) and len(children(proc.pid)) == count, what="workers up")
         wait_for(lambda: b"workers.started" in log.read_bytes(), what="workers.started")
@@ -278,11 +290,7 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_exit_status(tmp_p
 
 @pytest.mark.parametrize("value", ["0", "65", "two"])
 def test_adapter_workers_out_of_range_is_a_setting_error(tmp_path: Path, value: str) -> None:
-    env = service_env(tmp_path, ADAPTER_WORKERS=value)
-    done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli.main", "settings"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = adapter("settings", env=service_env(tmp_path, ADAPTER_WORKERS=value), timeout=60)
     assert done.returncode == EXIT_CONFIG
     assert "workers" in done.stderr.lower()
 
