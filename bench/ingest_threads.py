@@ -25,9 +25,17 @@ from pathlib import Path
 
 from harness.load import run_loadgen
 from harness.pg import PG_URL, drop_schema, new_schema
-from harness.proc import start_adapter, thread_cpu
+from harness.proc import start_adapter, thread_cpu, thread_cpu_split
 
 CONNECTIONS = 8
+# thread_cpu_split's names: the main thread runs the event loop; the one other busy thread
+# is SQLite's store thread
+FIGURES = {
+    "main_user": "loop_user_us",
+    "main_sys": "loop_sys_us",
+    "other_user": "store_user_us",
+    "other_sys": "store_sys_us",
+}
 
 
 def main() -> None:
@@ -59,13 +67,8 @@ def main() -> None:
             )
             after = thread_cpu(adapter.pid)
             acked = max(1, int(result["acked"]))
-            split = {"loop_user_us": 0.0, "loop_sys_us": 0.0}
-            split |= {"store_user_us": 0.0, "store_sys_us": 0.0}
-            for tid, (user, system) in after.items():
-                user0, system0 = before.get(tid, (0.0, 0.0))
-                who = "loop" if tid == adapter.pid else "store"  # the one other busy thread
-                split[f"{who}_user_us"] += 1e6 * (user - user0) / acked
-                split[f"{who}_sys_us"] += 1e6 * (system - system0) / acked
+            seconds = thread_cpu_split(adapter.pid, before, after)
+            split = {FIGURES[key]: 1e6 * value / acked for key, value in seconds.items()}
             split["msg_per_s"] = float(result["msg_per_s"])
             for key, value in split.items():
                 figures.setdefault(key, []).append(value)

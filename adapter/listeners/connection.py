@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from adapter.hl7.mllp_framing import MllpDecoder
 from adapter.listeners.deadlines import Deadline
@@ -37,8 +37,8 @@ class Connection:
     peer: PeerInfo
     writer: asyncio.StreamWriter
     decoder: MllpDecoder
-    task: asyncio.Task[None] | None = None
-    deadline: Deadline = field(default_factory=lambda: Deadline(None))  # see `deadlines`
+    task: asyncio.Task[None] | None
+    deadline: Deadline  # when its current wait must end (`adapter.listeners.deadlines`)
     reading: bool = False
     held: int = 0  # bytes of its unfinished frame counted in the server's FrameBudget
 

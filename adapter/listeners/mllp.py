@@ -172,7 +172,7 @@ class MllpServer:
         self._stopping = False
         self.summary_seconds = summary_seconds
         self._summary = MllpSummary(time.perf_counter())
-        self._receive: memoryview | None = None  # one for every connection: see `_protocol`
+        self._receive = memoryview(bytearray(read_bytes))  # one for every connection
         self.handler_timeout = handler_timeout
         self._sweeper = Sweeper(
             lambda: (c.deadline for c in self._connections.values()),
@@ -211,8 +211,6 @@ class MllpServer:
     def _protocol(self) -> asyncio.BaseProtocol:
         """What `asyncio.start_server` builds per connection: a stream pair for `_serve`,
         reading into the server's one receive buffer (`adapter.listeners.receive`)."""
-        if self._receive is None:
-            self._receive = memoryview(bytearray(self.read_bytes))
         reader = asyncio.StreamReader(limit=2 * self.read_bytes)
         return SharedBufferProtocol(reader, self._serve, self._receive)
 
@@ -271,9 +269,10 @@ class MllpServer:
         address = writer.get_extra_info("peername")
         host, port = (str(address[0]), int(address[1])) if address else ("?", 0)
         peer = PeerInfo(host, port, self._sequence)
-        connection = Connection(peer, writer, MllpDecoder(self.max_frame_bytes))
-        connection.task = asyncio.current_task()
-        connection.deadline = Deadline(connection.task)
+        task = asyncio.current_task()
+        connection = Connection(
+            peer, writer, MllpDecoder(self.max_frame_bytes), task, Deadline(task)
+        )
         self._connections[peer.connection] = connection
         self._sweeper.start()
         return connection
@@ -303,7 +302,7 @@ class MllpServer:
             except asyncio.CancelledError:
                 if not (reason := deadline.expired()):
                     raise
-                return self._cut(connection, reason)
+                return self._limit_hit(reason)
             finally:
                 connection.reading = False
                 deadline.disarm()
@@ -321,7 +320,7 @@ class MllpServer:
             for item in items:
                 await self._answer(item, connection)
             if not within:
-                reason = self._cut(connection, "buffer_budget")  # counted before the linger
+                reason = self._limit_hit("buffer_budget")  # counted before the linger
                 await self._refuse_partial(reader, connection)
                 return reason
         return "stopping"
@@ -340,8 +339,9 @@ class MllpServer:
         if held and self.on_release is not None:
             self.on_release(held)
 
-    def _cut(self, connection: Connection, reason: str) -> str:
-        """A limit closes the connection: counted (`limits_hit`), and the reason logged."""
+    def _limit_hit(self, reason: str) -> str:
+        """A limit was hit (a connection cut, or a handler answered late): counted in
+        `limits_hit`; returns the reason (the connection's end, when it ends it)."""
         if self.metrics is not None:
             self.metrics.limits_hit.labels("mllp", reason).inc()
         return reason
@@ -404,7 +404,7 @@ class MllpServer:
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise
-            self._cut(connection, "handler_timeout")
+            self._limit_hit("handler_timeout")
             log.error("mllp.handler_timeout", peer=str(peer), seconds=self.handler_timeout)
             late = HandlerFailed(f"not answered within {self.handler_timeout:g} s; resend later")
             return self._own_reply(read_msh(payload), late)

@@ -87,12 +87,10 @@ class AppState:
         """Keep the message, then build its ACK (AA only after the commit). `timeout=None`:
         the caller bounds the wait itself (the MLLP server, with one timer for all its
         connections: `adapter.listeners.deadlines`)."""
+        bound = contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout)
         try:
-            if timeout is None:
+            async with bound:
                 result = await self.ingestor.receive_hl7(raw, origin)
-            else:
-                async with asyncio.timeout(timeout):
-                    result = await self.ingestor.receive_hl7(raw, origin)
         except Exception as exc:  # store down or stalled: AE 207, the sender resends (dedup)
             log.error("hl7.ingest_failed", error=type(exc).__name__)
             return internal_error(raw, self.clock())
